@@ -1,0 +1,160 @@
+import Buffers
+import CLibevent
+import Glibc
+
+/// What a connection tells its owner. Every call arrives on the connection's loop thread.
+public protocol ConnectionHandler: AnyObject {
+    /// New bytes were appended to `connection.input`. Consume what can be answered
+    /// and append replies to `connection.output`; the connection writes them when
+    /// this returns.
+    func connectionReadable(_ connection: Connection)
+    /// The output that had filled the socket has been written out completely.
+    func connectionDrained(_ connection: Connection)
+    /// The connection is closed (by the peer, an error, or `close()`); called once.
+    func connectionClosed(_ connection: Connection)
+}
+
+/// A non-blocking TCP connection owned by one `EventLoop` for its whole life.
+///
+/// Each read wake-up does one read(2) into `input` and hands the bytes to the
+/// handler; replies gathered in `output` leave with one write(2). A write event
+/// is armed only after the socket refused bytes, so a request-response exchange
+/// costs one read and one write. Loop thread only.
+public final class Connection {
+    public let fd: Int32
+    public unowned let loop: EventLoop
+    public var input: ByteBuffer
+    public var output: ByteBuffer
+    public private(set) var handler: (any ConnectionHandler)?
+    public private(set) var isClosed = false
+
+    private var readEvent: OpaquePointer?
+    private var writeEvent: OpaquePointer?
+    private var readingPaused = false
+    private var writeArmed = false
+    private var closeWhenDrained = false
+
+    /// Room made in `input` before each read.
+    public static let readChunk = 16 * 1024
+    /// Buffers that grew past this for one large value are shrunk back once empty.
+    static let retainedCapacity = 64 * 1024
+
+    /// Adopts an accepted or connecting socket and starts reading from it.
+    public init(fd: Int32, loop: EventLoop, handler: any ConnectionHandler) {
+        self.fd = fd
+        self.loop = loop
+        self.handler = handler
+        self.input = ByteBuffer(capacity: Connection.readChunk)
+        self.output = ByteBuffer(capacity: Connection.readChunk)
+        // The connection keeps itself alive while open; `close()` releases it.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), connectionReadCallback, context)
+        writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), connectionWriteCallback, context)
+        event_add(readEvent, nil)
+    }
+
+    deinit {
+        if let readEvent { event_free(readEvent) }
+        if let writeEvent { event_free(writeEvent) }
+    }
+
+    /// Writes pending output now. Arms the write event if the socket is full.
+    public func flush() {
+        guard !isClosed else { return }
+        while !output.isEmpty {
+            let pending = output.readableCount
+            switch NonBlockingIO.write(fd, output.readableBytes) {
+            case .transferred(let written):
+                output.consume(written)
+                // A short write means the socket buffer is full; wait for room.
+                if written < pending { armWrite(); return }
+            case .wouldBlock:
+                armWrite()
+                return
+            case .endOfFile, .failed:
+                close()
+                return
+            }
+        }
+        if writeArmed {
+            writeArmed = false
+            event_del(writeEvent)
+        }
+        if output.allocatedCapacity > Connection.retainedCapacity { output.shrink(to: Connection.readChunk) }
+        if closeWhenDrained { close() }
+    }
+
+    /// Stops reading from the socket, e.g. while output is backed up.
+    public func pauseReading() {
+        guard !readingPaused, !isClosed else { return }
+        readingPaused = true
+        event_del(readEvent)
+    }
+
+    public func resumeReading() {
+        guard readingPaused, !isClosed else { return }
+        readingPaused = false
+        event_add(readEvent, nil)
+    }
+
+    public var isReadingPaused: Bool { readingPaused }
+    /// True while output waits for the socket to accept more bytes.
+    public var isWaitingForWritable: Bool { writeArmed }
+
+    /// Writes what is pending, then closes.
+    public func closeAfterFlush() {
+        closeWhenDrained = true
+        pauseReading()
+        flush()
+    }
+
+    /// Closes the socket now and tells the handler. Safe to call more than once.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        event_del(readEvent)
+        event_del(writeEvent)
+        Glibc.close(fd)
+        let handler = self.handler
+        self.handler = nil
+        handler?.connectionClosed(self)
+        // Balances the retain taken in init.
+        Unmanaged.passUnretained(self).release()
+    }
+
+    private func armWrite() {
+        guard !writeArmed else { return }
+        writeArmed = true
+        event_add(writeEvent, nil)
+    }
+
+    fileprivate func handleReadable() {
+        if input.writableCount < Connection.readChunk / 4 { input.reserveWritable(Connection.readChunk) }
+        switch NonBlockingIO.read(fd, into: input.writableSpace) {
+        case .transferred(let count):
+            input.commitWritten(count)
+            handler?.connectionReadable(self)
+            if !isClosed && !output.isEmpty && !writeArmed { flush() }
+            if !isClosed && input.isEmpty && input.allocatedCapacity > Connection.retainedCapacity {
+                input.shrink(to: Connection.readChunk)
+            }
+        case .wouldBlock:
+            return
+        case .endOfFile, .failed:
+            close()
+        }
+    }
+
+    fileprivate func handleWritable() {
+        flush()
+        if !isClosed && output.isEmpty { handler?.connectionDrained(self) }
+    }
+}
+
+private func connectionReadCallback(_ fd: Int32, _ what: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue().handleReadable()
+}
+
+private func connectionWriteCallback(_ fd: Int32, _ what: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue().handleWritable()
+}
