@@ -111,8 +111,9 @@ public struct ByteBuffer: ~Copyable {
         writeIndex += 1
     }
 
-    public mutating func append(_ bytes: some Sequence<UInt8>) {
-        for byte in bytes { append(byte: byte) }
+    public mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
     /// Appends `value` in decimal without allocating.

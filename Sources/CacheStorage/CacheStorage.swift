@@ -134,6 +134,10 @@ public struct LockedShard {
     /// Removes an item from the table; its memory is reused later.
     public mutating func unlink(_ item: ItemRef, hash: UInt64) { fatalError() }
 
+    /// Records a read of `item` after the fact (meta commands report `h` and `l`
+    /// as they were before this access): marks it fetched and accessed at `now`.
+    public mutating func recordAccess(_ item: ItemRef, now: ServerTime) { fatalError() }
+
     /// Gives a linked item a new CAS unique (meta `md I`, in-place incr) and returns it.
     public mutating func assignNewCas(_ item: ItemRef) -> UInt64 { fatalError() }
 }

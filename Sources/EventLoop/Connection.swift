@@ -27,6 +27,8 @@ public final class Connection {
     public var output: ByteBuffer
     public private(set) var handler: (any ConnectionHandler)?
     public private(set) var isClosed = false
+    /// Bytes the most recent read brought in (for byte counters).
+    public private(set) var lastReadCount = 0
 
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
@@ -133,6 +135,7 @@ public final class Connection {
         switch NonBlockingIO.read(fd, into: input.writableSpace) {
         case .transferred(let count):
             input.commitWritten(count)
+            lastReadCount = count
             handler?.connectionReadable(self)
             if !isClosed && !output.isEmpty && !writeArmed { flush() }
             if !isClosed && input.isEmpty && input.allocatedCapacity > Connection.retainedCapacity {
@@ -151,10 +154,14 @@ public final class Connection {
     }
 }
 
+// A handler may close the connection, which drops the connection's own
+// reference; the extended lifetime keeps it valid until the callback returns.
 private func connectionReadCallback(_ fd: Int32, _ what: Int16, _ context: UnsafeMutableRawPointer?) {
-    Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue().handleReadable()
+    let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
+    withExtendedLifetime(connection) { connection.handleReadable() }
 }
 
 private func connectionWriteCallback(_ fd: Int32, _ what: Int16, _ context: UnsafeMutableRawPointer?) {
-    Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue().handleWritable()
+    let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
+    withExtendedLifetime(connection) { connection.handleWritable() }
 }

@@ -26,6 +26,9 @@ public final class EventLoop: @unchecked Sendable {
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
 
+    /// The libevent version in use, for `stats`.
+    public static var libeventVersion: String { String(cString: event_get_version()) }
+
     public init() throws(SystemCallError) {
         guard let config = event_config_new() else { throw SystemCallError("event_config_new", errno: ENOMEM) }
         defer { event_config_free(config) }

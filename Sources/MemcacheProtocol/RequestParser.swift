@@ -35,3 +35,10 @@ public struct RequestLimits: Sendable {
         self.casEnabled = casEnabled
     }
 }
+
+/// Frames and validates requests at the front of a buffer (implementation pending).
+public struct RequestParser: Sendable {
+    public var limits: RequestLimits
+    public init(limits: RequestLimits) { self.limits = limits }
+    public func parse(_ bytes: UnsafeRawBufferPointer) -> ParseOutcome { fatalError("not implemented") }
+}

@@ -1,0 +1,114 @@
+import Buffers
+import CacheStorage
+import EventLoop
+import MemcacheProtocol
+
+/// One client's session: frames requests from the connection's input, has the
+/// worker's processor answer them in order, and keeps the stream in sync across
+/// swallowed data blocks. Loop thread only.
+final class ClientConnection: ConnectionHandler {
+    private unowned let worker: NodeWorker
+    /// Bytes of a rejected data block still to be discarded as they arrive.
+    private var swallowRemaining = 0
+    /// Set once the connection is closing; later input is ignored.
+    private var finished = false
+    /// Server time of the last request, for `-o idle_timeout`.
+    private(set) var lastActive: ServerTime
+
+    /// Stop answering and wait for the socket to drain past this much pending output,
+    /// so a client that pipelines without reading cannot grow our memory without bound.
+    static let outputHighWater = 1 << 20
+
+    init(worker: NodeWorker) {
+        self.worker = worker
+        self.lastActive = worker.context.clock.now
+    }
+
+    func connectionReadable(_ connection: Connection) {
+        worker.counters.add(.bytesRead, UInt64(connection.lastReadCount))
+        lastActive = worker.context.clock.now
+        processInput(connection)
+    }
+
+    func connectionDrained(_ connection: Connection) {
+        guard !finished, connection.isReadingPaused else { return }
+        processInput(connection)
+        if !connection.isClosed && !isBackedUp(connection) { connection.resumeReading() }
+    }
+
+    func connectionClosed(_ connection: Connection) {
+        worker.connectionClosed(self)
+    }
+
+    private func isBackedUp(_ connection: Connection) -> Bool {
+        connection.output.readableCount >= ClientConnection.outputHighWater
+    }
+
+    /// Answers every complete request in the input buffer (or until output backs up).
+    private func processInput(_ connection: Connection) {
+        if finished { return }
+        let writtenBefore = connection.output.readableCount
+        let input = connection.input.readableBytes
+        var consumed = 0
+        var needed: Int? = nil
+        parsing: while consumed < input.count {
+            if swallowRemaining > 0 {
+                let dropped = min(swallowRemaining, input.count - consumed)
+                swallowRemaining -= dropped
+                consumed += dropped
+                continue
+            }
+            if isBackedUp(connection) {
+                connection.pauseReading()
+                break
+            }
+            // Safe because `input` stays valid: only `output` changes while parsing.
+            let pending = UnsafeRawBufferPointer(rebasing: input[consumed...])
+            switch worker.parser.parse(pending) {
+            case .request(let request):
+                consumed += request.length
+                switch worker.processor.execute(request, in: pending, output: &connection.output) {
+                case .proceed:
+                    continue
+                case .closeAfterWrite:
+                    finish(connection, flushFirst: true)
+                    break parsing
+                case .closeNow:
+                    finish(connection, flushFirst: false)
+                    break parsing
+                }
+            case .needMoreData(let totalLength):
+                needed = totalLength
+                break parsing
+            case .invalid(let error, let consume, let swallow, let quiet):
+                if !quiet { worker.processor.replyError(error, output: &connection.output) }
+                consumed += consume
+                swallowRemaining = swallow
+            case .tooLarge(let request, let consume, let swallow):
+                worker.processor.rejectTooLarge(request, in: pending, output: &connection.output)
+                consumed += consume
+                swallowRemaining = swallow
+            case .close:
+                finish(connection, flushFirst: false)
+                break parsing
+            }
+        }
+        worker.counters.add(.bytesWritten, UInt64(max(0, connection.output.readableCount - writtenBefore)))
+        if finished { return }
+        connection.input.consume(consumed)
+        // A request larger than the buffer (a big value): make room for all of it
+        // so it arrives in as few reads as possible.
+        if let needed, needed > connection.input.readableCount {
+            connection.input.reserveWritable(needed - connection.input.readableCount)
+        }
+    }
+
+    private func finish(_ connection: Connection, flushFirst: Bool) {
+        finished = true
+        if flushFirst {
+            connection.closeAfterFlush()
+        } else {
+            connection.close()
+        }
+    }
+}

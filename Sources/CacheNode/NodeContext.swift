@@ -1,0 +1,44 @@
+import CacheStorage
+import Synchronization
+
+/// State shared by every worker of one node: settings, storage, clock and the
+/// node-wide gauges. Thread-safe.
+public final class NodeContext: Sendable {
+    public let settings: NodeSettings
+    public let storage: CacheStorage
+    public let clock: ServerClock
+    /// One set of counters per worker, summed by `stats`.
+    public let workerCounters: [WorkerCounters]
+    public let currentConnections = Atomic<Int>(0)
+    public let totalConnections = Atomic<Int>(0)
+    public let rejectedConnections = Atomic<Int>(0)
+    /// Port actually bound (differs from settings when `-p 0`).
+    public let boundPort = Atomic<Int>(0)
+    public let verbosity: Atomic<Int>
+    /// Flush boundary currently in force (memcached's `settings.oldest_live`), for `stats settings`.
+    public let oldestLive = Atomic<UInt32>(0)
+    private let shutdownHandler: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
+
+    public init(settings: NodeSettings, storage: CacheStorage, clock: ServerClock) {
+        self.settings = settings
+        self.storage = storage
+        self.clock = clock
+        self.workerCounters = (0..<settings.threads).map { _ in WorkerCounters() }
+        self.verbosity = Atomic(settings.verbosity)
+    }
+
+    /// Sums a counter over every worker.
+    public func total(_ counter: Counter) -> UInt64 {
+        workerCounters.reduce(0) { $0 &+ $1[counter] }
+    }
+
+    public func onShutdown(_ handler: @escaping @Sendable () -> Void) {
+        shutdownHandler.withLock { $0 = handler }
+    }
+
+    /// The `shutdown` command (enabled with `-A`).
+    public func requestShutdown() {
+        let handler = shutdownHandler.withLock { $0 }
+        handler?()
+    }
+}

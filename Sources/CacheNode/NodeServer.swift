@@ -1,0 +1,97 @@
+import CacheStorage
+import EventLoop
+import Glibc
+import Synchronization
+
+/// The running node: listening sockets and the clock on the main thread's loop,
+/// client connections spread over `-t` worker loops.
+///
+///   main thread: Listener(s) --accept--> round robin --> NodeWorker 1..t (own thread each)
+///                EventTimer: clock tick + expired-item reclaim, every second
+///                SignalWatcher: SIGINT/SIGTERM stop the node
+public final class NodeServer {
+    public let context: NodeContext
+    private let mainLoop: EventLoop
+    private var workers: [NodeWorker] = []
+    private var listeners: [Listener] = []
+    private var timers: [EventTimer] = []
+    private var signalWatchers: [SignalWatcher] = []
+    private var nextWorker = 0
+    /// Ports the listeners are bound to (the first matters when `-p 0`).
+    public private(set) var boundPort: UInt16 = 0
+
+    /// Expired items reclaimed per second in the background.
+    static let reclaimBatch = 20_000
+
+    public init(settings: NodeSettings) throws {
+        let configuration = StorageConfiguration(memoryLimit: settings.memoryLimit, itemSizeMax: settings.itemSizeMax,
+                                                 evictionsEnabled: !settings.evictionsDisabled,
+                                                 casEnabled: settings.casEnabled)
+        let storage = try CacheStorage(configuration: configuration)
+        context = NodeContext(settings: settings, storage: storage, clock: ServerClock())
+        mainLoop = try EventLoop()
+    }
+
+    /// Binds the listening sockets. Separate from `run` so start-up errors are
+    /// reported before the process detaches or drops privileges.
+    public func bind() throws {
+        let settings = context.settings
+        var port = settings.port
+        for host in settings.listenAddresses {
+            let address = try SocketAddress(host: host, port: port)
+            let fd = try Socket.listen(on: address, backlog: settings.listenBacklog)
+            try? Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            // With -p 0 every address shares the port the first one was given.
+            if port == 0, let chosen = Socket.localPort(fd) { port = chosen }
+            listeners.append(Listener(fd: fd, loop: mainLoop) { [unowned self] client in accept(client) })
+        }
+        boundPort = port
+        context.boundPort.store(Int(port), ordering: .relaxed)
+    }
+
+    /// Starts the workers and runs the main loop until a signal or `shutdown`.
+    public func run() throws {
+        SignalWatcher.ignoreBrokenPipes()
+        for (index, counters) in context.workerCounters.enumerated() {
+            let loop = try EventLoopThread.start(name: "mc-worker-\(index)")
+            workers.append(NodeWorker(loop: loop, context: context, counters: counters))
+        }
+        let clock = context.clock
+        let storage = context.storage
+        let tick = EventTimer(loop: mainLoop, milliseconds: 1000, repeating: true) {
+            clock.tick()
+            _ = storage.reclaimExpired(now: clock.now, limit: NodeServer.reclaimBatch)
+        }
+        tick.start()
+        timers.append(tick)
+        for signalNumber in [SIGINT, SIGTERM] {
+            signalWatchers.append(SignalWatcher(loop: mainLoop, signal: signalNumber) { [unowned self] in stop() })
+        }
+        let loop = mainLoop
+        context.onShutdown { loop.execute { loop.stop() } }
+        mainLoop.run()
+        for worker in workers { worker.loop.stop() }
+    }
+
+    /// Stops the main loop; `run` returns. Main loop thread.
+    public func stop() {
+        mainLoop.stop()
+    }
+
+    private func accept(_ fd: Int32) {
+        let current = context.currentConnections.load(ordering: .relaxed)
+        if current >= context.settings.maxConnections {
+            // As memcached: tell the client why, then close.
+            let message: StaticString = "ERROR Too many open connections\r\n"
+            _ = write(fd, message.utf8Start, message.utf8CodeUnitCount)
+            close(fd)
+            context.rejectedConnections.wrappingAdd(1, ordering: .relaxed)
+            return
+        }
+        context.currentConnections.wrappingAdd(1, ordering: .relaxed)
+        context.totalConnections.wrappingAdd(1, ordering: .relaxed)
+        let worker = workers[nextWorker]
+        nextWorker = (nextWorker + 1) % workers.count
+        worker.adopt(fd)
+    }
+}

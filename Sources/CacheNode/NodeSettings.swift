@@ -1,0 +1,56 @@
+/// Everything the node's flags decide, with memcached's defaults.
+public struct NodeSettings: Sendable {
+    /// TCP port (`-p`); 0 picks a free port (printed at start-up).
+    public var port: UInt16 = 11211
+    /// Addresses to listen on (`-l a,b`). Default loopback, unlike memcached:
+    /// a cache with no authentication should not face a network by accident.
+    public var listenAddresses: [String] = ["127.0.0.1"]
+    /// Item memory budget in bytes (`-m`, megabytes).
+    public var memoryLimit: Int = 64 << 20
+    /// Maximum simultaneous client connections (`-c`).
+    public var maxConnections: Int = 1024
+    /// Worker threads, each with its own event loop (`-t`).
+    public var threads: Int = 4
+    /// Largest item (`-I`).
+    public var itemSizeMax: Int = 1 << 20
+    /// `-v` count.
+    public var verbosity: Int = 0
+    /// `-M`: refuse stores instead of evicting when memory is full.
+    public var evictionsDisabled = false
+    /// `-C`.
+    public var casEnabled = true
+    /// `-F` turns flush_all off.
+    public var flushEnabled = true
+    /// `-A` turns the shutdown command on.
+    public var shutdownEnabled = false
+    /// `-X` disables cachedump/metadump (accepted; those dumps are not served).
+    public var dumpingEnabled = true
+    /// `-W` disables watch (accepted; watch is not served).
+    public var watchEnabled = true
+    /// `-R`: requests handled per event before yielding.
+    public var requestsPerEvent: Int = 20
+    /// `-b`.
+    public var listenBacklog: Int32 = 1024
+    /// `-P`: write the process id here.
+    public var pidFile: String?
+    /// `-u`: user to switch to when started as root.
+    public var user: String?
+    /// `-d`: detach and run in the background.
+    public var daemonize = false
+    /// `-o idle_timeout=N`: close client connections idle this long (0 = never).
+    public var idleTimeoutSeconds: Int = 0
+    /// Extended options given with `-o` that the node does not act on (kept for `stats settings`).
+    public var ignoredExtendedOptions: [String] = []
+
+    public init() {}
+
+    /// memcached's `-I` limits, checked after all flags are read.
+    public func validate() -> String? {
+        if itemSizeMax < 1024 { return "Item max size cannot be less than 1024 bytes." }
+        if itemSizeMax > memoryLimit / 2 { return "Cannot set item size limit higher than 1/2 of memory max." }
+        if itemSizeMax > 1024 * 1024 * 1024 { return "Cannot set item size limit higher than a gigabyte." }
+        if threads < 1 { return "Number of threads must be greater than 0" }
+        if maxConnections < 1 { return "Maximum connections must be greater than 0" }
+        return nil
+    }
+}

@@ -1,0 +1,56 @@
+import CacheStorage
+import EventLoop
+import MemcacheProtocol
+
+/// One worker thread: its event loop, the connections it owns, its parser,
+/// processor and counters. Everything here runs on the worker's loop thread,
+/// except `adopt`, which any thread may call.
+final class NodeWorker: @unchecked Sendable {
+    let loop: EventLoop
+    let context: NodeContext
+    let counters: WorkerCounters
+    let parser: RequestParser
+    let processor: RequestProcessor
+    /// Live client sessions, so idle ones can be found and each is retained while open.
+    private var clients: [ObjectIdentifier: (ClientConnection, Connection)] = [:]
+    private var idleSweep: EventTimer?
+
+    init(loop: EventLoop, context: NodeContext, counters: WorkerCounters) {
+        self.loop = loop
+        self.context = context
+        self.counters = counters
+        let settings = context.settings
+        self.parser = RequestParser(limits: RequestLimits(maxKeyLength: 250, itemSizeMax: settings.itemSizeMax,
+                                                          casEnabled: settings.casEnabled))
+        self.processor = RequestProcessor(context: context, counters: counters)
+    }
+
+    /// Hands an accepted socket to this worker. Any thread.
+    func adopt(_ fd: Int32) {
+        loop.execute { [self] in
+            let client = ClientConnection(worker: self)
+            let connection = Connection(fd: fd, loop: loop, handler: client)
+            clients[ObjectIdentifier(client)] = (client, connection)
+            startIdleSweepIfNeeded()
+        }
+    }
+
+    func connectionClosed(_ client: ClientConnection) {
+        clients[ObjectIdentifier(client)] = nil
+        context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    /// `-o idle_timeout`: close connections that sent nothing for that long.
+    private func startIdleSweepIfNeeded() {
+        let timeout = context.settings.idleTimeoutSeconds
+        guard timeout > 0, idleSweep == nil else { return }
+        let timer = EventTimer(loop: loop, milliseconds: 1000, repeating: true) { [unowned self] in
+            let now = context.clock.now
+            for (client, connection) in clients.values where Int(now &- client.lastActive) > timeout {
+                connection.close()
+            }
+        }
+        timer.start()
+        idleSweep = timer
+    }
+}

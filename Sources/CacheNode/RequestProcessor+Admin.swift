@@ -1,0 +1,192 @@
+import Buffers
+import CacheStorage
+import MemcacheProtocol
+
+// Commands that run rarely: nothing here is on the hot path, so plain Swift
+// strings and arrays are fine.
+extension RequestProcessor {
+    func administer(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) -> Disposition {
+        let arguments = KeyTokens(bytes, request.arguments).map { String(decoding: slice(bytes, $0), as: UTF8.self) }
+        switch request.command {
+        case .flushAll:
+            flushAll(request, output: &output)
+        case .version:
+            output.append("VERSION \(NodeFlags.version)\r\n")
+        case .verbosity:
+            // verbosity <level> [noreply]
+            guard let level = arguments.first.flatMap({ UInt32($0) }) else {
+                if !request.noreply { replyError(.badCommandLineFormat, output: &output) }
+                return .proceed
+            }
+            context.verbosity.store(Int(min(level, 2)), ordering: .relaxed)
+            reply("OK\r\n", noreply: request.noreply, output: &output)
+        case .shutdown:
+            return shutdown(arguments, output: &output)
+        case .stats:
+            stats(arguments, output: &output)
+        case .cacheMemlimit:
+            cacheMemlimit(arguments, noreply: request.noreply, output: &output)
+        case .slabs:
+            slabs(arguments, noreply: request.noreply, output: &output)
+        case .lru:
+            lru(arguments, noreply: request.noreply, output: &output)
+        case .lruCrawler:
+            lruCrawler(arguments, noreply: request.noreply, output: &output)
+        case .watch:
+            // Live logging streams are not served; answer as memcached -W does.
+            output.append("CLIENT_ERROR watch commands not allowed\r\n")
+        default:
+            // misbehave exists only in memcached's debug builds.
+            output.append("ERROR\r\n")
+        }
+        return .proceed
+    }
+
+    // flush_all [delay] [noreply] -> OK
+    private func flushAll(_ request: Request, output: inout ByteBuffer) {
+        counters.add(.cmdFlush)
+        guard context.settings.flushEnabled else {
+            output.append("CLIENT_ERROR flush_all not allowed\r\n")
+            return
+        }
+        let now = clock.now
+        // memcached: a delay moves the boundary into the future; the boundary is
+        // one second before the flush instant, and CAS makes same-second writes safe.
+        let instant = request.exptime > 0 ? clock.expiry(fromExptime: request.exptime) : now
+        let boundary = context.settings.casEnabled ? instant &- 1 : instant
+        storage.flush(boundary: boundary, now: now)
+        context.oldestLive.store(boundary, ordering: .relaxed)
+        reply("OK\r\n", noreply: request.noreply, output: &output)
+    }
+
+    // shutdown [graceful]
+    private func shutdown(_ arguments: [String], output: inout ByteBuffer) -> Disposition {
+        guard context.settings.shutdownEnabled else {
+            output.append("ERROR: shutdown not enabled\r\n")
+            return .proceed
+        }
+        guard arguments.isEmpty || arguments == ["graceful"] else {
+            output.append("CLIENT_ERROR invalid shutdown mode\r\n")
+            return .proceed
+        }
+        context.requestShutdown()
+        return .closeNow
+    }
+
+    // cache_memlimit <megabytes> [noreply]
+    private func cacheMemlimit(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
+        guard let megabytes = arguments.first.flatMap({ UInt32($0) }) else {
+            reply("ERROR\r\n", noreply: noreply, output: &output)
+            return
+        }
+        if megabytes < 8 {
+            reply("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n", noreply: noreply, output: &output)
+        } else if megabytes > 1_000_000_000 {
+            reply("MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes\r\n", noreply: noreply, output: &output)
+        } else {
+            storage.setMemoryLimit(Int(megabytes) << 20)
+            reply("OK\r\n", noreply: noreply, output: &output)
+        }
+    }
+
+    // slabs reassign <src> <dst> | slabs automove <0|1|2>: the node has no slab
+    // classes to move; automove is accepted, reassign names no valid class.
+    private func slabs(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
+        let words = arguments.filter { $0 != "noreply" }
+        if words.count == 3 && words[0] == "reassign" {
+            guard Int32(words[1]) != nil, Int32(words[2]) != nil else {
+                return reply("CLIENT_ERROR bad command line format\r\n", noreply: noreply, output: &output)
+            }
+            return reply("BADCLASS invalid src or dst class id\r\n", noreply: noreply, output: &output)
+        }
+        if words.count >= 2 && words[0] == "automove" {
+            guard let level = UInt32(words[1]) else {
+                return reply("CLIENT_ERROR bad command line format\r\n", noreply: noreply, output: &output)
+            }
+            return reply(level <= 2 ? "OK\r\n" : "ERROR\r\n", noreply: noreply, output: &output)
+        }
+        output.append("ERROR\r\n")
+    }
+
+    // lru tune|mode|temp_ttl ...: memcached's LRU tuning; accepted, no effect here.
+    private func lru(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
+        let words = arguments.filter { $0 != "noreply" }
+        guard let first = words.first else { return output.append("ERROR\r\n") }
+        switch first {
+        case "tune" where words.count == 5, "mode" where words.count == 2, "temp_ttl" where words.count == 2:
+            reply("OK\r\n", noreply: noreply, output: &output)
+        default:
+            output.append("ERROR\r\n")
+        }
+    }
+
+    // lru_crawler crawl|enable|disable|sleep|tocrawl: expired items are reclaimed
+    // in the background all the time; `crawl` runs a pass now.
+    private func lruCrawler(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
+        guard let first = arguments.first else { return output.append("ERROR\r\n") }
+        switch first {
+        case "crawl":
+            _ = storage.reclaimExpired(now: clock.now, limit: Int.max)
+            reply("OK\r\n", noreply: noreply, output: &output)
+        case "enable", "disable", "sleep", "tocrawl":
+            reply("OK\r\n", noreply: noreply, output: &output)
+        case "metadump", "mgdump":
+            output.append("CLIENT_ERROR metadump is not supported by memcluster-node\r\n")
+        default:
+            output.append("ERROR\r\n")
+        }
+    }
+
+    private func stats(_ arguments: [String], output: inout ByteBuffer) {
+        let report = NodeStatsReport(context: context)
+        guard let subcommand = arguments.first else {
+            return append(report.general(), output: &output)
+        }
+        switch subcommand {
+        case "reset":
+            context.workerCounters.forEach { $0.reset() }
+            context.totalConnections.store(0, ordering: .relaxed)
+            context.rejectedConnections.store(0, ordering: .relaxed)
+            storage.resetStatistics()
+            output.append("RESET\r\n")
+        case "settings":
+            append(report.settings(), output: &output)
+        case "items":
+            append(report.items(), output: &output)
+        case "slabs":
+            append(report.slabs(), output: &output)
+        case "sizes":
+            append([("sizes_status", "disabled")], output: &output)
+        case "sizes_enable", "sizes_disable":
+            append([("sizes_status", "disabled")], output: &output)
+        case "conns":
+            append(report.listeners(), output: &output)
+        case "detail":
+            switch arguments.count > 1 ? arguments[1] : "" {
+            case "on", "off": output.append("OK\r\n")
+            case "dump": output.append("END\r\n")
+            default: output.append("CLIENT_ERROR usage: stats detail on|off|dump\r\n")
+            }
+        case "cachedump":
+            guard context.settings.dumpingEnabled else {
+                return output.append("CLIENT_ERROR stats cachedump not allowed\r\n")
+            }
+            guard arguments.count >= 3 else { return output.append("CLIENT_ERROR bad command line\r\n") }
+            guard let classID = UInt32(arguments[1]), UInt32(arguments[2]) != nil else {
+                return output.append("CLIENT_ERROR bad command line format\r\n")
+            }
+            guard classID < 64 else { return output.append("CLIENT_ERROR Illegal slab id\r\n") }
+            // Items are not kept in slab classes, so no class has items to list.
+            output.append("END\r\n")
+        default:
+            output.append("ERROR\r\n")
+        }
+    }
+
+    private func append(_ lines: [(String, String)], output: inout ByteBuffer) {
+        var text = ""
+        for (name, value) in lines { text += "STAT \(name) \(value)\r\n" }
+        text += "END\r\n"
+        output.append(text)
+    }
+}

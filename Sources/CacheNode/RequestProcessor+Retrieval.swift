@@ -1,0 +1,81 @@
+import Buffers
+import CacheStorage
+import MemcacheProtocol
+
+extension RequestProcessor {
+    // get|gets <key>+            gat|gats <exptime> <key>+
+    // -> (VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n)* END\r\n
+    func retrieve(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
+        let command = request.command
+        let withCas = command == .gets || command == .gats
+        let touching = command == .gat || command == .gats
+        let newExpiry = touching ? clock.expiry(fromExptime: request.exptime) : 0
+        let now = clock.now
+        for keyRange in KeyTokens(bytes, request.keys) {
+            let key = slice(bytes, keyRange)
+            let hash = CacheStorage.hash(key)
+            let hit = storage.withShard(hash: hash) { shard -> Bool in
+                guard case .hit(let item) = lookupCounting(&shard, key: key, hash: hash, now: now) else { return false }
+                if touching { item.expiry = newExpiry }
+                appendValueLine(item, withCas: withCas, output: &output)
+                output.append(UnsafeRawBufferPointer(item.value))
+                output.append("\r\n")
+                return true
+            }
+            if touching {
+                counters.add(.cmdTouch)
+                counters.add(hit ? .touchHits : .touchMisses)
+            } else {
+                counters.add(.cmdGet)
+                counters.add(hit ? .getHits : .getMisses)
+            }
+        }
+        output.append("END\r\n")
+    }
+
+    /// `VALUE <key> <flags> <bytes>[ <cas>]\r\n`
+    @inline(__always)
+    func appendValueLine(_ item: ItemRef, withCas: Bool, output: inout ByteBuffer) {
+        output.append("VALUE ")
+        output.append(item.key)
+        output.append(byte: UInt8(ascii: " "))
+        output.appendDecimal(UInt64(item.clientFlags))
+        output.append(byte: UInt8(ascii: " "))
+        output.appendDecimal(UInt64(item.value.count))
+        if withCas {
+            output.append(byte: UInt8(ascii: " "))
+            output.appendDecimal(item.cas)
+        }
+        output.append("\r\n")
+    }
+
+    /// A lookup that counts memcached's `get_expired` / `get_flushed` (every lookup
+    /// that meets such an item counts, whatever the command).
+    @inline(__always)
+    func lookupCounting(_ shard: inout LockedShard, key: UnsafeRawBufferPointer, hash: UInt64, now: ServerTime,
+                        bump: Bool = true, fetch: Bool = true) -> LookupResult {
+        let result = shard.lookup(key: key, hash: hash, now: now, bump: bump, fetch: fetch)
+        switch result {
+        case .expired: counters.add(.getExpired)
+        case .flushed: counters.add(.getFlushed)
+        case .hit, .miss: break
+        }
+        return result
+    }
+
+    // touch <key> <exptime> [noreply] -> TOUCHED | NOT_FOUND
+    func touch(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
+        let key = slice(bytes, request.key)
+        let hash = CacheStorage.hash(key)
+        let expiry = clock.expiry(fromExptime: request.exptime)
+        let now = clock.now
+        let found = storage.withShard(hash: hash) { shard -> Bool in
+            guard case .hit(let item) = lookupCounting(&shard, key: key, hash: hash, now: now) else { return false }
+            item.expiry = expiry
+            return true
+        }
+        counters.add(.cmdTouch)
+        counters.add(found ? .touchHits : .touchMisses)
+        reply(found ? "TOUCHED\r\n" : "NOT_FOUND\r\n", noreply: request.noreply, output: &output)
+    }
+}

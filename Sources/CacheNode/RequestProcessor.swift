@@ -1,0 +1,102 @@
+import Buffers
+import CacheStorage
+import MemcacheProtocol
+
+// A request's way through the node:
+//
+//   ClientConnection ---bytes---> RequestParser ---Request---> RequestProcessor
+//          ^                                                       |  withShard { lookup / allocate / link }
+//          '------------- output ByteBuffer <--- replies ----------'
+//
+// The processor holds no per-connection state: everything a request needs is
+// in the Request (byte ranges into the connection's input) and the storage.
+
+/// What the connection does after a request has been answered.
+enum Disposition {
+    case proceed
+    /// `quit`: write what is pending, then close; later pipelined requests are dropped.
+    case closeAfterWrite
+    /// Close at once without answering (memcached's conn_closing).
+    case closeNow
+}
+
+/// Executes parsed requests against the storage and writes memcached's replies.
+/// One per worker thread; only that thread calls it.
+final class RequestProcessor {
+    let context: NodeContext
+    let counters: WorkerCounters
+    let storage: CacheStorage
+    let clock: ServerClock
+    /// Room for a base64-decoded key (meta `b`), so decoding allocates nothing.
+    let decodedKey: UnsafeMutableRawBufferPointer
+
+    init(context: NodeContext, counters: WorkerCounters) {
+        self.context = context
+        self.counters = counters
+        self.storage = context.storage
+        self.clock = context.clock
+        self.decodedKey = .allocate(byteCount: 256, alignment: 8)
+    }
+
+    deinit { decodedKey.deallocate() }
+
+    /// Answers one request. `bytes` is the buffer the request's ranges point into.
+    func execute(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) -> Disposition {
+        switch request.command {
+        case .get, .gets, .gat, .gats:
+            retrieve(request, in: bytes, output: &output)
+        case .set, .add, .replace, .append, .prepend, .cas:
+            storeClassic(request, in: bytes, output: &output)
+        case .delete:
+            delete(request, in: bytes, output: &output)
+        case .incr, .decr:
+            arithmetic(request, in: bytes, output: &output)
+        case .touch:
+            touch(request, in: bytes, output: &output)
+        case .metaGet:
+            metaGet(request, in: bytes, output: &output)
+        case .metaSet:
+            metaSet(request, in: bytes, output: &output)
+        case .metaDelete:
+            metaDelete(request, in: bytes, output: &output)
+        case .metaArithmetic:
+            metaArithmetic(request, in: bytes, output: &output)
+        case .metaNoop:
+            output.append("MN\r\n")
+        case .metaDebug:
+            metaDebug(request, in: bytes, output: &output)
+        case .quit:
+            return .closeAfterWrite
+        case .flushAll, .version, .verbosity, .shutdown, .stats, .cacheMemlimit,
+             .slabs, .lru, .lruCrawler, .watch, .misbehave:
+            return administer(request, in: bytes, output: &output)
+        }
+        return .proceed
+    }
+
+    /// A reply line, unless the client asked for none.
+    @inline(__always)
+    func reply(_ line: StaticString, noreply: Bool, output: inout ByteBuffer) {
+        if !noreply { output.append(line) }
+    }
+
+    func replyError(_ error: ProtocolError, output: inout ByteBuffer) {
+        output.append(error.line)
+        output.append("\r\n")
+    }
+
+    /// The bytes of a range of the request buffer.
+    @inline(__always)
+    func slice(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bytes[range])
+    }
+
+    /// The key a meta request names: its bytes, decoded from base64 when the `b`
+    /// flag is set (nil if that decoding fails).
+    func metaKey(_ request: Request, in bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        let raw = slice(bytes, request.key)
+        guard request.meta.has(UInt8(ascii: "b")) else { return raw }
+        guard let length = Base64.decode(raw, into: decodedKey) else { return nil }
+        return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(decodedKey)[0..<length])
+    }
+}
