@@ -55,9 +55,7 @@ public enum Socket {
         do throws(SystemCallError) {
             try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
             if address.family == AF_INET6 { try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
-            let bound = address.withSockaddr { pointer, length in
-                bind(fd, __CONST_SOCKADDR_ARG(__sockaddr__: pointer), length)
-            }
+            let bound = address.withSockaddr { pointer, length in bind(fd, pointer, length) }
             if bound != 0 { throw SystemCallError("bind(\(address))", errno: errno) }
             try retryingSystemCall("listen(\(address))") { Glibc.listen(fd, backlog) }
         } catch {
@@ -70,7 +68,7 @@ public enum Socket {
     /// Accepts one pending connection, or nil when none is waiting.
     public static func accept(from listener: Int32) throws(SystemCallError) -> Int32? {
         while true {
-            let fd = accept4(listener, __SOCKADDR_ARG(__sockaddr__: nil), nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            let fd = memcluster_accept(listener)
             if fd >= 0 { return fd }
             let error = errno
             switch error {
