@@ -13,13 +13,28 @@
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <openssl/md5.h>
 #include <stddef.h>
+#include <stdint.h>
 
-/// Writes the 16-byte MD5 digest of `length` bytes at `data` into `digest`.
-static inline void memcluster_md5(const void *data, size_t length, unsigned char *digest) {
+/// An MD5 digest read as four little-endian 32-bit words, the way ketama
+/// (libmemcached, twemproxy) cuts it into ring points.
+typedef struct {
+    uint32_t word[4];
+} memcluster_md5_words;
+
+/// MD5 of `length` bytes at `data`, as four little-endian words. Returned by
+/// value so the Swift caller needs no buffer and no closure.
+static inline memcluster_md5_words memcluster_md5_le_words(const void *data, size_t length) {
+    unsigned char digest[MD5_DIGEST_LENGTH];
     MD5_CTX context;
     MD5_Init(&context);
     MD5_Update(&context, data, length);
     MD5_Final(digest, &context);
+    memcluster_md5_words words;
+    for (int i = 0; i < 4; i++) {
+        words.word[i] = (uint32_t)digest[4 * i] | (uint32_t)digest[4 * i + 1] << 8
+                      | (uint32_t)digest[4 * i + 2] << 16 | (uint32_t)digest[4 * i + 3] << 24;
+    }
+    return words;
 }
 
 #endif

@@ -6,17 +6,7 @@ enum RingHash {
     /// The digest of `bytes` read as four little-endian words, the way both
     /// libmemcached (`ketama_server_hash`) and twemproxy (`ketama_hash`) cut it.
     static func md5Words(_ bytes: UnsafeRawBufferPointer) -> (UInt32, UInt32, UInt32, UInt32) {
-        var digest: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &digest) { out in
-            // Safe because `out` is exactly the 16 bytes MD5 writes.
-            memcluster_md5(bytes.baseAddress, bytes.count, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-        return withUnsafeBytes(of: digest) { d in
-            (UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 0, as: UInt32.self)),
-             UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
-             UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
-             UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-        }
+        memcluster_md5_le_words(bytes.baseAddress, bytes.count).word
     }
 
     /// A key's position in the weighted rings: the first digest word.
