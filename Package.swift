@@ -5,6 +5,7 @@ import PackageDescription
 //   Buffers <- EventLoop, MemcacheProtocol (byte buffers, no I/O)
 //   EventLoop, MemcacheProtocol <- CacheNode; CacheStorage <- CacheNode only.
 // The proxy and the load generator will sit beside CacheNode on the same two foundations.
+// CacheProxy's ring needs only COpenSSLCrypto (MD5); it depends on no other project module.
 let package = Package(
     name: "memcluster",
     platforms: [.macOS(.v15)],
@@ -18,17 +19,28 @@ let package = Package(
             pkgConfig: "libevent_pthreads",
             providers: [.apt(["libevent-dev"])]
         ),
+        // MD5 for the ketama ring, from the system's OpenSSL libcrypto rather than a
+        // hand-written digest: the ring must equal libmemcached's and twemproxy's bit
+        // for bit, and libcrypto is already on every machine that has libssl-dev.
+        .systemLibrary(
+            name: "COpenSSLCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(name: "Buffers"),
         .target(name: "EventLoop", dependencies: ["CLibevent", "Buffers"]),
         .target(name: "MemcacheProtocol", dependencies: ["Buffers"]),
         .target(name: "CacheStorage"),
         .target(name: "CacheNode", dependencies: ["EventLoop", "MemcacheProtocol", "CacheStorage"]),
         .executableTarget(name: "memcluster-node", dependencies: ["CacheNode"]),
+        .target(name: "CacheProxy", dependencies: ["COpenSSLCrypto"]),
 
         .testTarget(name: "BuffersTests", dependencies: ["Buffers"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "MemcacheProtocolTests", dependencies: ["MemcacheProtocol"]),
         .testTarget(name: "CacheStorageTests", dependencies: ["CacheStorage"]),
         .testTarget(name: "CacheNodeTests", dependencies: ["CacheNode"]),
+        // Fixtures/ is read from the source tree (see RingFixture.swift), not bundled.
+        .testTarget(name: "CacheProxyTests", dependencies: ["CacheProxy"], exclude: ["Fixtures"]),
     ]
 )
