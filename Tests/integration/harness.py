@@ -423,4 +423,4 @@ class TextClient:
 
 
 def random_bytes(rng: random.Random, n: int) -> bytes:
-    return bytes(rng.getrandbits(8) for _ in range(n))
+    return rng.randbytes(n)
