@@ -48,6 +48,14 @@ def pytest_sessionstart(session):
     ref = harness.reference_binary()
     if not (os.path.isfile(ref) and os.access(ref, os.X_OK)):
         raise pytest.UsageError(f"reference memcached not found: {ref} (apt-get install memcached)")
+    # Smoke check: a target that does not start (or never answers `version`)
+    # stops the run here with one clear message instead of failing every
+    # test after a start timeout each.
+    try:
+        srv = harness.start_server(tgt, [])
+    except Exception as e:  # noqa: BLE001
+        pytest.exit(f"target server does not start, nothing tested: {e}", returncode=3)
+    srv.stop()
 
 
 def pytest_report_header(config):
