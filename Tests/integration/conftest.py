@@ -34,6 +34,10 @@ def _version_of(binary: str) -> str:
         return f"? ({e})"
 
 
+_TARGET_VERSION = "?"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
     try:
         name = harness.target_name()
@@ -51,17 +55,24 @@ def pytest_sessionstart(session):
     # Smoke check: a target that does not start (or never answers `version`)
     # stops the run here with one clear message instead of failing every
     # test after a start timeout each.
+    global _TARGET_VERSION
     try:
         srv = harness.start_server(tgt, [])
     except Exception as e:  # noqa: BLE001
         pytest.exit(f"target server does not start, nothing tested: {e}", returncode=3)
-    srv.stop()
+    try:
+        with harness.TextClient(srv.addr) as c:
+            _TARGET_VERSION = c.line("version").decode("latin-1")
+    finally:
+        srv.stop()
 
 
 def pytest_report_header(config):
     tgt = harness.target_binary()
+    # the target's version comes from its `version` reply (smoke check), not
+    # from running it with -V: a binary that ignored -V would start serving
     return [
-        f"memcluster target: {harness.target_name()} -> {tgt} [{_version_of(tgt)}]",
+        f"memcluster target: {harness.target_name()} -> {tgt} [{_TARGET_VERSION}]",
         f"reference memcached: {harness.reference_binary()} [{_version_of(harness.reference_binary())}]",
         f"soak seconds: {soak_seconds()}",
     ]
