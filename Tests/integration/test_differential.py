@@ -1,0 +1,42 @@
+"""Differential test: every corpus case (corpus/*.txt) is sent to a fresh
+reference memcached and to a fresh target started with the same flags; the
+replies must match byte for byte after the case's named normalizations
+(corpus.NORMALIZERS; `version` always) and a one-tick tolerance on meta
+TTL/age numbers (corpus.compare). Connection closes must match too.
+
+Run against MEMCLUSTER_TARGET=memcached this compares memcached with
+itself: it must pass, which shows the normalizations hide nothing that two
+identical servers do not already agree on.
+"""
+
+import pytest
+
+import corpus
+
+CASES = corpus.load_all()
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 60, f"only {len(CASES)} corpus cases"
+    names = [c.name for c in CASES]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_same_bytes_as_memcached(case, reference_bin, target_bin):
+    res = corpus.run_pair(case, reference_bin, target_bin)
+    for side in ("ref", "tgt"):
+        r = res.get(side)
+        if isinstance(r, BaseException):
+            label = "reference memcached" if side == "ref" else "target"
+            raise AssertionError(f"{label} failed in case {case.name}: {r!r}") from r
+        assert r is not None, f"{side} did not finish case {case.name} in time"
+    ref, tgt = res["ref"], res["tgt"]
+    if "tgt_dead" in res and "ref_dead" not in res:
+        pytest.fail(f"target died during {case.name}; its log:\n{res['tgt_dead']}")
+    a = corpus.normalize(ref.shown(), case.norms)
+    b = corpus.normalize(tgt.shown(), case.norms)
+    same, note = corpus.compare(a, b)
+    if note:
+        print(f"{case.name}: tolerated {note}")
+    assert same, corpus.diff_report(case, a, b)
