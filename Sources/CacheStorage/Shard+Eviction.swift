@@ -134,7 +134,10 @@ extension ShardState {
                 if write != read {
                     relocate(from: base + read, to: base + write, size: size)
                 }
-                if evictCold { retained += size }
+                if evictCold {
+                    retained += size
+                    counters.itemsRetained += 1
+                }
                 write += size
             }
             read += size
