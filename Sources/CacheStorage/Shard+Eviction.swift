@@ -54,7 +54,7 @@ extension ShardState {
                 continue
             }
             attempts += 1
-            if attempts > segmentCount + 4 || !makeHeadRoom(size, now: now, firstAttempt: attempts == 1) {
+            if attempts > segmentCount + 64 || !makeHeadRoom(size, now: now, firstAttempt: attempts == 1) {
                 return nil
             }
         }
@@ -72,10 +72,11 @@ extension ShardState {
             return true
         }
         if segmentCount == 0 {
-            // Nothing of our own to evict: another shard must give one up. Its lock may be
-            // busy for a moment (a short critical section), so try a few rounds.
-            for _ in 0..<8 where takeSegmentFromOtherShard(now: now) {
-                return true
+            // Nothing of our own to evict: another shard must give up a segment, or budget
+            // (large items) so that the pool can hand one out. Its lock may be busy for a
+            // moment (a short critical section), so try a few rounds.
+            for _ in 0..<8 {
+                if takeSegmentFromOtherShard(now: now) || freeBudgetInOtherShard(now: now) { return true }
             }
             return false
         }
@@ -322,19 +323,68 @@ extension ShardState {
         return false
     }
 
-    /// Gives one of this shard's segments back to the pool, pages discarded.
-    mutating func releaseOwnSegment(now: ServerTime, allowHead: Bool) -> Bool {
+    /// Has another shard give back budget: its oldest large item, or else a segment
+    /// (its head if that is all it has).
+    private func freeBudgetInOtherShard(now: ServerTime) -> Bool {
+        let count = context.shardCount
+        guard count > 1 else { return false }
+        for step in 1..<count {
+            let other = context.shards[(index + step) & (count - 1)]
+            guard other.pointee.lock.tryLock() else { continue }
+            var freed = other.pointee.evictOldestLargeItem(now: now)
+            var released: UInt32 = 0
+            if !freed && other.pointee.segmentCount > 0 {
+                let victim = other.pointee.oldestEvacuable()
+                if victim != 0 && other.pointee.evacuate(victim, mayEvict: true, now: now) {
+                    released = victim
+                    freed = true
+                }
+            }
+            other.pointee.drainPendingLarge()
+            other.pointee.lock.unlock()
+            if released != 0 { context.pool.give(released, discard: true) }
+            if freed { return true }
+        }
+        return false
+    }
+
+    /// Evicts the large item whose stub is oldest (not the pinned one). False if there is none.
+    mutating func evictOldestLargeItem(now: ServerTime) -> Bool {
+        guard large.count > 0 else { return false }
+        var segment = oldest
+        while segment != 0 {
+            let base = segmentBase(segment)
+            let end = Int(segments[Int(segment)].writeOffset)
+            var read = 0
+            while read < end {
+                let record = ItemRef(header: base + read)
+                if record.kind == .largeStub && record.bits.contains(.linked) && Int(record.clientFlags) != pinLargeSlot {
+                    let slot = Int(record.clientFlags)
+                    let item = LargeItem.item(inBlock: large.block(slot))
+                    let expired = item.isExpired(now: now) || context.isFlushed(item)
+                    dispose(item, handle: Arena.largeHandleBit | UInt32(slot), reclaimed: expired)
+                    return true
+                }
+                read += record.recordSize
+            }
+            segment = segments[Int(segment)].next
+        }
+        return false
+    }
+
+    /// Gives one of this shard's segments other than the head back to the pool,
+    /// pages discarded. With evictions off, only one whose live items fit into the head.
+    mutating func releaseOwnSegment(now: ServerTime) -> Bool {
         if evictionsEnabled {
-            let victim = oldestEvacuable(allowHead: allowHead)
+            let victim = oldestEvacuable(allowHead: false)
             guard victim != 0, evacuate(victim, mayEvict: true, now: now) else { return false }
             context.pool.give(victim, discard: true)
             return true
         }
-        // Evictions off: only segments whose live items fit into the head (or that hold none).
         var segment = oldest
         while segment != 0 {
             let next = segments[Int(segment)].next
-            if (segment != head || segments[Int(segment)].liveBytes == 0) && evacuate(segment, mayEvict: false, now: now) {
+            if segment != head && evacuate(segment, mayEvict: false, now: now) {
                 context.pool.give(segment, discard: true)
                 return true
             }
@@ -343,7 +393,9 @@ extension ShardState {
         return false
     }
 
-    /// Makes the pool charge `bytes` for a large item, evicting whole segments if needed.
+    /// Makes the pool charge `bytes` for a large item, evicting if needed: whole
+    /// segments of this shard (never its head, which holds the new item's stub),
+    /// then of fuller shards, then large items, then any other shard's segment.
     mutating func makeBudget(_ bytes: Int, now: ServerTime) -> Bool {
         var attempts = 0
         while !context.pool.chargeLarge(bytes) {
@@ -351,14 +403,11 @@ extension ShardState {
             if attempts > 100_000 { return false }
             context.noteNow(now)
             if drainPendingLarge(keeping: pinLargeSlot) { continue }
-            if releaseOwnSegment(now: now, allowHead: false) { continue }
-            guard evictionsEnabled else {
-                if releaseOwnSegment(now: now, allowHead: true) { continue }
-                return false
-            }
+            if releaseOwnSegment(now: now) { continue }
+            guard evictionsEnabled else { return false }
             if releaseSegmentOfOtherShard(minimum: 2, now: now) { continue }
-            if releaseOwnSegment(now: now, allowHead: true) { continue }
-            if releaseSegmentOfOtherShard(minimum: 1, now: now) { continue }
+            if evictOldestLargeItem(now: now) { continue }
+            if freeBudgetInOtherShard(now: now) { continue }
             return false
         }
         return true

@@ -223,16 +223,13 @@ struct ShardState {
     /// budget and writes its stub into the head segment.
     private mutating func allocateLarge(size: Int, now: ServerTime) -> ItemRef? {
         let mapped = LargeItem.mappedSize(recordSize: size)
-        // Budget first: making budget may evict whole segments, and the stub must not be among them.
-        guard makeBudget(mapped, now: now) else { return nil }
-        guard let stub = reserve(ItemLayout.headerSize, now: now) else {
-            context.pool.dischargeLarge(mapped)
-            return nil
-        }
+        // The stub first, written dead so the segment stays walkable if we give up;
+        // making budget afterwards never touches this shard's head, where it lies.
+        guard let stub = reserve(ItemLayout.headerSize, now: now) else { return nil }
         let stubRecord = ItemRef(header: stub)
+        stubRecord.initializeStub(slot: 0)
+        guard makeBudget(mapped, now: now) else { return nil }
         guard let block = LargeItem.map(mapped) else {
-            // The stub stays as a dead record; its slot number is never looked at.
-            stubRecord.initializeStub(slot: 0)
             context.pool.dischargeLarge(mapped)
             return nil
         }

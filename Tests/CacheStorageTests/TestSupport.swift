@@ -51,6 +51,28 @@ extension CacheStorage {
         }
     }
 
+    /// Does the store hold exactly `expected` under `key`? Compared in place (fast in debug builds).
+    func holds(_ key: [UInt8], _ expected: [UInt8], now: ServerTime = 1, bump: Bool = true) -> Bool {
+        key.withUnsafeBytes { keyBytes in
+            let hash = CacheStorage.hash(keyBytes)
+            return withShard(hash: hash) { shard in
+                guard case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: now, bump: bump) else { return false }
+                guard item.value.count == expected.count else { return false }
+                return expected.withUnsafeBytes { memcmp(item.value.baseAddress!, $0.baseAddress!, expected.count) == 0 }
+            }
+        }
+    }
+
+    func contains(_ key: [UInt8], now: ServerTime = 1) -> Bool {
+        key.withUnsafeBytes { keyBytes in
+            let hash = CacheStorage.hash(keyBytes)
+            return withShard(hash: hash) { shard in
+                if case .hit = shard.lookup(key: keyBytes, hash: hash, now: now, bump: false, fetch: false) { return true }
+                return false
+            }
+        }
+    }
+
     func value(_ key: [UInt8], now: ServerTime = 1, bump: Bool = true) -> [UInt8]? {
         if case .hit(let fetched) = get(key, now: now, bump: bump) { return fetched.value }
         return nil
@@ -95,11 +117,23 @@ extension CacheStorage {
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// A value whose bytes depend on key and version, so that a read-back can be checked without keeping it.
+/// Written 8 bytes at a time: debug builds are slow at byte loops.
 func patternValue(key: Int, version: Int, count: Int) -> [UInt8] {
-    var state = UInt64(truncatingIfNeeded: key) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(truncatingIfNeeded: version)
-    return (0..<count).map { _ in
-        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-        return UInt8(truncatingIfNeeded: state >> 56)
+    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        let raw = UnsafeMutableRawBufferPointer(buffer)
+        var state = UInt64(truncatingIfNeeded: key) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(truncatingIfNeeded: version) &* 0xC2B2_AE3D_27D4_EB4F
+        var offset = 0
+        while offset < count {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            if offset + 8 <= count {
+                raw.storeBytes(of: state ^ (state >> 29), toByteOffset: offset, as: UInt64.self)
+                offset += 8
+            } else {
+                raw[offset] = UInt8(truncatingIfNeeded: state >> 40)
+                offset += 1
+            }
+        }
+        initialized = count
     }
 }
 
