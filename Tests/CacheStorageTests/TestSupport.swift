@@ -53,11 +53,17 @@ extension CacheStorage {
 
     /// Does the store hold exactly `expected` under `key`? Compared in place (fast in debug builds).
     func holds(_ key: [UInt8], _ expected: [UInt8], now: ServerTime = 1, bump: Bool = true) -> Bool {
+        matches(key, expected, now: now, bump: bump) == true
+    }
+
+    /// nil when the key is absent, else whether its value is exactly `expected` (one atomic look).
+    func matches(_ key: [UInt8], _ expected: [UInt8], now: ServerTime = 1, bump: Bool = true) -> Bool? {
         key.withUnsafeBytes { keyBytes in
             let hash = CacheStorage.hash(keyBytes)
             return withShard(hash: hash) { shard in
-                guard case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: now, bump: bump) else { return false }
+                guard case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: now, bump: bump) else { return nil }
                 guard item.value.count == expected.count else { return false }
+                if expected.isEmpty { return true }
                 return expected.withUnsafeBytes { memcmp(item.value.baseAddress!, $0.baseAddress!, expected.count) == 0 }
             }
         }
