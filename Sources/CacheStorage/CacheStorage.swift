@@ -130,10 +130,10 @@ public final class CacheStorage: @unchecked Sendable {
     /// this call becomes invisible, exactly (items stored right after it in the
     /// same second stay). With a future boundary the flush waits: the first
     /// operation at or after `boundary` applies it, hiding every item stored
-    /// before that moment. A new flush replaces a pending one. See StoreContext.
+    /// before that moment. A new flush replaces a pending one. See StoreSequence.
     public func flush(boundary: ServerTime, now: ServerTime) {
         context.noteNow(now)
-        context.flush(boundary: boundary, now: now)
+        context.sequence.pointee.flush(boundary: boundary, now: now)
     }
 
     /// Changes the memory budget (`cache_memlimit`); shrinking evicts down to it
@@ -175,7 +175,7 @@ public final class CacheStorage: @unchecked Sendable {
     /// reclaimed. Visits each shard at most once per call, a few segments per
     /// lock hold, going on where the previous call stopped.
     public func reclaimExpired(now: ServerTime, limit: Int) -> Int {
-        context.applyPendingFlush(now: now)
+        context.sequence.pointee.applyPendingFlush(now: now)
         context.noteNow(now)
         var total = 0
         for index in 0..<context.shardCount {

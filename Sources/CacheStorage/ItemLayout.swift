@@ -11,7 +11,7 @@
 ///  2  kind        UInt8    RecordKind
 ///  3  (spare)     UInt8
 ///  4  valueLength UInt32   filler: the filler's whole size
-///  8  cas         UInt64   CAS unique; also the flush sequence (see StoreContext)
+///  8  cas         UInt64   CAS unique; also the flush sequence (see StoreSequence)
 /// 16  next        UInt32   hash-chain next handle (0 = end)
 /// 20  expiry      UInt32   absolute server time, 0 = never
 /// 24  lastAccess  UInt32   server time of the last store or bumped read

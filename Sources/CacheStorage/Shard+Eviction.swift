@@ -31,7 +31,7 @@ extension ShardState {
     /// What happens to a linked item met by a segment pass.
     @inline(__always)
     func fate(of item: ItemRef, now: ServerTime, evictCold: Bool, fits: Bool) -> Fate {
-        if item.isExpired(now: now) || context.isFlushed(item) { return .reclaim }
+        if item.isExpired(now: now) || sequence.pointee.isFlushed(item) { return .reclaim }
         if !evictCold { return fits ? .keep : .evict }
         return fits && item.bits.contains(.accessed) ? .keep : .evict
     }
@@ -361,7 +361,7 @@ extension ShardState {
                 if record.kind == .largeStub && record.bits.contains(.linked) && Int(record.clientFlags) != pinLargeSlot {
                     let slot = Int(record.clientFlags)
                     let item = LargeItem.item(inBlock: large.block(slot))
-                    let expired = item.isExpired(now: now) || context.isFlushed(item)
+                    let expired = item.isExpired(now: now) || sequence.pointee.isFlushed(item)
                     dispose(item, handle: Arena.largeHandleBit | UInt32(slot), reclaimed: expired)
                     return true
                 }

@@ -64,7 +64,7 @@ extension ShardState {
                     item = record
                     itemHandle = handle(ofRecordAt: record.header)
                 }
-                if item.isExpired(now: now) || context.isFlushed(item) {
+                if item.isExpired(now: now) || sequence.pointee.isFlushed(item) {
                     if count >= limit { return (count, false) }
                     dispose(item, handle: itemHandle, reclaimed: true)
                     count += 1

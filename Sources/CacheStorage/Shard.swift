@@ -32,6 +32,8 @@ struct ShardState {
     let index: Int
     let lock = PThreadMutex()
     unowned(unsafe) let context: StoreContext
+    /// The context's sequence/flush state, reached without touching the class.
+    let sequence: UnsafeMutablePointer<StoreSequence>
     let arenaBase: UnsafeMutableRawPointer
     let segments: UnsafeMutablePointer<SegmentInfo>
     let segmentShift: Int
@@ -64,6 +66,7 @@ struct ShardState {
     init(index: Int, context: StoreContext, configuration: StorageConfiguration, largeThreshold: Int, bucketCount: Int) {
         self.index = index
         self.context = context
+        sequence = context.sequence
         arenaBase = context.arena.base
         segments = context.arena.segments
         segmentShift = context.arena.segmentShift
@@ -144,7 +147,7 @@ struct ShardState {
     // MARK: Lookup
 
     mutating func lookup(key: UnsafeRawBufferPointer, hash: UInt64, now: ServerTime, bump: Bool, fetch: Bool) -> LookupResult {
-        context.applyPendingFlush(now: now)
+        sequence.pointee.applyPendingFlush(now: now)
         var slot = table.slot(for: hash)
         while true {
             let current = slot.load(as: UInt32.self)
@@ -155,7 +158,7 @@ struct ShardState {
                     unlink(item, handle: current, slot: slot, freeLargeNow: false)
                     return .expired
                 }
-                if context.isFlushed(item) {
+                if sequence.pointee.isFlushed(item) {
                     unlink(item, handle: current, slot: slot, freeLargeNow: false)
                     return .flushed
                 }
@@ -246,7 +249,7 @@ struct ShardState {
     // MARK: Link, unlink, CAS
 
     mutating func link(_ item: ItemRef, hash: UInt64, now: ServerTime) -> UInt64 {
-        context.applyPendingFlush(now: now)
+        sequence.pointee.applyPendingFlush(now: now)
         if item.bits.contains(.linked) { return assignNewCas(item) }
         let itemHandle = handle(of: item)
         let key = UnsafeRawBufferPointer(item.key)
@@ -264,8 +267,8 @@ struct ShardState {
         let bucket = table.slot(for: hash)
         item.next = bucket.load(as: UInt32.self)
         bucket.storeBytes(of: itemHandle, as: UInt32.self)
-        let sequence = context.nextSequence()
-        item.rawCas = sequence
+        let unique = sequence.pointee.next()
+        item.rawCas = unique
         var bits = item.bits
         bits.insert(.linked)
         bits.remove(.explicitCas)
@@ -293,7 +296,7 @@ struct ShardState {
                 return ItemRef(header: base + (Int(handle) << 3))
             }
         }
-        return casEnabled ? sequence : 0
+        return casEnabled ? unique : 0
     }
 
     /// The public unlink: by item, tolerant of an item that is not linked.
@@ -334,10 +337,10 @@ struct ShardState {
     }
 
     mutating func assignNewCas(_ item: ItemRef) -> UInt64 {
-        let sequence = context.nextSequence()
-        item.rawCas = sequence
+        let unique = sequence.pointee.next()
+        item.rawCas = unique
         item.bits.remove(.explicitCas)
-        return casEnabled ? sequence : 0
+        return casEnabled ? unique : 0
     }
 
     // MARK: Large item lifetime

@@ -1,28 +1,7 @@
 import Synchronization
 
-/// What every shard shares: the arena and pool, the CAS/sequence counter, the
-/// flush boundary, and the shard directory (for taking segments from each other).
-///
-/// ## Sequence numbers, CAS and flush
-///
-/// Every `link` and `assignNewCas` draws a fresh number from one 64-bit counter
-/// and stores it in the item's cas field, whether CAS is enabled or not (with
-/// `-C` the item is marked so that `ItemRef.cas` reads 0). A flush draws a
-/// number too, the *flush sequence*: an item whose number is below it was
-/// stored before the flush and is invisible. That makes a flush exact even
-/// within one second: `set; flush_all; get` misses, `flush_all; set; get` hits.
-///
-/// A delayed flush (boundary in the future) is kept pending and applied, the
-/// same way, by the first store operation that runs at or after the boundary:
-/// items stored before that moment vanish, items stored after it survive.
-/// memcached 1.6.18 differs slightly: with CAS on it sets `oldest_live =
-/// boundary - 1`, so its delayed flush bites a second early; with `-C` its
-/// immediate flush also hides items stored later in the same second.
-///
-/// Items whose CAS a client set explicitly (meta `E`) carry no sequence; for
-/// them the flush falls back to time: flushed if last stored or accessed at or
-/// before the second of the latest flush (memcached instead compares the
-/// client's token with its flush CAS, which can hide such items forever).
+/// What every shard shares: the arena and pool, the sequence/flush state, and
+/// the shard directory (for taking segments from each other).
 final class StoreContext: @unchecked Sendable {
     let arena: Arena
     let pool: SegmentPool
@@ -31,12 +10,8 @@ final class StoreContext: @unchecked Sendable {
     let shardShift: UInt64
     /// Filled by CacheStorage right after the shards are made; read-only afterwards.
     let shards: UnsafeMutablePointer<UnsafeMutablePointer<ShardState>>
-
-    private let sequence = Atomic<UInt64>(0)
-    private let flushSequence = Atomic<UInt64>(0)
-    private let flushTime = Atomic<UInt32>(0)
-    private let pendingFlushAt = Atomic<UInt32>(0)
-    private let flushLock = PThreadMutex()
+    /// CAS counter and flush boundary; see StoreSequence.
+    let sequence: UnsafeMutablePointer<StoreSequence>
     /// Segments a shard may hold before it must evict its own rather than take
     /// another shard's: half its share of the budget, at least 2.
     let fairShare = Atomic<Int>(2)
@@ -49,10 +24,14 @@ final class StoreContext: @unchecked Sendable {
         self.shardCount = shardCount
         self.shardShift = UInt64(64 - shardCount.trailingZeroBitCount)
         self.shards = .allocate(capacity: shardCount)
+        self.sequence = .allocate(capacity: 1)
+        sequence.initialize(to: StoreSequence())
     }
 
     deinit {
-        flushLock.destroy()
+        sequence.pointee.destroy()
+        sequence.deinitialize(count: 1)
+        sequence.deallocate()
         shards.deallocate()
     }
 
@@ -60,11 +39,6 @@ final class StoreContext: @unchecked Sendable {
     func shardIndex(hash: UInt64) -> Int {
         // `>>` by 64 (one shard) yields 0, as wanted.
         Int(truncatingIfNeeded: hash >> shardShift)
-    }
-
-    @inline(__always)
-    func nextSequence() -> UInt64 {
-        sequence.wrappingAdd(1, ordering: .relaxed).newValue
     }
 
     func updateFairShare(limit: Int) {
@@ -76,56 +50,5 @@ final class StoreContext: @unchecked Sendable {
         if latestNow.load(ordering: .relaxed) < now {
             latestNow.store(now, ordering: .relaxed)
         }
-    }
-
-    // MARK: Flush
-
-    func flush(boundary: ServerTime, now: ServerTime) {
-        flushLock.lock()
-        defer { flushLock.unlock() }
-        if boundary <= now {
-            pendingFlushAt.store(0, ordering: .relaxed)
-            flushNowLocked(now: now)
-        } else {
-            // A later flush_all replaces a pending one, as in memcached.
-            pendingFlushAt.store(boundary, ordering: .relaxed)
-        }
-    }
-
-    /// Turns a pending delayed flush into a real one once its time has come.
-    /// Called at the start of every operation that has a `now`.
-    @inline(__always)
-    func applyPendingFlush(now: ServerTime) {
-        let at = pendingFlushAt.load(ordering: .relaxed)
-        if at != 0 && now >= at {
-            capturePendingFlush(now: now)
-        }
-    }
-
-    private func capturePendingFlush(now: ServerTime) {
-        flushLock.lock()
-        defer { flushLock.unlock() }
-        let at = pendingFlushAt.load(ordering: .relaxed)
-        if at != 0 && now >= at {
-            pendingFlushAt.store(0, ordering: .relaxed)
-            flushNowLocked(now: now)
-        }
-    }
-
-    private func flushNowLocked(now: ServerTime) {
-        let boundary = nextSequence()
-        flushTime.store(now, ordering: .relaxed)
-        flushSequence.store(boundary, ordering: .releasing)
-    }
-
-    /// Was this linked item stored before the latest flush?
-    @inline(__always)
-    func isFlushed(_ item: ItemRef) -> Bool {
-        let boundary = flushSequence.load(ordering: .acquiring)
-        if boundary == 0 { return false }
-        if item.bits.contains(.explicitCas) {
-            return item.lastAccess <= flushTime.load(ordering: .relaxed)
-        }
-        return item.rawCas < boundary
     }
 }

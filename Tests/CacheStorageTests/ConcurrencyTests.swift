@@ -86,14 +86,19 @@ struct ConcurrencyTests {
     }
 
     @Test func readersWritersAndReclaimerTogether() throws {
-        let store = try CacheStorage(configuration: .small(8, itemSizeMax: 512 << 10))
+        let store = try CacheStorage(configuration: .small(32, itemSizeMax: 512 << 10))
         let misses = Atomic<Int>(0)
+        let writersDone = Atomic<Int>(0)
         for index in 0..<1000 { _ = try store.set(bytes("stable-\(index)"), patternValue(key: index, version: 0, count: 100)).get() }
         runThreads(4) { thread in
             switch thread {
             case 0:
-                // The node's timer thread.
-                for second in 1...400 { _ = store.reclaimExpired(now: ServerTime(second), limit: 200) }
+                // The node's timer thread, running until the writers are done.
+                var second: ServerTime = 1
+                while writersDone.load(ordering: .acquiring) < 2 {
+                    _ = store.reclaimExpired(now: second, limit: 200)
+                    second = min(second + 1, 300)
+                }
             case 1:
                 for step in 0..<5000 {
                     let key = step % 1000
@@ -107,11 +112,19 @@ struct ConcurrencyTests {
                     let size = step % 50 == 0 ? 200 << 10 : 300
                     _ = store.set(bytes("temp-\(thread)-\(step)"), patternValue(key: step, version: thread, count: size), expiry: now + 3, now: now)
                 }
+                writersDone.add(1, ordering: .releasing)
             }
         }
-        // 1000 stable items of 136 bytes fit easily: none may be lost.
+        // Everything written fits in the budget (the big temporary items total 12 MiB),
+        // so nothing is evicted and no stable item may go missing.
+        #expect(store.statistics().evictions == 0)
         #expect(misses.load(ordering: .relaxed) == 0)
-        #expect(store.statistics().reclaimed > 0)
+        // Every temporary item has expired by t=400: one more pass leaves only the stable ones.
+        _ = store.reclaimExpired(now: 400, limit: 100_000)
+        let statistics = store.statistics()
+        #expect(statistics.currentItems == 1000)
+        #expect(statistics.reclaimed == 3000)
+        #expect(statistics.largeItems == 0)
         #expect(store.validate() == nil)
     }
 }

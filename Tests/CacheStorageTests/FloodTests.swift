@@ -21,7 +21,7 @@ struct FloodTests {
         // The version each key was last written with (reads check exactly that value), or nil if deleted.
         var versions = [Int?](repeating: nil, count: 3000)
         var sizes = [Int](repeating: 0, count: 3000)
-        for step in 0..<12_000 {
+        for step in 0..<9000 {
             let key = Int.random(in: 0..<3000, using: &generator)
             let now = ServerTime(step / 100 + 1)
             switch Int.random(in: 0..<10, using: &generator) {
