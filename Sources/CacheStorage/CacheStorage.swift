@@ -57,8 +57,6 @@ public final class CacheStorage: @unchecked Sendable {
     static let minimumSegmentSize = 64 << 10
     static let maximumSegmentSize = 1 << 20
     static let defaultReservation = 4 << 30
-    /// Initial hash buckets over all shards (memcached's default hashpower 16).
-    static let initialBuckets = 1 << 16
 
     /// Throws `AllocationFailure.outOfMemory` if the address space cannot be reserved.
     public init(configuration: StorageConfiguration) throws {
@@ -76,7 +74,7 @@ public final class CacheStorage: @unchecked Sendable {
         let pool = SegmentPool(arena: arena, limit: limit)
         context = StoreContext(arena: arena, pool: pool, shardCount: shardCount)
         largeThreshold = segmentSize / 8
-        let buckets = max(256, CacheStorage.initialBuckets / shardCount)
+        let buckets = max(64, (1 << min(max(configuration.hashPower, 1), 32)) / shardCount)
         for index in 0..<shardCount {
             let shard = UnsafeMutablePointer<ShardState>.allocate(capacity: 1)
             shard.initialize(to: ShardState(index: index, context: context, configuration: configuration,
@@ -260,7 +258,7 @@ public final class CacheStorage: @unchecked Sendable {
             if let problem { return problem }
         }
         let pool = context.pool.snapshot()
-        if pool.charge > pool.limit && pool.peakCharge > pool.limit && !context.pool.isOverLimit {
+        if pool.charge > pool.limit {
             return "pool charge \(pool.charge) above limit \(pool.limit)"
         }
         return nil

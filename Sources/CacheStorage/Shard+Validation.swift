@@ -4,8 +4,8 @@ extension ShardState {
     func validate() -> String? {
         var chained = 0
         var chainedBytes = 0
-        for bucket in 0..<table.bucketCount {
-            var handle = table.buckets[bucket]
+        let problem = table.forEachChain { head, belongsHere in
+            var handle = head
             var length = 0
             while handle != 0 {
                 let item = record(handle)
@@ -15,7 +15,7 @@ extension ShardState {
                     return "shard \(index): large bit and handle disagree"
                 }
                 let hash = KeyHash.hash(UnsafeRawBufferPointer(item.key))
-                guard context.shardIndex(hash: hash) == index, Int(truncatingIfNeeded: hash) & table.mask == bucket else {
+                guard context.shardIndex(hash: hash) == index, belongsHere(hash) else {
                     return "shard \(index): item in the wrong shard or bucket"
                 }
                 if item.bits.contains(.large) {
@@ -24,11 +24,11 @@ extension ShardState {
                           stub.bits.contains(.linked) else {
                         return "shard \(index): large item's stub does not point back"
                     }
-                    guard segments[Int(segment(ofHandle: LargeItem.stubHandle(of: item)))].owner == UInt16(index + 1) else {
+                    guard segments[Int(self.segment(ofHandle: LargeItem.stubHandle(of: item)))].owner == UInt16(index + 1) else {
                         return "shard \(index): large item's stub in a foreign segment"
                     }
                 } else {
-                    guard segments[Int(segment(ofHandle: handle))].owner == UInt16(index + 1) else {
+                    guard segments[Int(self.segment(ofHandle: handle))].owner == UInt16(index + 1) else {
                         return "shard \(index): item in a segment the shard does not own"
                     }
                 }
@@ -38,7 +38,9 @@ extension ShardState {
                 guard length <= table.count else { return "shard \(index): chain loops" }
                 handle = item.next
             }
+            return nil
         }
+        if let problem { return problem }
         guard chained == table.count, chained == counters.currentItems else {
             return "shard \(index): \(chained) chained items, table count \(table.count), counter \(counters.currentItems)"
         }

@@ -286,17 +286,23 @@ struct ShardState {
         counters.currentItems += 1
         counters.totalItems += 1
         counters.bytes += item.totalSize
-        if table.needsGrowth {
-            let base = arenaBase
-            let largeItems = large
-            table.grow { handle in
-                if handle & Arena.largeHandleBit != 0 {
-                    return LargeItem.item(inBlock: largeItems.block(Int(handle & ~Arena.largeHandleBit)))
-                }
-                return ItemRef(header: base + (Int(handle) << 3))
-            }
+        if table.isMigrating || table.needsGrowth {
+            growTable()
         }
         return casEnabled ? unique : 0
+    }
+
+    /// Starts doubling the table if due, and moves a few old buckets over.
+    private mutating func growTable() {
+        if !table.isMigrating { table.startGrowth() }
+        let base = arenaBase
+        let largeItems = large
+        table.migrate(limit: HashTable.bucketsPerStep) { handle in
+            if handle & Arena.largeHandleBit != 0 {
+                return LargeItem.item(inBlock: largeItems.block(Int(handle & ~Arena.largeHandleBit)))
+            }
+            return ItemRef(header: base + (Int(handle) << 3))
+        }
     }
 
     /// The public unlink: by item, tolerant of an item that is not linked.

@@ -11,13 +11,18 @@ public struct StorageConfiguration: Sendable {
     /// 1...64). A small budget gets fewer, so that every shard holds at least
     /// four segments.
     public var shardCount: Int
+    /// Initial hash buckets over all shards, as a power of two (memcached's
+    /// `-o hashpower`, default 16); each shard gets at least 64. Tables grow by
+    /// themselves, so this only saves the early doublings.
+    public var hashPower: Int
 
     public init(memoryLimit: Int = 64 << 20, itemSizeMax: Int = 1 << 20, evictionsEnabled: Bool = true, casEnabled: Bool = true,
-                shardCount: Int = 8) {
+                shardCount: Int = 8, hashPower: Int = 16) {
         self.memoryLimit = memoryLimit
         self.itemSizeMax = itemSizeMax
         self.evictionsEnabled = evictionsEnabled
         self.casEnabled = casEnabled
         self.shardCount = shardCount
+        self.hashPower = hashPower
     }
 }

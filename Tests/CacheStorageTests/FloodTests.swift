@@ -151,6 +151,38 @@ struct FloodTests {
         #expect(store.validate() == nil)
     }
 
+    @Test func itemsStayReachableWhileTheTableMovesToItsNewSize() throws {
+        // One shard of 1024 buckets: doubles at 1537 items, then moves 4 old buckets per link.
+        let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 16 << 20, shardCount: 1, hashPower: 10))
+        for index in 0..<1536 { _ = try store.set(bytes("g\(index)"), [1]).get() }
+        #expect(store.statistics().hashBuckets == 1024)
+        // Mid-move (the first 100 links after the doubling move 400 of 1024 old buckets):
+        // overwrite, delete and add while items live in both tables.
+        for index in 1536..<1636 { _ = try store.set(bytes("g\(index)"), [2]).get() }
+        #expect(store.statistics().hashBuckets == 2048)
+        #expect(store.statistics().hashTableBytes == (2048 + 1024) * 4)
+        #expect(store.validate() == nil)
+        for index in stride(from: 0, to: 1636, by: 3) { store.delete(bytes("g\(index)")) }
+        for index in stride(from: 1, to: 1636, by: 3) { _ = try store.set(bytes("g\(index)"), [3]).get() }
+        #expect(store.validate() == nil)
+        for index in 0..<1636 {
+            switch index % 3 {
+            case 0: #expect(!store.contains(bytes("g\(index)")))
+            case 1: #expect(store.holds(bytes("g\(index)"), [3]))
+            default: #expect(store.holds(bytes("g\(index)"), [index < 1536 ? 1 : 2]))
+            }
+        }
+        // Through several more doublings, validating as the moves go on.
+        for index in 1636..<20_000 {
+            _ = try store.set(bytes("g\(index)"), [4]).get()
+            if index % 1500 == 0 { #expect(store.validate() == nil) }
+        }
+        let statistics = store.statistics()
+        #expect(statistics.hashBuckets == 16384)
+        #expect(statistics.currentItems == 20_000 - 546)
+        for index in 1636..<20_000 { #expect(store.holds(bytes("g\(index)"), [4])) }
+    }
+
     @Test func resetStatisticsKeepsGauges() throws {
         let store = try CacheStorage(configuration: .small(8))
         for index in 0..<10 { _ = try store.set(bytes("r\(index)"), [1]).get() }
