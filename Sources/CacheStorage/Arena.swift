@@ -53,6 +53,7 @@ final class Arena {
         // Anonymous memory again, so that metadata of segments never used costs no RSS either.
         let metadata = mmap(nil, metadataBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let metadata, metadata != MAP_FAILED else {
+            // Safe because the reservation was just made and nothing refers to it yet.
             munmap(base, size)
             return nil
         }
@@ -61,6 +62,7 @@ final class Arena {
     }
 
     deinit {
+        // Safe because the store is being torn down: no shard or ItemRef refers to the arena any more.
         munmap(base, reservedBytes)
         munmap(UnsafeMutableRawPointer(segments), metadataBytes)
     }

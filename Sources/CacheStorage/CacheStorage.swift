@@ -76,6 +76,7 @@ public final class CacheStorage: @unchecked Sendable {
         largeThreshold = segmentSize / 8
         let buckets = max(64, (1 << min(max(configuration.hashPower, 1), 32)) / shardCount)
         for index in 0..<shardCount {
+            // Safe because each shard is initialized right away and deinitialized and freed once, in deinit.
             let shard = UnsafeMutablePointer<ShardState>.allocate(capacity: 1)
             shard.initialize(to: ShardState(index: index, context: context, configuration: configuration,
                                             largeThreshold: largeThreshold, bucketCount: buckets))
@@ -117,6 +118,7 @@ public final class CacheStorage: @unchecked Sendable {
 
     @usableFromInline
     func _unlockShard(_ locked: LockedShard) {
+        // Safe because `state` always comes from CacheStorage's typed shard pointers.
         let shard = locked.state.assumingMemoryBound(to: ShardState.self)
         if shard.pointee.pendingLarge != 0 {
             shard.pointee.drainPendingLarge()

@@ -73,11 +73,13 @@ struct HashTable {
         let end = min(oldMask + 1, migrated + limit)
         while migrated < end {
             var handle = old[migrated]
+            // Safe because migrated <= oldMask: inside the old table.
             old[migrated] = 0
             while handle != 0 {
                 let item = resolve(handle)
                 let next = item.next
                 let index = Int(truncatingIfNeeded: KeyHash.hash(UnsafeRawBufferPointer(item.key))) & mask
+                // Safe because index is masked to the new table and handle names a linked record.
                 item.next = buckets[index]
                 buckets[index] = handle
                 handle = next
@@ -114,6 +116,7 @@ struct HashTable {
         guard let memory = calloc(count, MemoryLayout<UInt32>.stride) else {
             fatalError("out of memory allocating \(count) hash buckets")
         }
+        // Safe because calloc returned count zeroed UInt32-sized, suitably aligned slots.
         return memory.bindMemory(to: UInt32.self, capacity: count)
     }
 }

@@ -2,6 +2,12 @@
 /// it, and only until the next `allocate` in that closure (which may evict or move
 /// items) unless it was passed there as `preserving`. An item unlinked in the
 /// closure stays readable until the closure ends.
+///
+/// Every accessor loads or stores one header field at its natural alignment.
+/// Safe because `header` always points at a record header that is 8-byte
+/// aligned (records start at multiples of 8 in a segment, or 16 bytes into a
+/// page-aligned mapping) and stays valid for the ref's documented lifetime;
+/// the store itself only builds refs from handles found under the shard lock.
 public struct ItemRef {
     /// The item's 32-byte header (see ItemLayout); key and value follow it.
     @usableFromInline let header: UnsafeMutableRawPointer

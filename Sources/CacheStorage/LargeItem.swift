@@ -21,6 +21,10 @@ import Glibc
 /// The stub is a 32-byte record in the shard's head segment at allocation time,
 /// so a large item ages, is retained and is evicted with the segment that holds
 /// its stub, like any small item.
+///
+/// The prefix accessors below load and store fields of a mapping's first 16
+/// bytes. Safe because they are only handed items flagged `.large`, whose
+/// header sits 16 bytes into a live page-aligned mapping.
 enum LargeItem {
     static let prefixSize = 16
     static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))

@@ -19,6 +19,7 @@ struct LargeItemTable {
 
     init(capacity: Int = 16) {
         self.capacity = capacity
+        // Safe because both arrays are initialized in full right below and freed once in deallocate().
         blocks = .allocate(capacity: capacity)
         blocks.initialize(repeating: nil, count: capacity)
         freeNext = .allocate(capacity: capacity)
@@ -45,6 +46,7 @@ struct LargeItemTable {
         if freeHead == 0 { grow() }
         let slot = Int(freeHead - 1)
         freeHead = freeNext[slot]
+        // Safe because the slot came off the free list, so it is inside capacity and empty.
         blocks[slot] = block
         count += 1
         mappedBytes += mappedSize
@@ -62,6 +64,7 @@ struct LargeItemTable {
     private mutating func grow() {
         let newCapacity = capacity * 2
         precondition(newCapacity < Int(Arena.largeHandleBit), "too many large items in one shard")
+        // Safe because every element of the new arrays is initialized before use, and the old ones are freed after the move.
         let newBlocks = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: newCapacity)
         // Safe because both ranges are allocated and `capacity` elements of the old one are initialized.
         newBlocks.moveInitialize(from: blocks, count: capacity)

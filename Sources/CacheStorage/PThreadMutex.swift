@@ -15,6 +15,7 @@ struct PThreadMutex {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     init() {
+        // Safe because pthread_mutex_init below initializes it; destroy() frees it once.
         mutex = .allocate(capacity: 1)
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)

@@ -240,6 +240,7 @@ extension ShardState {
         }
         // Safe because both ranges lie in segments this shard owns; memmove allows overlap.
         memmove(destination, source, size)
+        // Safe because the slot lies outside the bytes just moved (see above).
         slot.storeBytes(of: newHandle, as: UInt32.self)
     }
 

@@ -137,6 +137,7 @@ struct ShardState {
     func chainSlot(of handle: UInt32, hash: UInt64) -> UnsafeMutableRawPointer? {
         var slot = table.slot(for: hash)
         while true {
+            // Safe because a chain slot is a bucket or the `next` field of a linked record.
             let current = slot.load(as: UInt32.self)
             if current == 0 { return nil }
             if current == handle { return slot }
@@ -150,6 +151,7 @@ struct ShardState {
         sequence.pointee.applyPendingFlush(now: now)
         var slot = table.slot(for: hash)
         while true {
+            // Safe because a chain slot is a bucket or the `next` field of a linked record.
             let current = slot.load(as: UInt32.self)
             if current == 0 { return .miss }
             let item = record(current)
@@ -255,6 +257,7 @@ struct ShardState {
         let key = UnsafeRawBufferPointer(item.key)
         var slot = table.slot(for: hash)
         while true {
+            // Safe because a chain slot is a bucket or the `next` field of a linked record.
             let current = slot.load(as: UInt32.self)
             if current == 0 { break }
             let other = record(current)
@@ -265,6 +268,7 @@ struct ShardState {
             slot = other.nextSlot
         }
         let bucket = table.slot(for: hash)
+        // Safe because `bucket` is this hash's chain head inside the table.
         item.next = bucket.load(as: UInt32.self)
         bucket.storeBytes(of: itemHandle, as: UInt32.self)
         let unique = sequence.pointee.next()
@@ -322,6 +326,7 @@ struct ShardState {
     /// eviction paths (where every ItemRef is already invalid); otherwise when
     /// the lock is released.
     mutating func unlink(_ item: ItemRef, handle itemHandle: UInt32, slot: UnsafeMutableRawPointer, freeLargeNow: Bool) {
+        // Safe because `slot` is the chain slot that holds this item (found by the caller under the lock).
         slot.storeBytes(of: item.next, as: UInt32.self)
         item.bits.remove(.linked)
         table.count -= 1

@@ -24,6 +24,7 @@ final class StoreContext: @unchecked Sendable {
         self.shardCount = shardCount
         self.shardShift = UInt64(64 - shardCount.trailingZeroBitCount)
         self.shards = .allocate(capacity: shardCount)
+        // Safe because it is initialized on the next line and deinitialized and freed once, in deinit.
         self.sequence = .allocate(capacity: 1)
         sequence.initialize(to: StoreSequence())
     }
