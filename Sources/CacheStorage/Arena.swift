@@ -29,6 +29,7 @@ final class Arena {
     /// to `minimumBytes` if the kernel refuses), or returns nil.
     init?(segmentSize: Int, wantedBytes: Int, minimumBytes: Int) {
         precondition(segmentSize > 0 && segmentSize & (segmentSize - 1) == 0)
+        assert(MemoryLayout<SegmentInfo>.stride == 64, "SegmentInfo should fill one cache line")
         self.segmentSize = segmentSize
         self.segmentShift = segmentSize.trailingZeroBitCount
         var size = min(Arena.maxBytes, wantedBytes + segmentSize) & ~(segmentSize - 1)

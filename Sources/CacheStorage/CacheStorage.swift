@@ -76,8 +76,12 @@ public final class CacheStorage: @unchecked Sendable {
         largeThreshold = segmentSize / 8
         let buckets = max(64, (1 << min(max(configuration.hashPower, 1), 32)) / shardCount)
         for index in 0..<shardCount {
+            // Each shard on cache lines of its own, so counters written by one thread
+            // never share a line with another shard's state.
             // Safe because each shard is initialized right away and deinitialized and freed once, in deinit.
-            let shard = UnsafeMutablePointer<ShardState>.allocate(capacity: 1)
+            let bytes = (MemoryLayout<ShardState>.stride + CacheLine.padding - 1) & ~(CacheLine.padding - 1)
+            let shard = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: CacheLine.padding)
+                .bindMemory(to: ShardState.self, capacity: 1)
             shard.initialize(to: ShardState(index: index, context: context, configuration: configuration,
                                             largeThreshold: largeThreshold, bucketCount: buckets))
             (context.shards + index).initialize(to: shard)
@@ -90,7 +94,7 @@ public final class CacheStorage: @unchecked Sendable {
             let shard = context.shards[index]
             shard.pointee.destroy()
             shard.deinitialize(count: 1)
-            shard.deallocate()
+            UnsafeMutableRawPointer(shard).deallocate()
         }
     }
 

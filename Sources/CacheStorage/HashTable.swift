@@ -21,9 +21,6 @@ struct HashTable {
     private var oldMask = 0
     /// Old buckets below this index have moved.
     private var migrated = 0
-    /// Items linked.
-    var count = 0
-
     /// Old buckets moved per link while growing: the old table is empty long
     /// before the next doubling is due (that takes another 1.5 x buckets links).
     static let bucketsPerStep = 4
@@ -43,7 +40,7 @@ struct HashTable {
     var isMigrating: Bool { oldBuckets != nil }
     var bytes: Int { bucketCount * MemoryLayout<UInt32>.stride + (oldBuckets == nil ? 0 : (oldMask + 1) * MemoryLayout<UInt32>.stride) }
 
-    var needsGrowth: Bool { oldBuckets == nil && count > bucketCount + bucketCount / 2 }
+    func needsGrowth(items: Int) -> Bool { oldBuckets == nil && items > bucketCount + bucketCount / 2 }
 
     /// The chain head slot for `hash`, as raw memory like the items' `next` fields.
     @inline(__always)

@@ -15,8 +15,12 @@ struct PThreadMutex {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
     init() {
+        // A cache line (two, for the adjacent-line prefetcher) of its own: mutexes of
+        // different shards packed together by malloc made threads on different
+        // shards bounce one line between cores.
         // Safe because pthread_mutex_init below initializes it; destroy() frees it once.
-        mutex = .allocate(capacity: 1)
+        mutex = UnsafeMutableRawPointer.allocate(byteCount: CacheLine.padding, alignment: CacheLine.padding)
+            .bindMemory(to: pthread_mutex_t.self, capacity: 1)
         var attributes = pthread_mutexattr_t()
         pthread_mutexattr_init(&attributes)
         pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
@@ -47,6 +51,11 @@ struct PThreadMutex {
     /// Frees the mutex; nobody may hold or use it any more.
     func destroy() {
         pthread_mutex_destroy(mutex)
-        mutex.deallocate()
+        UnsafeMutableRawPointer(mutex).deallocate()
     }
+}
+
+/// Spacing that keeps data written by different threads off each other's cache lines.
+enum CacheLine {
+    static let padding = 128
 }

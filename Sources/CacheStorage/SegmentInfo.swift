@@ -19,6 +19,11 @@ struct SegmentInfo {
     var epoch: UInt32 = 0
     /// Owning shard + 1; 0 while in the pool.
     var owner: UInt16 = 0
+    /// Pads the entry to a 64-byte cache line: the head segments of different
+    /// shards are often neighbours in the array, and their write offsets and
+    /// live bytes change on every store, so packed entries made stores on
+    /// different shards bounce lines between cores.
+    var padding: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
 
     var deadBytes: Int { Int(writeOffset) - Int(liveBytes) }
 }

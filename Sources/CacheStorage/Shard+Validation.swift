@@ -35,14 +35,14 @@ extension ShardState {
                 chained += 1
                 chainedBytes += item.totalSize
                 length += 1
-                guard length <= table.count else { return "shard \(index): chain loops" }
+                guard length <= counters.currentItems else { return "shard \(index): chain loops" }
                 handle = item.next
             }
             return nil
         }
         if let problem { return problem }
-        guard chained == table.count, chained == counters.currentItems else {
-            return "shard \(index): \(chained) chained items, table count \(table.count), counter \(counters.currentItems)"
+        guard chained == counters.currentItems else {
+            return "shard \(index): \(chained) chained items, counter \(counters.currentItems)"
         }
         guard chainedBytes == counters.bytes else {
             return "shard \(index): chained bytes \(chainedBytes) != counter \(counters.bytes)"
@@ -89,8 +89,8 @@ extension ShardState {
             listed += 1
         }
         guard previous == head, listed == segmentCount else { return "shard \(index): head or segment count wrong" }
-        guard linkedRecords == table.count else {
-            return "shard \(index): \(linkedRecords) linked records in segments, \(table.count) in the table"
+        guard linkedRecords == counters.currentItems else {
+            return "shard \(index): \(linkedRecords) linked records in segments, \(counters.currentItems) in the table"
         }
         guard pendingLarge == 0 else { return "shard \(index): large items pending outside a closure" }
         return nil

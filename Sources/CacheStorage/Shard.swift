@@ -44,16 +44,22 @@ struct ShardState {
     let evictionsEnabled: Bool
     let casEnabled: Bool
 
+    // Read by every lookup; written only when the table grows or a large item comes or goes.
     var table: HashTable
     var large = LargeItemTable()
-    /// Write-order list of this shard's segments: oldest first, head last.
-    var oldest: UInt32 = 0
-    var head: UInt32 = 0
-    var segmentCount = 0
     /// Large items to free when the lock is released (slot + 1; 0 = none):
     /// unlinked ones stay readable until then, unlinked-and-never-linked ones
     /// are not leaked.
     var pendingLarge: UInt32 = 0
+
+    /// Keeps what every store writes (below) off the cache lines that lookups
+    /// read (above): another core's store would otherwise make them miss.
+    var separator: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+
+    /// Write-order list of this shard's segments: oldest first, head last.
+    var oldest: UInt32 = 0
+    var head: UInt32 = 0
+    var segmentCount = 0
     /// During `allocate(preserving:)`: the arena handle of the record that must
     /// not move (the item, or a large item's stub), and a large item's slot.
     var pinHandle: UInt32 = 0
@@ -286,11 +292,10 @@ struct ShardState {
         } else {
             segments[Int(segment(ofHandle: itemHandle))].liveBytes += UInt32(item.recordSize)
         }
-        table.count += 1
         counters.currentItems += 1
         counters.totalItems += 1
         counters.bytes += item.totalSize
-        if table.isMigrating || table.needsGrowth {
+        if table.isMigrating || table.needsGrowth(items: counters.currentItems) {
             growTable()
         }
         return casEnabled ? unique : 0
@@ -329,7 +334,6 @@ struct ShardState {
         // Safe because `slot` is the chain slot that holds this item (found by the caller under the lock).
         slot.storeBytes(of: item.next, as: UInt32.self)
         item.bits.remove(.linked)
-        table.count -= 1
         counters.currentItems -= 1
         counters.bytes -= item.totalSize
         if item.bits.contains(.large) {

@@ -22,19 +22,31 @@ import Synchronization
 /// before the second of the latest flush (memcached instead compares the
 /// client's token with its flush CAS, which can hide such items forever).
 struct StoreSequence: ~Copyable {
-    private let sequence = Atomic<UInt64>(0)
+    /// Bumped by every link, so on a cache line of its own: sharing one with the
+    /// flush fields, which every lookup reads, made lookups on one core miss
+    /// whenever another core stored an item.
+    private let sequence: UnsafeMutablePointer<Atomic<UInt64>>
     private let flushSequence = Atomic<UInt64>(0)
     private let flushTime = Atomic<UInt32>(0)
     private let pendingFlushAt = Atomic<UInt32>(0)
     private let flushLock = PThreadMutex()
 
+    init() {
+        // Safe because the block is initialized right away and freed once, in destroy().
+        sequence = UnsafeMutableRawPointer.allocate(byteCount: CacheLine.padding, alignment: CacheLine.padding)
+            .bindMemory(to: Atomic<UInt64>.self, capacity: 1)
+        sequence.initialize(to: Atomic<UInt64>(0))
+    }
+
     func destroy() {
         flushLock.destroy()
+        sequence.deinitialize(count: 1)
+        UnsafeMutableRawPointer(sequence).deallocate()
     }
 
     @inline(__always)
     func next() -> UInt64 {
-        sequence.wrappingAdd(1, ordering: .relaxed).newValue
+        sequence.pointee.wrappingAdd(1, ordering: .relaxed).newValue
     }
 
     func flush(boundary: ServerTime, now: ServerTime) {

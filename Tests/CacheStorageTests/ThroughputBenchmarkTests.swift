@@ -6,7 +6,7 @@ import Testing
 
 /// Nanoseconds per operation, single thread, printed (no thresholds: machines differ).
 /// Run with `MEMCLUSTER_BENCH=1 swift test -c release --filter ThroughputBenchmark`.
-@Suite("Throughput benchmark", .enabled(if: getenv("MEMCLUSTER_BENCH") != nil))
+@Suite("Throughput benchmark", .serialized, .enabled(if: getenv("MEMCLUSTER_BENCH") != nil))
 struct ThroughputBenchmarkTests {
     static func monotonicNanoseconds() -> UInt64 {
         var time = timespec()
@@ -84,5 +84,41 @@ struct ThroughputBenchmarkTests {
         Self.measure("set, 1M keys into 64 MiB (evicting)", operations: Self.operations) { Self.set(small, keys[$0], values) }
         #expect(found == 2 * Self.operations * 100)
         if Self.operations == 1_000_000 { #expect(small.statistics().evictions > 500_000) }
+    }
+
+    /// 90% get / 10% set over 100k keys from 1, 2 and 4 threads: total throughput.
+    @Test func severalThreads() throws {
+        let keys = Keys(count: 100_000)
+        let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 256 << 20))
+        let value = UnsafeMutableRawBufferPointer.allocate(byteCount: 100, alignment: 8)
+        defer { value.deallocate() }
+        value.initializeMemory(as: UInt8.self, repeating: 0x62)
+        let values = UnsafeRawBufferPointer(value)
+        for index in 0..<100_000 { Self.set(store, keys[index], values) }
+        struct Shared: @unchecked Sendable {
+            let store: CacheStorage
+            let keys: Keys
+            let values: UnsafeRawBufferPointer
+        }
+        let shared = Shared(store: store, keys: keys, values: values)
+        for threads in [1, 2, 4] {
+            let perThread = Self.operations / threads
+            let start = Self.monotonicNanoseconds()
+            runThreads(threads) { thread in
+                var state = UInt64(thread + 1) &* 0x9E37_79B9_7F4A_7C15
+                for _ in 0..<perThread {
+                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    let key = shared.keys[Int(state >> 33) % 100_000]
+                    if state & 0xF < 2 {
+                        Self.set(shared.store, key, shared.values)
+                    } else {
+                        _ = Self.get(shared.store, key)
+                    }
+                }
+            }
+            let elapsed = Double(Self.monotonicNanoseconds() - start) / 1e9
+            print("\(threads) thread(s), 90% get / 10% set, 100k keys: \(Int(Double(perThread * threads) / elapsed / 1000))k ops/s")
+        }
+        #expect(store.statistics().currentItems == 100_000)
     }
 }
