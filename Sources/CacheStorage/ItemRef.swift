@@ -43,7 +43,8 @@ public struct ItemRef {
     }
 
     /// CAS unique (0 when CAS is disabled). Setting it (meta `E`) stores the
-    /// client's value as is; see `CacheStorage.flush` for what that means for flushes.
+    /// client's value as is, before `link` (which then keeps it) or after;
+    /// see StoreSequence for what that means for flushes.
     @inlinable
     public var cas: UInt64 {
         get { bits.contains(.casHidden) ? 0 : rawCas }

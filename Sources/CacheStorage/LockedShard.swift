@@ -32,7 +32,8 @@ public struct LockedShard {
     }
 
     /// Makes a filled item visible, replacing any item with the same key, and gives
-    /// it a new CAS unique (returned; 0 when CAS is disabled).
+    /// it a new CAS unique (returned; 0 when CAS is disabled). A CAS set on the
+    /// item before linking (meta `E`) is kept and returned instead.
     @discardableResult
     public mutating func link(_ item: ItemRef, hash: UInt64, now: ServerTime) -> UInt64 {
         shard.pointee.link(item, hash: hash, now: now)

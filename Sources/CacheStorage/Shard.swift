@@ -277,11 +277,16 @@ struct ShardState {
         // Safe because `bucket` is this hash's chain head inside the table.
         item.next = bucket.load(as: UInt32.self)
         bucket.storeBytes(of: itemHandle, as: UInt32.self)
-        let unique = sequence.pointee.next()
-        item.rawCas = unique
         var bits = item.bits
+        let unique: UInt64
+        if bits.contains(.explicitCas) {
+            // The client chose the CAS (meta `E`) before linking: keep it.
+            unique = item.rawCas
+        } else {
+            unique = sequence.pointee.next()
+            item.rawCas = unique
+        }
         bits.insert(.linked)
-        bits.remove(.explicitCas)
         item.bits = bits
         item.lastAccessTime = now
         if bits.contains(.large) {

@@ -178,6 +178,28 @@ struct CasTests {
         for list in results.perThread { #expect(list == list.sorted()) }
     }
 
+    @Test func explicitCasSetBeforeLinkIsKept() throws {
+        let store = try CacheStorage(configuration: .small(8))
+        let key = bytes("token")
+        let linked: UInt64 = key.withUnsafeBytes { keyBytes in
+            let hash = CacheStorage.hash(keyBytes)
+            return store.withShard(hash: hash) { shard in
+                guard case .success(let item) = shard.allocate(key: keyBytes, valueLength: 1, clientFlags: 0, expiry: 0, now: 1) else { return 0 }
+                item.cas = 123_456
+                return shard.link(item, hash: hash, now: 1)
+            }
+        }
+        #expect(linked == 123_456)
+        guard case .hit(let fetched) = store.get(key) else {
+            Issue.record("miss")
+            return
+        }
+        #expect(fetched.cas == 123_456)
+        // A plain store afterwards draws a fresh sequence number again.
+        let next = try store.set(key, [2]).get()
+        #expect(next != 123_456 && next > 0)
+    }
+
     @Test func disabledCasReadsZero() throws {
         let store = try CacheStorage(configuration: .small(8, cas: false))
         let key = bytes("nocas")
