@@ -12,8 +12,23 @@ import Testing
 /// default, which keeps the suite fast and still must meet the target.
 @Suite("Memory per item")
 struct MemoryMeasurementTests {
+    /// Resident bytes of the whole process (meaningful only when this test runs alone).
+    static func processResidentBytes() -> Int {
+        guard let file = fopen("/proc/self/statm", "r") else { return 0 }
+        defer { fclose(file) }
+        var size = 0
+        var resident = 0
+        guard withUnsafeMutablePointer(to: &size, { sizePointer in
+            withUnsafeMutablePointer(to: &resident) { residentPointer in
+                withVaList([sizePointer, residentPointer]) { vfscanf(file, "%ld %ld", $0) }
+            }
+        }) == 2 else { return 0 }
+        return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     @Test func bytesPerSmallItem() throws {
         let count = getenv("MEMCLUSTER_MEASURE") != nil ? 1_000_000 : 100_000
+        let residentBefore = Self.processResidentBytes()
         let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 1 << 30))
         var key = Array(bytes("key:0000000000000000"))
         #expect(key.count == 20)
@@ -36,7 +51,8 @@ struct MemoryMeasurementTests {
             bytes per item (\(count) items, 20-byte keys, 100-byte values): \
             \((perItem * 10).rounded() / 10) resident (arena \(arena) + hash \(statistics.hashTableBytes)); \
             \((accounted * 10).rounded() / 10) by whole segments in use (\(statistics.segmentsInUse) x \(statistics.segmentSize)); \
-            item records \(statistics.bytes / count) each
+            item records \(statistics.bytes / count) each; \
+            process RSS grew \((Self.processResidentBytes() - residentBefore) / count) bytes per item (only meaningful alone)
             """)
         #expect(statistics.bytes == count * 152)
         #expect(perItem <= 165)
