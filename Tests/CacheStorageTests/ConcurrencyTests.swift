@@ -1,4 +1,7 @@
 import CacheStorage
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Testing
 
@@ -126,5 +129,54 @@ struct ConcurrencyTests {
         #expect(statistics.reclaimed == 3000)
         #expect(statistics.largeItems == 0)
         #expect(store.validate() == nil)
+    }
+
+    /// Tiny budget, eight shards of four 64 KiB segments, large items from 8 KiB:
+    /// threads constantly take segments and budget from each other's shards.
+    @Test func tinyBudgetMixedSizesFromFourThreads() throws {
+        let limit = 2 << 20
+        let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: limit, itemSizeMax: 256 << 10))
+        #expect(store.statistics().shards == 8)
+        #expect(store.statistics().largeItemThreshold == 8 << 10)
+        let corrupt = Atomic<Int>(0)
+        runThreads(4) { thread in
+            var generator = SeededGenerator(seed: UInt64(thread) &+ 99)
+            var versions = [Int](repeating: -1, count: 200)
+            var sizes = [Int](repeating: 0, count: 200)
+            let steps = getenv("MEMCLUSTER_STRESS") != nil ? 200_000 : 3000
+            for step in 0..<steps {
+                let key = Int.random(in: 0..<200, using: &generator)
+                let name = bytes("x\(thread)-\(key)")
+                let now = ServerTime(step / 50 + 1)
+                switch Int.random(in: 0..<10, using: &generator) {
+                case 0:
+                    store.delete(name, now: now)
+                    versions[key] = -1
+                case 1:
+                    // Appends keep the old item pinned while making room.
+                    if versions[key] >= 0, case .success? = store.append(name, [UInt8(truncatingIfNeeded: step)], now: now) {
+                        versions[key] = -1 // value no longer matches the pattern; stop checking it
+                    }
+                case 2...4:
+                    if versions[key] >= 0,
+                       store.matches(name, patternValue(key: thread * 1000 + key, version: versions[key], count: sizes[key]), now: now) == false {
+                        corrupt.add(1, ordering: .relaxed)
+                    }
+                default:
+                    let size = Int.random(in: 0..<10, using: &generator) == 0
+                        ? Int.random(in: 8000...200_000, using: &generator) : Int.random(in: 1...2000, using: &generator)
+                    if case .success = store.set(name, patternValue(key: thread * 1000 + key, version: step, count: size),
+                                                 expiry: step % 7 == 0 ? now + 2 : 0, now: now) {
+                        versions[key] = step
+                        sizes[key] = size
+                    }
+                }
+            }
+        }
+        #expect(corrupt.load(ordering: .relaxed) == 0)
+        let statistics = store.statistics()
+        #expect(statistics.evictions > 0)
+        #expect(statistics.residentBytesPeak <= limit)
+        EvictionTests.expectWithinBudget(store, limit: limit)
     }
 }
