@@ -117,12 +117,12 @@ struct EvictionTests {
                     return
                 }
                 let address = pinned.value.baseAddress
-                // Several budgets' worth of allocations inside one closure, all preserving the item.
+                // Several budgets' worth of allocations inside one closure, all preserving the item
+                // (one shard, so every key belongs to the locked part).
                 for index in 0..<3000 {
                     let other = Array(bytes("o\(index)"))
                     other.withUnsafeBytes { otherKey in
                         let otherHash = CacheStorage.hash(otherKey)
-                        guard otherHash >> 63 == hash >> 63 || true else { return }
                         if case .success(let item) = shard.allocate(key: otherKey, valueLength: 1000, clientFlags: 0, expiry: 0, now: 2, preserving: pinned) {
                             shard.link(item, hash: otherHash, now: 2)
                         }
