@@ -1,143 +1,272 @@
-// API CONTRACT (to be implemented): the storage the node builds its commands on.
-// No I/O, no protocol: keys and values are bytes, time is passed in.
+// The node's item store. No I/O, no protocol: keys and values are bytes, time is passed in.
+//
+//                 key bytes
+//                     |  CacheStorage.hash (KeyHash: 64 bits, 8 bytes a step)
+//                     v
+//   high bits -> shard (one of N, own pthread mutex)   low bits -> bucket
+//                     |
+//   withShard(hash) { lookup / allocate / link / unlink }      <- node's worker threads
+//                     |
+//       +-------------+---------------------------------------------+
+//       | ShardState                                                |
+//       |  HashTable: UInt32 bucket heads -> chain via item.next    |
+//       |  segments in write order: oldest ... head (append here)   |
+//       |  LargeItemTable: items > segment/8 in their own mmap,     |
+//       |                  each with a 32-byte stub in a segment    |
+//       +-----+-----------------------------------+-----------------+
+//             | full head: take a free segment    | budget exhausted:
+//             v                                   v
+//       SegmentPool (budget: resident segments    Eviction (CLOCK over segments):
+//       + large mappings <= limit; free lists)    compact the oldest segment in place,
+//             |                                   keep recently read items, unlink the rest
+//             v
+//       Arena: one mmap(MAP_NORESERVE) reservation cut into segments;
+//       items addressed by 32-bit handles (offset / 8)
+//
+//   reclaimExpired (node's timer thread): expired/flushed items out, mostly dead
+//   segments compacted back into the pool.
+//
+// Lock order: one shard lock, then the pool lock (innermost) or the flush lock.
+// A shard never waits for a second shard lock (only tryLock), so no cycle exists.
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Whole seconds since the node started (memcached's "rel_time"); the node's clock
 /// ticks it. As an expiry, 0 means "never".
 public typealias ServerTime = UInt32
 
-public struct StorageConfiguration: Sendable {
-    /// Hard budget for item memory in bytes (`-m`).
-    public var memoryLimit: Int
-    /// Largest item accepted (`-I`), in bytes.
-    public var itemSizeMax: Int
-    /// `-M` turns evictions off: a full cache refuses new items instead.
-    public var evictionsEnabled: Bool
-    /// `-C` turns CAS off: items keep no CAS unique (it reads as 0).
-    public var casEnabled: Bool
-
-    public init(memoryLimit: Int = 64 << 20, itemSizeMax: Int = 1 << 20, evictionsEnabled: Bool = true, casEnabled: Bool = true) {
-        self.memoryLimit = memoryLimit
-        self.itemSizeMax = itemSizeMax
-        self.evictionsEnabled = evictionsEnabled
-        self.casEnabled = casEnabled
-    }
-}
-
-/// Why an allocation failed.
-public enum AllocationFailure: Error, Sendable {
-    /// The item can never fit (`itemSizeMax`).
-    case tooLarge
-    /// No memory could be freed (evictions off, or nothing evictable).
-    case outOfMemory
-}
-
-/// What a lookup found.
-public enum LookupResult {
-    case hit(ItemRef)
-    case miss
-    /// The item had expired; it has been unlinked now (memcached counts `get_expired`).
-    case expired
-    /// The item was invalidated by flush_all; unlinked now (`get_flushed`).
-    case flushed
-}
-
-/// Counters and gauges of the storage, for `stats`.
-public struct StorageStatistics: Sendable {
-    public var currentItems: Int = 0
-    public var totalItems: Int = 0
-    /// Bytes used by items (headers, keys, values).
-    public var bytes: Int = 0
-    public var memoryLimit: Int = 0
-    public var evictions: Int = 0
-    /// Items whose memory was reclaimed because they had expired.
-    public var reclaimed: Int = 0
-    public var expiredUnfetched: Int = 0
-    public var evictedUnfetched: Int = 0
-    public init() {}
-}
-
-/// A reference to an item, valid only inside the `withShard` closure that produced
-/// it, and only until the next `allocate` in that closure (which may evict or move
-/// items) unless it was passed there as `preserving`.
-public struct ItemRef {
-    // Implementation detail: a pointer to the item's header.
-    public var key: UnsafeRawBufferPointer { fatalError() }
-    /// The value bytes; writable so a new item can be filled and incr/decr can rewrite in place.
-    public var value: UnsafeMutableRawBufferPointer { fatalError() }
-    public var clientFlags: UInt32 { get { fatalError() } nonmutating set { fatalError() } }
-    /// Absolute server time of expiry, 0 = never.
-    public var expiry: ServerTime { get { fatalError() } nonmutating set { fatalError() } }
-    /// CAS unique (0 when CAS is disabled).
-    public var cas: UInt64 { get { fatalError() } nonmutating set { fatalError() } }
-    /// Server time of the last access (read or write).
-    public var lastAccess: ServerTime { fatalError() }
-    /// Has the item been read since it was stored (meta `h`).
-    public var wasFetched: Bool { fatalError() }
-    /// Meta protocol: the item is stale (invalidated by `md I` / `ms I`).
-    public var isStale: Bool { get { fatalError() } nonmutating set { fatalError() } }
-    /// Meta protocol: a recache win token was handed out (`W` sent, later callers get `Z`).
-    public var winTokenSent: Bool { get { fatalError() } nonmutating set { fatalError() } }
-    /// Bytes this item takes in memory, for `me` and `stats`.
-    public var totalSize: Int { fatalError() }
-}
-
 /// The item store: a hash table with eviction under a hard memory budget.
 /// Thread-safe: every method may be called from any thread.
+///
+/// Geometry, fixed at init:
+/// - shards: `configuration.shardCount` (default 8), halved while the budget
+///   would give a shard fewer than four 64 KiB segments;
+/// - segment size: budget / (shards * 8), rounded down to a power of two and
+///   clamped to 64 KiB...1 MiB (1 MiB from a 64 MiB budget on), so each shard
+///   holds about 8 segments or more;
+/// - large items: records above segment size / 8 (128 KiB with 1 MiB segments),
+///   so a segment's unusable tail stays under 1/8;
+/// - arena reservation: max(budget, 4 GiB) of address space, at most 16 GiB.
 public final class CacheStorage: @unchecked Sendable {
     public let configuration: StorageConfiguration
+    let context: StoreContext
+    let largeThreshold: Int
 
+    static let minimumSegmentSize = 64 << 10
+    static let maximumSegmentSize = 1 << 20
+    static let defaultReservation = 4 << 30
+
+    /// Throws `AllocationFailure.outOfMemory` if the address space cannot be reserved.
     public init(configuration: StorageConfiguration) throws {
         self.configuration = configuration
-        fatalError("not implemented")
+        let limit = max(0, configuration.memoryLimit)
+        var shardCount = 1
+        while shardCount * 2 <= min(64, max(1, configuration.shardCount)) { shardCount *= 2 }
+        while shardCount > 1 && limit / shardCount < 4 * CacheStorage.minimumSegmentSize { shardCount /= 2 }
+        let wanted = min(CacheStorage.maximumSegmentSize, max(CacheStorage.minimumSegmentSize, limit / (shardCount * 8)))
+        let segmentSize = 1 << (Int.bitWidth - 1 - wanted.leadingZeroBitCount)
+        guard let arena = Arena(segmentSize: segmentSize, wantedBytes: max(limit, CacheStorage.defaultReservation),
+                                minimumBytes: min(limit, Arena.maxBytes)) else {
+            throw AllocationFailure.outOfMemory
+        }
+        let pool = SegmentPool(arena: arena, limit: limit)
+        context = StoreContext(arena: arena, pool: pool, shardCount: shardCount)
+        largeThreshold = segmentSize / 8
+        let buckets = max(64, (1 << min(max(configuration.hashPower, 1), 32)) / shardCount)
+        for index in 0..<shardCount {
+            // Each shard on cache lines of its own, so counters written by one thread
+            // never share a line with another shard's state.
+            // Safe because each shard is initialized right away and deinitialized and freed once, in deinit.
+            let bytes = (MemoryLayout<ShardState>.stride + CacheLine.padding - 1) & ~(CacheLine.padding - 1)
+            let shard = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: CacheLine.padding)
+                .bindMemory(to: ShardState.self, capacity: 1)
+            shard.initialize(to: ShardState(index: index, context: context, configuration: configuration,
+                                            largeThreshold: largeThreshold, bucketCount: buckets))
+            (context.shards + index).initialize(to: shard)
+        }
+        context.updateFairShare(limit: limit)
+    }
+
+    deinit {
+        for index in 0..<context.shardCount {
+            let shard = context.shards[index]
+            shard.pointee.destroy()
+            shard.deinitialize(count: 1)
+            UnsafeMutableRawPointer(shard).deallocate()
+        }
     }
 
     /// The hash of a key; compute it once per key and pass it to `withShard`.
-    public static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 { fatalError() }
+    public static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
+        KeyHash.hash(key)
+    }
 
     /// Runs `body` with the part of the store that owns keys of this hash locked.
-    /// Keep `body` short: it blocks other threads using the same part.
-    public func withShard<R>(hash: UInt64, _ body: (inout LockedShard) throws -> R) rethrows -> R { fatalError() }
+    /// Keep `body` short: it blocks other threads using the same part. Do not
+    /// call `withShard` (or anything else on the store) from inside `body`.
+    @inlinable
+    public func withShard<R>(hash: UInt64, _ body: (inout LockedShard) throws -> R) rethrows -> R {
+        var shard = _lockShard(hash: hash)
+        defer { _unlockShard(shard) }
+        return try body(&shard)
+    }
 
-    /// memcached's flush_all: items last stored or touched at or before `boundary`
-    /// become invisible once `now >= boundary` (a delayed flush passes a future boundary).
-    public func flush(boundary: ServerTime, now: ServerTime) { fatalError() }
+    @usableFromInline
+    func _lockShard(hash: UInt64) -> LockedShard {
+        let shard = context.shards[context.shardIndex(hash: hash)]
+        shard.pointee.lock.lock()
+        return LockedShard(state: UnsafeMutableRawPointer(shard))
+    }
 
-    /// Changes the memory budget (`cache_memlimit`); shrinking evicts down to it.
-    public func setMemoryLimit(_ bytes: Int) { fatalError() }
+    @usableFromInline
+    func _unlockShard(_ locked: LockedShard) {
+        // Safe because `state` always comes from CacheStorage's typed shard pointers.
+        let shard = locked.state.assumingMemoryBound(to: ShardState.self)
+        if shard.pointee.pendingLarge != 0 {
+            shard.pointee.drainPendingLarge()
+        }
+        shard.pointee.lock.unlock()
+    }
 
-    /// Background reclaim: unlinks up to `limit` expired items and frees their
-    /// memory where it can. Returns how many were reclaimed.
-    public func reclaimExpired(now: ServerTime, limit: Int) -> Int { fatalError() }
+    /// memcached's flush_all. With `boundary <= now`, every item stored before
+    /// this call becomes invisible, exactly (items stored right after it in the
+    /// same second stay). With a future boundary the flush waits: the first
+    /// operation at or after `boundary` applies it, hiding every item stored
+    /// before that moment. A new flush replaces a pending one. See StoreSequence.
+    public func flush(boundary: ServerTime, now: ServerTime) {
+        context.noteNow(now)
+        context.sequence.pointee.flush(boundary: boundary, now: now)
+    }
 
-    public func statistics() -> StorageStatistics { fatalError() }
+    /// Changes the memory budget (`cache_memlimit`); shrinking evicts down to it
+    /// (even with evictions off) before returning. Segments never grow past the
+    /// arena reservation: budget beyond it serves large items only.
+    public func setMemoryLimit(_ bytes: Int) {
+        let pool = context.pool
+        pool.setLimit(bytes)
+        context.updateFairShare(limit: max(0, bytes))
+        let now = context.latestNow.load(ordering: .relaxed)
+        while pool.isOverLimit {
+            if pool.discardOneFreeResident() { continue }
+            var fullest = -1
+            var fullestCount = 0
+            for index in 0..<context.shardCount {
+                let shard = context.shards[index]
+                shard.pointee.lock.lock()
+                let count = shard.pointee.segmentCount
+                shard.pointee.lock.unlock()
+                if count > fullestCount {
+                    fullest = index
+                    fullestCount = count
+                }
+            }
+            guard fullest >= 0 else { break }
+            let shard = context.shards[fullest]
+            shard.pointee.lock.lock()
+            let victim = shard.pointee.oldestEvacuable()
+            if victim != 0 && shard.pointee.evacuate(victim, mayEvict: true, now: now) {
+                pool.give(victim, discard: true)
+            }
+            shard.pointee.drainPendingLarge()
+            shard.pointee.lock.unlock()
+        }
+    }
+
+    /// Background reclaim: unlinks up to `limit` expired (or flushed) items and
+    /// gives mostly-dead segments back to the pool. Returns how many were
+    /// reclaimed. Visits each shard at most once per call, a few segments per
+    /// lock hold, going on where the previous call stopped.
+    public func reclaimExpired(now: ServerTime, limit: Int) -> Int {
+        context.sequence.pointee.applyPendingFlush(now: now)
+        context.noteNow(now)
+        var total = 0
+        for index in 0..<context.shardCount {
+            let shard = context.shards[index]
+            while total < limit {
+                shard.pointee.lock.lock()
+                let (reclaimed, finished) = shard.pointee.reclaimStep(now: now, limit: limit - total, maxSegments: 4)
+                shard.pointee.drainPendingLarge()
+                shard.pointee.lock.unlock()
+                total += reclaimed
+                if finished { break }
+            }
+            if total >= limit { break }
+        }
+        return total
+    }
+
+    public func statistics() -> StorageStatistics {
+        var statistics = StorageStatistics()
+        for index in 0..<context.shardCount {
+            let shard = context.shards[index]
+            shard.pointee.lock.lock()
+            let counters = shard.pointee.counters
+            statistics.currentItems += counters.currentItems
+            statistics.totalItems += counters.totalItems
+            statistics.bytes += counters.bytes
+            statistics.evictions += counters.evictions
+            statistics.reclaimed += counters.reclaimed
+            statistics.expiredUnfetched += counters.expiredUnfetched
+            statistics.evictedUnfetched += counters.evictedUnfetched
+            statistics.itemsRetained += counters.itemsRetained
+            statistics.compactions += counters.compactions
+            statistics.segmentsInUse += shard.pointee.segmentCount
+            statistics.largeItems += shard.pointee.large.count
+            statistics.largeItemBytes += shard.pointee.large.mappedBytes
+            statistics.hashBuckets += shard.pointee.table.bucketCount
+            statistics.hashTableBytes += shard.pointee.table.bytes
+            var segment = shard.pointee.oldest
+            while segment != 0 {
+                statistics.deadBytes += context.arena.segments[Int(segment)].deadBytes
+                segment = context.arena.segments[Int(segment)].next
+            }
+            shard.pointee.lock.unlock()
+        }
+        let pool = context.pool.snapshot()
+        statistics.memoryLimit = pool.limit
+        statistics.residentBytes = pool.charge
+        statistics.residentBytesPeak = pool.peakCharge
+        statistics.segmentsFreeResident = pool.freeResidentSegments
+        statistics.segmentSize = context.arena.segmentSize
+        statistics.largeItemThreshold = largeThreshold
+        statistics.shards = context.shardCount
+        statistics.arenaReservedBytes = context.arena.reservedBytes
+        return statistics
+    }
+
     /// Zeroes counters (not gauges such as current items and bytes), for `stats reset`.
-    public func resetStatistics() { fatalError() }
-}
+    public func resetStatistics() {
+        for index in 0..<context.shardCount {
+            let shard = context.shards[index]
+            shard.pointee.lock.lock()
+            shard.pointee.counters.reset()
+            shard.pointee.lock.unlock()
+        }
+        context.pool.resetPeak()
+    }
 
-/// One locked part of the store, handed to a `withShard` closure.
-public struct LockedShard {
-    /// Finds `key`, applying lazy expiry and flush (both unlink the item).
-    /// A hit marks the item accessed (for eviction) unless `bump` is false, and
-    /// fetched unless `fetch` is false (meta `u` sets neither... see the node).
-    public mutating func lookup(key: UnsafeRawBufferPointer, hash: UInt64, now: ServerTime, bump: Bool = true, fetch: Bool = true) -> LookupResult { fatalError() }
+    /// Diagnostic: bytes of the arena actually resident, by mincore(2). Slow
+    /// (one byte per page of the segments ever used); not for hot paths.
+    public func arenaResidentBytes() -> Int {
+        context.arena.residentBytes(segments: context.pool.snapshot().touchedSegments)
+    }
 
-    /// Allocates an unlinked item holding `key` and room for `valueLength` bytes of
-    /// value, with flags, expiry, last access = now. May evict (or fail). Every
-    /// `ItemRef` obtained before is invalid afterwards, except `preserving`.
-    public mutating func allocate(key: UnsafeRawBufferPointer, valueLength: Int, clientFlags: UInt32, expiry: ServerTime, now: ServerTime, preserving: ItemRef? = nil) -> Result<ItemRef, AllocationFailure> { fatalError() }
-
-    /// Makes a filled item visible, replacing any item with the same key, and gives
-    /// it a new CAS unique (returned).
-    @discardableResult
-    public mutating func link(_ item: ItemRef, hash: UInt64, now: ServerTime) -> UInt64 { fatalError() }
-
-    /// Removes an item from the table; its memory is reused later.
-    public mutating func unlink(_ item: ItemRef, hash: UInt64) { fatalError() }
-
-    /// Records a read of `item` after the fact (meta commands report `h` and `l`
-    /// as they were before this access): marks it fetched and accessed at `now`.
-    public mutating func recordAccess(_ item: ItemRef, now: ServerTime) { fatalError() }
-
-    /// Gives a linked item a new CAS unique (meta `md I`, in-place incr) and returns it.
-    public mutating func assignNewCas(_ item: ItemRef) -> UInt64 { fatalError() }
+    /// Diagnostic: checks every chain, segment and counter; returns a description
+    /// of the first inconsistency, or nil. Slow: for tests and debugging.
+    public func validate() -> String? {
+        for index in 0..<context.shardCount {
+            let shard = context.shards[index]
+            shard.pointee.lock.lock()
+            let problem = shard.pointee.validate()
+            shard.pointee.lock.unlock()
+            if let problem { return problem }
+        }
+        let pool = context.pool.snapshot()
+        if pool.charge > pool.limit {
+            return "pool charge \(pool.charge) above limit \(pool.limit)"
+        }
+        return nil
+    }
 }
