@@ -24,6 +24,8 @@ public enum ProtocolError: Sendable, Equatable {
     case metaInvalidInitial            // CLIENT_ERROR invalid numeric initial value
     case metaInvalidDelta              // CLIENT_ERROR invalid numeric delta value
     case metaKeyDecoding               // CLIENT_ERROR error decoding key
+    /// `refresh_certs` on a server built without TLS (1.6.18's Debian binary), any arguments.
+    case tlsNotEnabled                 // Error TLS not enabled
 
     /// The reply line without `\r\n`.
     public var line: StaticString {
@@ -51,6 +53,7 @@ public enum ProtocolError: Sendable, Equatable {
         case .metaInvalidInitial: return "CLIENT_ERROR invalid numeric initial value"
         case .metaInvalidDelta: return "CLIENT_ERROR invalid numeric delta value"
         case .metaKeyDecoding: return "CLIENT_ERROR error decoding key"
+        case .tlsNotEnabled: return "Error TLS not enabled"
         }
     }
 }

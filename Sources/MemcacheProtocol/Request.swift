@@ -26,8 +26,13 @@ public struct Request: Sendable {
     /// `noreply` was the last token (classic commands).
     public var noreply: Bool
     /// Everything after the command token, for commands with free-form arguments
-    /// (stats, verbosity, slabs, lru, lru_crawler, watch, shutdown, cache_memlimit, flush_all).
+    /// (stats, verbosity, slabs, lru, lru_crawler, watch, shutdown, cache_memlimit, flush_all):
+    /// from the first argument to the end of the last one (no trailing spaces); empty
+    /// (at the end of the line) when there is none. Iterate with `KeyTokens`.
     public var arguments: Range<Int>
+    /// The numeric argument of `verbosity <level>` and `cache_memlimit <megabytes>`,
+    /// parsed like memcached (32-bit, `4294967360` truncates to 64).
+    public var numericArgument: UInt64
     /// Meta-command flags; empty for classic commands.
     public var meta: MetaFlags
 
@@ -44,6 +49,7 @@ public struct Request: Sendable {
         self.data = 0..<0
         self.noreply = false
         self.arguments = 0..<0
+        self.numericArgument = 0
         self.meta = MetaFlags()
     }
 }
@@ -74,6 +80,9 @@ public struct MetaFlags: Sendable, Equatable {
     public var delta: UInt64 = 1
     /// `J<initial>` (ma), default 0.
     public var initial: UInt64 = 0
+    /// With `b`: the length of the base64-decoded key (decode it with `Base64.decode`);
+    /// 0 without `b`.
+    public var decodedKeyLength: Int = 0
 
     public init() {}
 

@@ -1,3 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// How bytes become requests (memcached 1.6.18's text and meta protocols):
+//
+//   connection input buffer ──► RequestParser.parse(front of buffer)
+//        ▲                          │ memchr '\n' → line; strip '\r'; cut at NUL
+//        │                          │ LineTokens: ≤ 23 space-separated tokens (stack)
+//        │                          │ dispatch on the first token's bytes
+//        │                          ▼
+//        └── consume / swallow ◄── ParseOutcome: .request (ranges into the buffer)
+//                                   .needMoreData · .invalid · .tooLarge · .close
+//
+// The parser is a value with no state between calls: it looks at the front of the
+// unconsumed input and answers one outcome; the caller consumes and loops. Nothing
+// is copied and nothing allocated: a Request holds offsets into the buffer.
+
 /// What the parser made of the bytes at the front of a buffer.
 public enum ParseOutcome: Sendable {
     /// A complete request (and its data block); consume `request.length` bytes.
@@ -13,9 +33,14 @@ public enum ParseOutcome: Sendable {
     /// command, key and noreply set; consume the line (`consume` bytes), drop
     /// `swallow` bytes of data as they arrive. memcached answers `SERVER_ERROR object
     /// too large for cache` (unless noreply) and deletes the key's old value for set and ms.
+    ///
+    /// Details checked on the binary: for `ms` the error is sent even with `q` and the
+    /// old value is deleted whatever the `M` mode; for `add`/`replace`/`append`/
+    /// `prepend`/`cas` the old value stays. memcached writes the reply only once the
+    /// swallowed bytes have arrived (the order of replies is what matters).
     case tooLarge(Request, consume: Int, swallow: Int)
-    /// The stream cannot be framed (an over-long line, an HTTP request): close the
-    /// connection. memcached closes without a reply.
+    /// The stream cannot be framed (an over-long line, an HTTP request, the binary
+    /// protocol): close the connection. memcached closes without a reply.
     case close
 }
 
@@ -28,17 +53,320 @@ public struct RequestLimits: Sendable {
     public var itemSizeMax: Int? = 1024 * 1024
     /// Whether CAS is enabled (`-C` off): it changes memcached's item size accounting.
     public var casEnabled: Bool = true
+    /// Whether `flush_all` is allowed (`-F` off). memcached checks `-F` before it
+    /// parses the delay, so with `false` the parser hands every well-formed-arity
+    /// `flush_all` to the caller unvalidated, to be answered `CLIENT_ERROR flush_all
+    /// not allowed`.
+    public var flushAllEnabled: Bool = true
 
-    public init(maxKeyLength: Int = 250, itemSizeMax: Int? = 1024 * 1024, casEnabled: Bool = true) {
+    public init(maxKeyLength: Int = 250, itemSizeMax: Int? = 1024 * 1024, casEnabled: Bool = true,
+                flushAllEnabled: Bool = true) {
         self.maxKeyLength = maxKeyLength
         self.itemSizeMax = itemSizeMax
         self.casEnabled = casEnabled
+        self.flushAllEnabled = flushAllEnabled
+    }
+
+    /// memcached's `item_size_ok`: item header (48) + CAS (8 when enabled) + key + 1
+    /// + client-flags suffix (4 when the 32-bit flags are non-zero) + value + `\r\n`
+    /// must fit `-I`. Verified on the binary: with `-I 1m` a 3-byte key takes at most
+    /// 1048514 bytes (1048510 with flags, 1048522 with `-C`), a 250-byte key 1048267.
+    @inlinable
+    public func itemFits(keyLength: Int, flags: UInt32, valueLength: Int) -> Bool {
+        guard let itemSizeMax else { return true }
+        let total = 48 + (casEnabled ? 8 : 0) + keyLength + 1 + (flags != 0 ? 4 : 0) + valueLength + 2
+        return total <= itemSizeMax
     }
 }
 
-/// Frames and validates requests at the front of a buffer (implementation pending).
+/// memcached's framing constants.
+public enum Framing {
+    /// With this many bytes buffered and no `\n`, memcached closes the connection
+    /// (unless the buffer starts with `get `/`gets `). Strictly more than 2048.
+    public static let lineWithoutNewlineLimit = 2048
+    /// memcached's per-connection read buffer (READ_BUFFER_SIZE). A non-multi-get line
+    /// longer than this can never be seen whole by memcached, which closes; the parser
+    /// closes too, whatever the caller's buffer holds.
+    public static let readBufferSize = 16384
+    /// memcached skips at most this many leading spaces when looking for `get `.
+    public static let maxLeadingSpaces = 100
+    /// MFLAG_MAX_OPT_LENGTH: meta lines with more tokens (memcached's count,
+    /// including its terminal token) are refused.
+    public static let maxMetaTokens = 20
+    /// MFLAG_MAX_OPAQUE_LENGTH: the longest `O` token, `O` included.
+    public static let maxOpaqueTokenLength = 32
+}
+
+/// Parses memcached text and meta requests at the front of a buffer, byte-exact with
+/// memcached 1.6.18 (the replies it implies are the ones the binary sends).
+///
+/// A plain value: create one per connection or share one; `parse` has no side
+/// effects and may be called from any thread.
+///
+/// Deliberate differences from memcached, all on malformed input:
+/// - A request that starts with byte 0x80 (the binary protocol, which `-B auto`
+///   memcached would switch to on a connection's first byte) closes the connection.
+///   memcached answers `ERROR` to such a line later in a text stream.
+/// - memcached closes when more than 2048 bytes arrive without `\n`, so a 3000-byte
+///   non-get line (e.g. `gat` with many keys) works only if it arrives in one read.
+///   The parser applies the rule to what the caller has buffered, so it behaves like
+///   memcached reading the same bytes at once; lines over 16384 bytes (memcached's
+///   read buffer) are always closed, except get/gets.
+/// - Side effects memcached performs before an error (a multi-get touching and
+///   counting the keys before an over-long one; `mg` applying `T` before finding its
+///   opaque too long; `flush_all abc` counting in `cmd_flush`) do not happen: the
+///   request is refused as a whole.
 public struct RequestParser: Sendable {
-    public var limits: RequestLimits
-    public init(limits: RequestLimits) { self.limits = limits }
-    public func parse(_ bytes: UnsafeRawBufferPointer) -> ParseOutcome { fatalError("not implemented") }
+    public let limits: RequestLimits
+
+    public init(limits: RequestLimits = RequestLimits()) {
+        self.limits = limits
+    }
+
+    /// Looks at the front of `bytes` (a connection's unconsumed input) and returns
+    /// one outcome. Offsets in the outcome are relative to `bytes.baseAddress`.
+    public func parse(_ bytes: UnsafeRawBufferPointer) -> ParseOutcome {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return .needMoreData(totalLength: nil) }
+        return parse(base, bytes.count)
+    }
+}
+
+/// One framed command line inside the buffer.
+struct Line {
+    let base: UnsafeRawPointer
+    /// Bytes available in the buffer.
+    let available: Int
+    /// Line length including `\n`.
+    let length: Int
+    /// End of the line content (before `\r\n` or `\n`).
+    let contentEnd: Int
+    /// Where memcached's C string ends: `contentEnd`, or an earlier NUL byte.
+    let end: Int
+}
+
+extension RequestParser {
+    func parse(_ base: UnsafeRawPointer, _ available: Int) -> ParseOutcome {
+        if base.byte(0) == 0x80 { return .close }
+        // Safe because memchr reads only the `available` bytes the caller lent us.
+        guard let newlinePointer = memchr(base, 0x0A, available) else {
+            if available > Framing.lineWithoutNewlineLimit && !RequestParser.startsLikeMultiGet(base, available) {
+                return .close
+            }
+            return .needMoreData(totalLength: nil)
+        }
+        let newline = UnsafeRawPointer(newlinePointer) - base
+        if newline + 1 > Framing.readBufferSize && !RequestParser.startsLikeMultiGet(base, available) {
+            return .close
+        }
+        var contentEnd = newline
+        // memcached strips the '\r' only when the line has more than one byte.
+        if contentEnd > 1 && base.byte(contentEnd - 1) == 0x0D { contentEnd -= 1 }
+        var end = contentEnd
+        // memcached tokenizes a C string: a NUL byte ends the command early.
+        if contentEnd > 0, let nul = memchr(base, 0, contentEnd) { end = UnsafeRawPointer(nul) - base }
+        let line = Line(base: base, available: available, length: newline + 1, contentEnd: contentEnd, end: end)
+        let tokens = LineTokens(base, from: 0, to: end)
+        // All commands need a token, and none is shorter than two bytes.
+        if tokens.count == 0 || tokens.length(0) < 2 { return error(line) }
+        return dispatch(line, tokens)
+    }
+
+    /// memcached's guard for long lines: after at most 100 spaces, `get ` or `gets `.
+    static func startsLikeMultiGet(_ base: UnsafeRawPointer, _ available: Int) -> Bool {
+        var index = 0
+        while index < available && base.byte(index) == 0x20 {
+            index += 1
+            if index > Framing.maxLeadingSpaces { return false }
+        }
+        if index + 4 <= available && base.matches(index, 4, "get ") { return true }
+        if index + 5 <= available && base.matches(index, 5, "gets ") { return true }
+        return false
+    }
+
+    // MARK: - Dispatch
+
+    /// Mirrors `process_command_ascii`: two-letter `m?` commands are meta; commands
+    /// starting with g s a c i d t are looked up in their branch (an unknown one there
+    /// is `ERROR`); all others go through a chain whose unknown end closes the
+    /// connection when the last token starts with `HTTP/`.
+    func dispatch(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+        let base = line.base
+        let start = tokens.starts[0]
+        let length = tokens.length(0)
+        let first = base.byte(start)
+        if first == UInt8(ascii: "m") && length == 2 {
+            switch base.byte(start + 1) {
+            case UInt8(ascii: "g"): return metaCommand(.metaGet, line, tokens)
+            case UInt8(ascii: "s"): return metaCommand(.metaSet, line, tokens)
+            case UInt8(ascii: "d"): return metaCommand(.metaDelete, line, tokens)
+            case UInt8(ascii: "a"): return metaCommand(.metaArithmetic, line, tokens)
+            case UInt8(ascii: "n"): return simple(.metaNoop, line)
+            case UInt8(ascii: "e"): return metaDebug(line, tokens)
+            default: return error(line)
+            }
+        }
+        let name = CommandName.pack(base, start, length)
+        switch first {
+        case UInt8(ascii: "g"):
+            guard tokens.ntokens >= 3 else { return error(line) }
+            switch name {
+            case CommandName.get: return retrieval(.get, line, tokens)
+            case CommandName.gets: return retrieval(.gets, line, tokens)
+            case CommandName.gat: return retrieval(.gat, line, tokens)
+            case CommandName.gats: return retrieval(.gats, line, tokens)
+            default: return error(line)
+            }
+        case UInt8(ascii: "s"):
+            switch name {
+            case CommandName.set: return storage(.set, line, tokens)
+            case CommandName.stats: return withArguments(.stats, line, tokens)
+            case CommandName.shutdown: return withArguments(.shutdown, line, tokens)
+            case CommandName.slabs: return withArguments(.slabs, line, tokens)
+            default: return error(line)
+            }
+        case UInt8(ascii: "a"):
+            switch name {
+            case CommandName.add: return storage(.add, line, tokens)
+            case CommandName.append: return storage(.append, line, tokens)
+            default: return error(line)
+            }
+        case UInt8(ascii: "c"):
+            if name == CommandName.cas { return storage(.cas, line, tokens) }
+            if base.matches(start, length, "cache_memlimit") { return cacheMemlimit(line, tokens) }
+            return error(line)
+        case UInt8(ascii: "i"):
+            return name == CommandName.incr ? arithmetic(.incr, line, tokens) : error(line)
+        case UInt8(ascii: "d"):
+            switch name {
+            case CommandName.delete: return delete(line, tokens)
+            case CommandName.decr: return arithmetic(.decr, line, tokens)
+            default: return error(line)
+            }
+        case UInt8(ascii: "t"):
+            return name == CommandName.touch ? touch(line, tokens) : error(line)
+        default:
+            break
+        }
+        switch name {
+        case CommandName.bget:
+            return tokens.ntokens >= 3 ? retrieval(.get, line, tokens) : error(line)
+        case CommandName.replace: return storage(.replace, line, tokens)
+        case CommandName.prepend: return storage(.prepend, line, tokens)
+        case CommandName.version: return simple(.version, line)
+        case CommandName.quit: return simple(.quit, line)
+        case CommandName.watch: return withArguments(.watch, line, tokens)
+        case CommandName.lru:
+            return tokens.ntokens >= 3 ? withArguments(.lru, line, tokens) : error(line)
+        default: break
+        }
+        if base.matches(start, length, "flush_all") { return flushAll(line, tokens) }
+        if base.matches(start, length, "verbosity") { return verbosity(line, tokens) }
+        if base.matches(start, length, "lru_crawler") { return withArguments(.lruCrawler, line, tokens) }
+        if base.matches(start, length, "refresh_certs") { return invalid(.tlsNotEnabled, line) }
+        // Unknown (`misbehave` too: it exists only in debug builds of memcached).
+        let last = tokens.count - 1
+        if tokens.length(last) >= 5 && base.matches(tokens.starts[last], 5, "HTTP/") { return .close }
+        return error(line)
+    }
+
+    // MARK: - Outcome helpers
+
+    @inline(__always)
+    func error(_ line: Line) -> ParseOutcome {
+        .invalid(.error, consume: line.length, swallow: 0, quiet: false)
+    }
+
+    @inline(__always)
+    func invalid(_ error: ProtocolError, _ line: Line, quiet: Bool = false, swallow: Int = 0) -> ParseOutcome {
+        .invalid(error, consume: line.length, swallow: swallow, quiet: quiet)
+    }
+
+    @inline(__always)
+    func newRequest(_ command: Command, _ line: Line) -> Request {
+        var request = Request(command: command)
+        request.length = line.length
+        request.line = 0..<line.contentEnd
+        return request
+    }
+
+    func simple(_ command: Command, _ line: Line) -> ParseOutcome {
+        var request = newRequest(command, line)
+        request.arguments = line.end..<line.end
+        return .request(request)
+    }
+
+    /// memcached's `set_noreply_maybe`: the last token is exactly `noreply`.
+    @inline(__always)
+    func isNoreply(_ line: Line, _ tokens: LineTokens) -> Bool {
+        let last = tokens.count - 1
+        return line.base.matches(tokens.starts[last], tokens.length(last), "noreply")
+    }
+
+    /// From the second token to the end of the last one.
+    func argumentsRange(_ line: Line, _ tokens: LineTokens) -> Range<Int> {
+        if tokens.count < 2 { return line.end..<line.end }
+        var end = line.end
+        while end > tokens.starts[1] && line.base.byte(end - 1) == 0x20 { end -= 1 }
+        return tokens.starts[1]..<end
+    }
+
+    func withArguments(_ command: Command, _ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+        var request = newRequest(command, line)
+        request.arguments = argumentsRange(line, tokens)
+        return .request(request)
+    }
+
+    /// Waits for `<valueLength>\r\n` after the line; checks the `\r\n`.
+    func dataBlock(_ request: Request, _ line: Line, valueLength: Int, quiet: Bool) -> ParseOutcome {
+        let total = line.length + valueLength + 2
+        if line.available < total { return .needMoreData(totalLength: total) }
+        if line.base.byte(total - 2) != 0x0D || line.base.byte(total - 1) != 0x0A {
+            // memcached reads exactly <bytes>+2 and goes on after them.
+            return .invalid(.badDataChunk, consume: total, swallow: 0, quiet: quiet)
+        }
+        var request = request
+        request.data = line.length..<(line.length + valueLength)
+        request.length = total
+        return .request(request)
+    }
+}
+
+/// The first token packed little-endian into a UInt64 (names of at most 8 bytes),
+/// so dispatch compares integers instead of strings. Longer names compare bytes.
+enum CommandName {
+    @inline(__always)
+    static func pack(_ base: UnsafeRawPointer, _ start: Int, _ length: Int) -> UInt64 {
+        if length > 8 { return 0 }
+        var value: UInt64 = 0
+        var index = length
+        while index > 0 {
+            index -= 1
+            value = value << 8 | UInt64(base.byte(start + index))
+        }
+        return value
+    }
+
+    // Checked against `pack` of the spelled-out names in CommandNameTests.
+    static let get: UInt64 = 0x74_65_67
+    static let gets: UInt64 = 0x73_74_65_67
+    static let gat: UInt64 = 0x74_61_67
+    static let gats: UInt64 = 0x73_74_61_67
+    static let bget: UInt64 = 0x74_65_67_62
+    static let set: UInt64 = 0x74_65_73
+    static let add: UInt64 = 0x64_64_61
+    static let append: UInt64 = 0x64_6E_65_70_70_61
+    static let replace: UInt64 = 0x65_63_61_6C_70_65_72
+    static let prepend: UInt64 = 0x64_6E_65_70_65_72_70
+    static let cas: UInt64 = 0x73_61_63
+    static let delete: UInt64 = 0x65_74_65_6C_65_64
+    static let incr: UInt64 = 0x72_63_6E_69
+    static let decr: UInt64 = 0x72_63_65_64
+    static let touch: UInt64 = 0x68_63_75_6F_74
+    static let stats: UInt64 = 0x73_74_61_74_73
+    static let shutdown: UInt64 = 0x6E_77_6F_64_74_75_68_73
+    static let slabs: UInt64 = 0x73_62_61_6C_73
+    static let version: UInt64 = 0x6E_6F_69_73_72_65_76
+    static let quit: UInt64 = 0x74_69_75_71
+    static let watch: UInt64 = 0x68_63_74_61_77
+    static let lru: UInt64 = 0x75_72_6C
 }
