@@ -70,11 +70,8 @@ final class ClientConnection: ConnectionHandler {
                 switch worker.processor.execute(request, in: pending, output: &connection.output) {
                 case .proceed:
                     continue
-                case .closeAfterWrite:
-                    finish(connection, flushFirst: true)
-                    break parsing
-                case .closeNow:
-                    finish(connection, flushFirst: false)
+                case .close:
+                    finish(connection)
                     break parsing
                 }
             case .needMoreData(let totalLength):
@@ -89,7 +86,7 @@ final class ClientConnection: ConnectionHandler {
                 consumed += consume
                 swallowRemaining = swallow
             case .close:
-                finish(connection, flushFirst: false)
+                finish(connection)
                 break parsing
             }
         }
@@ -103,12 +100,10 @@ final class ClientConnection: ConnectionHandler {
         }
     }
 
-    private func finish(_ connection: Connection, flushFirst: Bool) {
+    /// Closes after the replies already gathered are written, as memcached does
+    /// for quit, an HTTP request, an over-long line or shutdown.
+    private func finish(_ connection: Connection) {
         finished = true
-        if flushFirst {
-            connection.closeAfterFlush()
-        } else {
-            connection.close()
-        }
+        connection.closeAfterFlush()
     }
 }

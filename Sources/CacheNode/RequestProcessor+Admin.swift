@@ -46,8 +46,7 @@ extension RequestProcessor {
     private func flushAll(_ request: Request, output: inout ByteBuffer) {
         counters.add(.cmdFlush)
         guard context.settings.flushEnabled else {
-            output.append("CLIENT_ERROR flush_all not allowed\r\n")
-            return
+            return reply("CLIENT_ERROR flush_all not allowed\r\n", noreply: request.noreply, output: &output)
         }
         let now = clock.now
         // memcached: a delay moves the boundary into the future; the boundary is
@@ -70,7 +69,7 @@ extension RequestProcessor {
             return .proceed
         }
         context.requestShutdown()
-        return .closeNow
+        return .close
     }
 
     // cache_memlimit <megabytes> [noreply]

@@ -65,7 +65,7 @@ extension RequestProcessor {
                 case flagl: appendFlag(flagl, UInt64(now &- item.lastAccess), output: &output)
                 case flagh: appendFlag(flagh, item.wasFetched ? 1 : 0, output: &output)
                 case flagO: appendToken(token, in: bytes, output: &output)
-                case flagk: appendKey(key, binary: meta.has(flagb), output: &output)
+                case flagk: appendKey(item.key, binary: item.hasBinaryKey, output: &output)
                 default: break
                 }
             }
@@ -115,7 +115,7 @@ extension RequestProcessor {
         let store = StoreRequest(mode: mode, key: key, value: slice(bytes, request.data), clientFlags: meta.clientFlags,
                                  expiry: meta.has(flagT) ? clock.expiry(fromExptime: meta.ttl) : 0,
                                  compareCas: hasCas ? meta.compareCas : 0,
-                                 invalidate: meta.has(flagI) && mode == .cas)
+                                 invalidate: meta.has(flagI) && mode == .cas, binaryKey: meta.has(flagb))
         let outcome = self.store(store)
         var newCas: UInt64 = 0
         switch outcome {
@@ -274,7 +274,7 @@ extension RequestProcessor {
                 return false
             }
             output.append("ME ")
-            if request.meta.has(flagb) {
+            if item.hasBinaryKey {
                 Base64.encode(item.key, into: &output)
             } else {
                 output.append(item.key)

@@ -28,6 +28,8 @@ struct StoreRequest {
     var compareCas: UInt64 = 0
     /// meta `ms ... I`: a CAS older than the item's stores the value as stale.
     var invalidate = false
+    /// meta `b`: the key came base64-encoded and is echoed that way.
+    var binaryKey = false
 }
 
 extension RequestProcessor {
@@ -128,7 +130,9 @@ extension RequestProcessor {
             let total = oldLength + request.value.count
             let allocation = shard.allocate(key: request.key, valueLength: total, clientFlags: old.clientFlags,
                                             expiry: old.expiry, now: now, preserving: old)
-            guard case .success(let item) = allocation else { return failure(allocation) }
+            // memcached answers NOT_STORED when the combined value cannot be allocated.
+            guard case .success(let item) = allocation else { return .notStored }
+            item.hasBinaryKey = request.binaryKey
             let destination = item.value
             if request.mode == .append {
                 destination.baseAddress!.copyMemory(from: old.value.baseAddress!, byteCount: oldLength)
@@ -151,6 +155,7 @@ extension RequestProcessor {
         let allocation = shard.allocate(key: request.key, valueLength: request.value.count, clientFlags: request.clientFlags,
                                         expiry: request.expiry, now: now)
         guard case .success(let item) = allocation else { return failure(allocation) }
+        item.hasBinaryKey = request.binaryKey
         if request.value.count > 0 {
             item.value.baseAddress!.copyMemory(from: request.value.baseAddress!, byteCount: request.value.count)
         }

@@ -14,10 +14,9 @@ import MemcacheProtocol
 /// What the connection does after a request has been answered.
 enum Disposition {
     case proceed
-    /// `quit`: write what is pending, then close; later pipelined requests are dropped.
-    case closeAfterWrite
-    /// Close at once without answering (memcached's conn_closing).
-    case closeNow
+    /// `quit`, `shutdown`: write what is pending, then close; later pipelined
+    /// requests are dropped.
+    case close
 }
 
 /// Executes parsed requests against the storage and writes memcached's replies.
@@ -66,7 +65,7 @@ final class RequestProcessor {
         case .metaDebug:
             metaDebug(request, in: bytes, output: &output)
         case .quit:
-            return .closeAfterWrite
+            return .close
         case .flushAll, .version, .verbosity, .shutdown, .stats, .cacheMemlimit,
              .slabs, .lru, .lruCrawler, .watch, .misbehave:
             return administer(request, in: bytes, output: &output)

@@ -9,7 +9,7 @@
 ///  0  keyLength   UInt8    item: key bytes (<= 255)
 ///  1  bits        UInt8    ItemBits
 ///  2  kind        UInt8    RecordKind
-///  3  (spare)     UInt8
+///  3  protocol    UInt8    bits the node keeps for the protocol (binary key)
 ///  4  valueLength UInt32   filler: the filler's whole size
 ///  8  cas         UInt64   CAS unique; also the flush sequence (see StoreSequence)
 /// 16  next        UInt32   hash-chain next handle (0 = end)
@@ -28,6 +28,7 @@ enum ItemLayout {
     @inlinable static var keyLengthOffset: Int { 0 }
     @inlinable static var bitsOffset: Int { 1 }
     @inlinable static var kindOffset: Int { 2 }
+    @inlinable static var protocolBitsOffset: Int { 3 }
     @inlinable static var valueLengthOffset: Int { 4 }
     @inlinable static var casOffset: Int { 8 }
     @inlinable static var nextOffset: Int { 16 }

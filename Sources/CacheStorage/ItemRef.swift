@@ -78,6 +78,16 @@ public struct ItemRef {
         nonmutating set { if newValue { bits.insert(.winTokenSent) } else { bits.remove(.winTokenSent) } }
     }
 
+    /// Meta protocol: the key was sent base64-encoded (`b`), so replies echo it
+    /// encoded. Kept in the header's protocol byte, which the store never reads.
+    @inlinable
+    public var hasBinaryKey: Bool {
+        get { header.load(fromByteOffset: ItemLayout.protocolBitsOffset, as: UInt8.self) & 1 != 0 }
+        nonmutating set {
+            header.storeBytes(of: newValue ? 1 : 0, toByteOffset: ItemLayout.protocolBitsOffset, as: UInt8.self)
+        }
+    }
+
     /// Bytes this item takes in memory, for `me` and `stats`: its record in a
     /// segment, or for a large item its page-rounded mapping plus its 32-byte stub.
     public var totalSize: Int {
@@ -145,7 +155,7 @@ extension ItemRef {
         header.storeBytes(of: UInt8(keyLength), toByteOffset: ItemLayout.keyLengthOffset, as: UInt8.self)
         header.storeBytes(of: bits.rawValue, toByteOffset: ItemLayout.bitsOffset, as: UInt8.self)
         header.storeBytes(of: RecordKind.item.rawValue, toByteOffset: ItemLayout.kindOffset, as: UInt8.self)
-        header.storeBytes(of: 0, toByteOffset: 3, as: UInt8.self)
+        header.storeBytes(of: 0, toByteOffset: ItemLayout.protocolBitsOffset, as: UInt8.self)
         header.storeBytes(of: UInt32(valueLength), toByteOffset: ItemLayout.valueLengthOffset, as: UInt32.self)
         header.storeBytes(of: 0, toByteOffset: ItemLayout.casOffset, as: UInt64.self)
         header.storeBytes(of: 0, toByteOffset: ItemLayout.nextOffset, as: UInt32.self)

@@ -20,6 +20,11 @@ File format
     @quiet 0.5                     quiet period that ends reading (seconds)
     @wait 1.5                      (between payload lines) send what came
                                    before, wait this long, then go on
+    @differs REASON                a deliberate difference from memcached:
+                                   the target must answer exactly the
+                                   `@target` lines instead of memcached's bytes
+    @target LINE                   one line of that answer (escapes decoded,
+                                   `\r\n` appended as for payload lines)
     anything else                  a payload line
 
 Payload lines: escapes \\r \\n \\t \\0 \\\\ \\xNN \\z are decoded; a line gets
@@ -219,6 +224,12 @@ class Case:
     # segments: list of (list of line-bytes, wait-after seconds)
     segments: list = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    differs: str | None = None      # why the target deliberately differs
+    target_lines: list = field(default_factory=list)
+
+    @property
+    def target_expected(self) -> bytes:
+        return b"".join(self.target_lines)
 
     @property
     def payload(self) -> bytes:
@@ -277,6 +288,10 @@ def parse_file(path: str) -> list[Case]:
                         if nm not in NORMALIZERS:
                             raise ValueError(f"{where}: unknown normalizer {nm}")
                         cur.norms.append(nm)
+                elif word == "differs":
+                    cur.differs = arg.strip()
+                elif word == "target":
+                    cur.target_lines.append(decode_line(arg, where))
                 elif word == "quiet":
                     cur.quiet = float(arg)
                 elif word == "wait":

@@ -4,10 +4,16 @@ replies must match byte for byte after the case's named normalizations
 (corpus.NORMALIZERS; `version` always) and a one-tick tolerance on meta
 TTL/age numbers (corpus.compare). Connection closes must match too.
 
+A case marked `@differs` records a deliberate difference (listed in the
+README): the target must then answer exactly the case's `@target` bytes, and
+memcached must still answer something else, so the note stays true.
+
 Run against MEMCLUSTER_TARGET=memcached this compares memcached with
 itself: it must pass, which shows the normalizations hide nothing that two
 identical servers do not already agree on.
 """
+
+import os
 
 import pytest
 
@@ -36,6 +42,13 @@ def test_same_bytes_as_memcached(case, reference_bin, target_bin):
         pytest.fail(f"target died during {case.name}; its log:\n{res['tgt_dead']}")
     a = corpus.normalize(ref.shown(), case.norms)
     b = corpus.normalize(tgt.shown(), case.norms)
+    if case.differs:
+        expected = corpus.normalize(case.target_expected + b"VERSION x\r\n" if case.sentinel else case.target_expected, case.norms)
+        if os.environ.get("MEMCLUSTER_TARGET") == "memcached":
+            pytest.skip(f"deliberate difference of the node: {case.differs}")
+        assert b == expected, corpus.diff_report(case, expected, b)
+        assert a != b, f"{case.name}: memcached now answers like the node; drop @differs"
+        return
     same, note = corpus.compare(a, b)
     if note:
         print(f"{case.name}: tolerated {note}")
