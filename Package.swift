@@ -12,7 +12,10 @@ let package = Package(
     products: [
         .executable(name: "memcluster-node", targets: ["memcluster-node"]),
     ],
-    dependencies: [],
+    dependencies: [
+        // YAML for the proxy's configuration file.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
     targets: [
         .systemLibrary(
             name: "CLibevent",
@@ -33,7 +36,10 @@ let package = Package(
         .target(name: "CacheStorage"),
         .target(name: "CacheNode", dependencies: ["EventLoop", "MemcacheProtocol", "CacheStorage"]),
         .executableTarget(name: "memcluster-node", dependencies: ["CacheNode"]),
-        .target(name: "CacheProxy", dependencies: ["COpenSSLCrypto"]),
+        .target(name: "CacheProxy", dependencies: [
+            "COpenSSLCrypto", "EventLoop", "MemcacheProtocol",
+            .product(name: "Yams", package: "Yams"),
+        ]),
 
         .testTarget(name: "BuffersTests", dependencies: ["Buffers"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),

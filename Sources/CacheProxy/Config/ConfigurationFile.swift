@@ -1,0 +1,209 @@
+import Yams
+
+/// A configuration problem, naming the file and line so an operator can fix it.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Reads the proxy's YAML file into a `ProxyConfiguration`. Strict: an unknown
+/// key or a value of the wrong kind is refused with its line, so a typo cannot
+/// silently fall back to a default.
+///
+/// ```yaml
+/// listen: 127.0.0.1:22121
+/// replicas: 2
+/// nodes:
+///   - 127.0.0.1:22122            # twemproxy style: host:port[:weight] [name]
+///   - address: 127.0.0.1:22123
+///     weight: 2
+///     name: b
+/// ```
+public enum ConfigurationFile {
+    public static func parse(_ text: String, path: String = "<config>") throws(ConfigurationError) -> ProxyConfiguration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigurationError("\(path): \(describe(error))")
+        } catch {
+            throw ConfigurationError("\(path): \(error)")
+        }
+        guard let root, let mapping = root.mapping else {
+            throw ConfigurationError("\(path):1: the configuration must be a mapping of options (listen:, nodes:, ...)")
+        }
+        var reader = Reader(path: path)
+        return try reader.configuration(mapping)
+    }
+
+    private static func describe(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+            return "\(mark.line):\(mark.column): \(problem)"
+        default:
+            return "\(error)"
+        }
+    }
+
+    private struct Reader {
+        let path: String
+
+        func fail(_ node: Node, _ message: String) -> ConfigurationError {
+            ConfigurationError("\(path):\(node.mark?.line ?? 0): \(message)")
+        }
+
+        func string(_ node: Node, _ name: String) throws(ConfigurationError) -> String {
+            guard let scalar = node.scalar else { throw fail(node, "\(name): expected a single value") }
+            return scalar.string
+        }
+
+        func integer(_ node: Node, _ name: String, minimum: Int = 0, maximum: Int = Int.max) throws(ConfigurationError) -> Int {
+            let text = try string(node, name)
+            guard let value = Int(text), value >= minimum, value <= maximum else {
+                throw fail(node, "\(name): expected an integer from \(minimum) to \(maximum), found '\(text)'")
+            }
+            return value
+        }
+
+        func boolean(_ node: Node, _ name: String) throws(ConfigurationError) -> Bool {
+            switch try string(node, name).lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            case let other: throw fail(node, "\(name): expected true or false, found '\(other)'")
+            }
+        }
+
+        func hostPort(_ node: Node, _ name: String) throws(ConfigurationError) -> HostPort {
+            let text = try string(node, name)
+            guard let value = HostPort(parsing: text) else { throw fail(node, "\(name): expected host:port, found '\(text)'") }
+            return value
+        }
+
+        func size(_ node: Node, _ name: String) throws(ConfigurationError) -> Int {
+            let text = try string(node, name)
+            var digits = Substring(text)
+            var unit = 1
+            switch digits.last {
+            case "k", "K": unit = 1 << 10; digits = digits.dropLast()
+            case "m", "M": unit = 1 << 20; digits = digits.dropLast()
+            default: break
+            }
+            guard let value = Int(digits), value > 0, value <= (1 << 30) / unit else {
+                throw fail(node, "\(name): expected a size such as 1048576, 1024k or 1m, found '\(text)'")
+            }
+            return value * unit
+        }
+
+        mutating func configuration(_ mapping: Node.Mapping) throws(ConfigurationError) -> ProxyConfiguration {
+            var config = ProxyConfiguration()
+            var sawNodes = false
+            for (keyNode, value) in mapping {
+                let key = try string(keyNode, "option name")
+                switch key {
+                case "listen": config.listen = try hostPort(value, key)
+                case "threads": config.threads = try integer(value, key, minimum: 1, maximum: 64)
+                case "replicas": config.replicas = try integer(value, key, minimum: 1, maximum: 8)
+                case "hash":
+                    switch try string(value, key) {
+                    case "ketama", "ketama_weighted", "libmemcached": config.hashMode = .libmemcachedWeighted
+                    case "twemproxy": config.hashMode = .twemproxy
+                    case "ketama_classic": config.hashMode = .libmemcachedClassic
+                    case let other:
+                        throw fail(value, "hash: expected ketama, twemproxy or ketama_classic, found '\(other)'")
+                    }
+                case "backend_connections": config.backendConnections = try integer(value, key, minimum: 1, maximum: 16)
+                case "request_timeout_ms": config.requestTimeoutMilliseconds = try integer(value, key, minimum: 1, maximum: 600_000)
+                case "connect_timeout_ms": config.connectTimeoutMilliseconds = try integer(value, key, minimum: 1, maximum: 600_000)
+                case "failure_limit": config.failureLimit = try integer(value, key, minimum: 1, maximum: 1000)
+                case "probe_initial_ms": config.probeInitialMilliseconds = try integer(value, key, minimum: 1, maximum: 600_000)
+                case "probe_max_ms": config.probeMaxMilliseconds = try integer(value, key, minimum: 1, maximum: 3_600_000)
+                case "flap_window_s": config.flapWindowSeconds = try integer(value, key, minimum: 0, maximum: 86_400)
+                case "write_policy":
+                    let text = try string(value, key)
+                    guard let policy = ProxyConfiguration.WritePolicy(rawValue: text) else {
+                        throw fail(value, "write_policy: expected all or primary, found '\(text)'")
+                    }
+                    config.writePolicy = policy
+                case "miss_failover": config.missFailover = try boolean(value, key)
+                case "flush_all": config.flushAllEnabled = try boolean(value, key)
+                case "warmup_s": config.warmupSeconds = try integer(value, key, minimum: 0, maximum: 86_400)
+                case "item_size_max": config.itemSizeMax = try size(value, key)
+                case "max_connections": config.maxConnections = try integer(value, key, minimum: 1, maximum: 1_000_000)
+                case "metrics_listen": config.metricsListen = try hostPort(value, key)
+                case "nodes":
+                    config.nodes = try nodes(value)
+                    sawNodes = true
+                default:
+                    throw fail(keyNode, "unknown option '\(key)' (see examples/proxy.yaml for the options)")
+                }
+            }
+            guard sawNodes, !config.nodes.isEmpty else {
+                throw ConfigurationError("\(path): no nodes: list the cache nodes under 'nodes:'")
+            }
+            if config.probeMaxMilliseconds < config.probeInitialMilliseconds {
+                throw ConfigurationError("\(path): probe_max_ms must not be below probe_initial_ms")
+            }
+            return config
+        }
+
+        func nodes(_ node: Node) throws(ConfigurationError) -> [RingNode] {
+            guard let sequence = node.sequence else { throw fail(node, "nodes: expected a list of nodes") }
+            var result: [RingNode] = []
+            var seen: [String: Int] = [:]
+            for (index, entry) in sequence.enumerated() {
+                let parsed = try self.node(entry, index: index)
+                let identity = "\(parsed.host):\(parsed.port)"
+                if let first = seen[identity] {
+                    throw fail(entry, "nodes[\(index)]: \(identity) is already nodes[\(first)]")
+                }
+                seen[identity] = index
+                result.append(parsed)
+            }
+            return result
+        }
+
+        func node(_ entry: Node, index: Int) throws(ConfigurationError) -> RingNode {
+            let label = "nodes[\(index)]"
+            if let scalar = entry.scalar {
+                guard let parsed = RingNode(twemproxyStyle: scalar.string) else {
+                    throw fail(entry, "\(label): expected host:port[:weight] [name], found '\(scalar.string)'")
+                }
+                return parsed
+            }
+            guard let mapping = entry.mapping else { throw fail(entry, "\(label): expected host:port or a mapping") }
+            var address: HostPort?
+            var weight: UInt32 = 1
+            var name: String?
+            for (keyNode, value) in mapping {
+                let key = try string(keyNode, "\(label) option")
+                switch key {
+                case "address": address = try hostPort(value, "\(label).address")
+                case "weight": weight = UInt32(try integer(value, "\(label).weight", minimum: 1, maximum: 1_000_000))
+                case "name": name = try string(value, "\(label).name")
+                default: throw fail(keyNode, "\(label): unknown option '\(key)' (address, weight, name)")
+                }
+            }
+            guard let address else { throw fail(entry, "\(label): address is required") }
+            return RingNode(host: address.host, port: address.port, weight: weight, name: name)
+        }
+    }
+}
+
+extension RingNode {
+    /// twemproxy's server syntax: `host:port[:weight] [name]`.
+    public init?(twemproxyStyle text: String) {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: true)
+        guard parts.count == 1 || parts.count == 2 else { return nil }
+        let fields = parts[0].split(separator: ":", omittingEmptySubsequences: false)
+        var weight: UInt32 = 1
+        var addressText = String(parts[0])
+        if fields.count == 3, !parts[0].hasPrefix("[") {
+            guard let parsedWeight = UInt32(fields[2]), parsedWeight > 0 else { return nil }
+            weight = parsedWeight
+            addressText = "\(fields[0]):\(fields[1])"
+        }
+        guard let address = HostPort(parsing: addressText) else { return nil }
+        self.init(host: address.host, port: address.port, weight: weight, name: parts.count == 2 ? String(parts[1]) : nil)
+    }
+}

@@ -1,0 +1,101 @@
+/// Everything that decides how the proxy runs, with a documented default for
+/// every option. Built from a YAML file (`ConfigurationFile`), from command-line
+/// flags, or both (flags win). `examples/proxy.yaml` lists every key.
+public struct ProxyConfiguration: Sendable, Equatable {
+    /// Address clients connect to. Default `127.0.0.1:22121` (twemproxy's usual port).
+    public var listen = HostPort(host: "127.0.0.1", port: 22121)
+    /// Worker threads, each with its own event loop, clients and backend connections. Default 2.
+    public var threads = 2
+    /// The cache nodes, in ring order.
+    public var nodes: [RingNode] = []
+    /// Copies of each key: the first R distinct nodes clockwise from the key's point.
+    /// Default 2 when there are 2 or more nodes, else 1.
+    public var replicas: Int?
+    /// How keys are placed. Default `.libmemcachedWeighted` (libmemcached KETAMA_WEIGHTED).
+    public var hashMode: KetamaRing.Mode = .libmemcachedWeighted
+    /// Persistent connections from each worker to each node, pipelining the
+    /// requests of many clients. Default 1.
+    public var backendConnections = 1
+    /// A request a node has not answered in this long fails (and is retried on a
+    /// replica when it is a read). Default 1000 ms.
+    public var requestTimeoutMilliseconds = 1000
+    /// Connecting to a node takes at most this long. Default 1000 ms.
+    public var connectTimeoutMilliseconds = 1000
+    /// Consecutive failures (errors, timeouts, refused connections) before a node
+    /// is marked down. Default 2.
+    public var failureLimit = 2
+    /// First delay between probes of a down node; doubles up to the maximum. Default 200 ms / 5000 ms.
+    public var probeInitialMilliseconds = 200
+    public var probeMaxMilliseconds = 5000
+    /// A node that goes down again within this many seconds of coming back is
+    /// flapping: it must stay healthy twice as long (up to 5 minutes) before it
+    /// serves again. Default 30 s.
+    public var flapWindowSeconds = 30
+    /// `all`: a write answers once every live replica has; `primary`: once the
+    /// primary has (the other replicas finish in the background). Default `all`.
+    public var writePolicy: WritePolicy = .all
+    /// Retry a miss at the primary on the other replicas. Default off.
+    public var missFailover = false
+    /// Whether clients may flush_all (sent to every node). Default on.
+    public var flushAllEnabled = true
+    /// After nodes are added, keys whose owner changed are looked up on their
+    /// previous owner on a miss, and copied over, for this long. Default 600 s.
+    public var warmupSeconds = 600
+    /// Largest item accepted from clients (memcached's `-I`); larger values get
+    /// memcached's error without reaching a node. Default 1 MiB.
+    public var itemSizeMax = 1 << 20
+    /// Most simultaneous client connections. Default 4096.
+    public var maxConnections = 4096
+    /// Prometheus metrics endpoint (`/metrics`), or nil for none. Default none.
+    public var metricsListen: HostPort?
+
+    public enum WritePolicy: String, Sendable, Equatable {
+        case all
+        case primary
+    }
+
+    public init() {}
+
+    /// Replicas in effect: the configured count, capped at the node count.
+    public var effectiveReplicas: Int {
+        let wanted = replicas ?? (nodes.count >= 2 ? 2 : 1)
+        return max(1, min(wanted, nodes.count))
+    }
+}
+
+/// `host:port`, with IPv6 hosts in brackets (`[::1]:11211`).
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`, `[v6]:port`, or a bare host with `defaultPort`.
+    public init?(parsing text: String, defaultPort: UInt16? = nil) {
+        var host = Substring(text)
+        var portText: Substring?
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            let rest = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            if rest.hasPrefix(":") { portText = rest.dropFirst() } else if !rest.isEmpty { return nil }
+        } else if let colon = host.lastIndex(of: ":") {
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        guard !host.isEmpty else { return nil }
+        if let portText {
+            guard let port = UInt16(portText), port > 0 else { return nil }
+            self.port = port
+        } else {
+            guard let defaultPort else { return nil }
+            self.port = defaultPort
+        }
+        self.host = String(host)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
