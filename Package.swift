@@ -11,10 +11,15 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "memcluster-node", targets: ["memcluster-node"]),
+        .executable(name: "memcluster-proxy", targets: ["memcluster-proxy"]),
     ],
     dependencies: [
         // YAML for the proxy's configuration file.
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // Structured logs (nothing is logged per request).
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // The proxy's and the load generator's command lines.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,6 +44,11 @@ let package = Package(
         .target(name: "CacheProxy", dependencies: [
             "COpenSSLCrypto", "EventLoop", "MemcacheProtocol",
             .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "memcluster-proxy", dependencies: [
+            "CacheProxy",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "BuffersTests", dependencies: ["Buffers"]),

@@ -29,7 +29,7 @@ public final class NodeContext: Sendable {
 
     /// Sums a counter over every worker.
     public func total(_ counter: Counter) -> UInt64 {
-        workerCounters.reduce(0) { $0 &+ $1[counter] }
+        workerCounters.total(counter)
     }
 
     public func onShutdown(_ handler: @escaping @Sendable () -> Void) {

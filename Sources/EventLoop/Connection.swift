@@ -11,7 +11,14 @@ public protocol ConnectionHandler: AnyObject {
     /// The output that had filled the socket has been written out completely.
     func connectionDrained(_ connection: Connection)
     /// The connection is closed (by the peer, an error, or `close()`); called once.
+    /// `connection.closeError` tells why when an error closed it.
     func connectionClosed(_ connection: Connection)
+    /// An outgoing connection finished connecting (see `Connection(connecting:)`).
+    func connectionEstablished(_ connection: Connection)
+}
+
+extension ConnectionHandler {
+    public func connectionEstablished(_ connection: Connection) {}
 }
 
 /// A non-blocking TCP connection owned by one `EventLoop` for its whole life.
@@ -27,6 +34,10 @@ public final class Connection {
     public var output: ByteBuffer
     public private(set) var handler: (any ConnectionHandler)?
     public private(set) var isClosed = false
+    /// True until an outgoing connect completes; output waits meanwhile.
+    public private(set) var isConnecting = false
+    /// The errno that closed the connection, or 0 (closed by the peer or by us).
+    public private(set) var closeError: Int32 = 0
     /// Bytes the most recent read brought in (for byte counters).
     public private(set) var lastReadCount = 0
 
@@ -55,6 +66,15 @@ public final class Connection {
         event_add(readEvent, nil)
     }
 
+    /// Adopts a socket whose non-blocking connect is in progress (`Socket.connect`).
+    /// Output written before the connect completes is sent once it does; the
+    /// handler hears `connectionEstablished`, or `connectionClosed` on failure.
+    public convenience init(connecting fd: Int32, loop: EventLoop, handler: any ConnectionHandler) {
+        self.init(fd: fd, loop: loop, handler: handler)
+        isConnecting = true
+        armWrite()
+    }
+
     deinit {
         if let readEvent { event_free(readEvent) }
         if let writeEvent { event_free(writeEvent) }
@@ -62,7 +82,7 @@ public final class Connection {
 
     /// Writes pending output now. Arms the write event if the socket is full.
     public func flush() {
-        guard !isClosed else { return }
+        guard !isClosed, !isConnecting else { return }
         while !output.isEmpty {
             let pending = output.readableCount
             switch NonBlockingIO.write(fd, output.readableBytes) {
@@ -73,8 +93,11 @@ public final class Connection {
             case .wouldBlock:
                 armWrite()
                 return
-            case .endOfFile, .failed:
+            case .endOfFile:
                 close()
+                return
+            case .failed(let error):
+                close(error: error)
                 return
             }
         }
@@ -111,9 +134,22 @@ public final class Connection {
     }
 
     /// Closes the socket now and tells the handler. Safe to call more than once.
-    public func close() {
+    public func close() { close(error: 0) }
+
+    /// Closes with a reset instead of an orderly shutdown: the peer's kernel drops
+    /// what it has not read yet (a node cut off from the proxy must not apply
+    /// writes that were queued before it was marked down).
+    public func abort() {
+        guard !isClosed else { return }
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(error: 0)
+    }
+
+    private func close(error: Int32) {
         guard !isClosed else { return }
         isClosed = true
+        closeError = error
         event_del(readEvent)
         event_del(writeEvent)
         Glibc.close(fd)
@@ -143,12 +179,21 @@ public final class Connection {
             }
         case .wouldBlock:
             return
-        case .endOfFile, .failed:
+        case .endOfFile:
             close()
+        case .failed(let error):
+            close(error: error)
         }
     }
 
     fileprivate func handleWritable() {
+        if isConnecting {
+            let error = Socket.pendingError(fd)
+            if error != 0 { return close(error: error) }
+            isConnecting = false
+            handler?.connectionEstablished(self)
+            if isClosed { return }
+        }
         flush()
         if !isClosed && output.isEmpty { handler?.connectionDrained(self) }
     }

@@ -56,3 +56,26 @@ import Testing
         #expect(capacity == 16)
     }
 }
+
+@Suite struct RingQueueTests {
+    @Test func keepsOrderAcrossWrapAndGrowth() {
+        var queue = RingQueue<Int>(capacity: 2)
+        var expected: [Int] = []
+        var next = 0
+        for round in 0..<50 {
+            for _ in 0..<(round % 5 + 1) {
+                queue.append(next)
+                expected.append(next)
+                next += 1
+            }
+            for _ in 0..<(round % 3) where !expected.isEmpty {
+                #expect(queue.removeFirst() == expected.removeFirst())
+            }
+            #expect(queue.count == expected.count)
+            #expect(queue.first == expected.first)
+        }
+        for (offset, value) in expected.enumerated() { #expect(queue[offset] == value) }
+        queue.removeAll()
+        #expect(queue.isEmpty)
+    }
+}

@@ -1,0 +1,175 @@
+import Buffers
+import EventLoop
+import Glibc
+import MemcacheProtocol
+
+/// One persistent connection from a worker to a node. Requests of many clients
+/// are pipelined on it; replies come back in the order the requests went out,
+/// so each reply unit completes the oldest request in flight.
+///
+///   send(call, tag, shape) --> output buffer (flushed once per event) --> node
+///   node --> input --> ResponseParser --> unit --> inFlight.first.call
+///
+/// A request unanswered after the timeout, a refused connection or a reply
+/// that cannot be framed fails every request in flight and closes the
+/// connection; the worker opens a new one on the next send. Loop thread only.
+final class BackendConnection: ConnectionHandler {
+    let node: BackendNode
+    /// The node's epoch when this connection was made; a later epoch means the
+    /// node went down since, and this connection must not be used.
+    let epoch: Int
+    private unowned let worker: ProxyWorker
+    private var connection: Connection?
+    private var inFlight = RingQueue<InFlight>(capacity: 64)
+    private let parser = ResponseParser(maxLineLength: 64 * 1024)
+    private var connectStarted: Int64
+    private(set) var isClosed = false
+    /// Queued in the worker's list of connections to flush at the end of this event.
+    var flushPending = false
+
+    private struct InFlight {
+        let call: BackendCall
+        let tag: Int
+        let shape: ReplyShape
+        let sentAt: Int64
+    }
+
+    init(node: BackendNode, worker: ProxyWorker) {
+        self.node = node
+        self.epoch = node.epoch
+        self.worker = worker
+        self.connectStarted = worker.now
+        do {
+            let fd = try Socket.connect(to: node.address)
+            connection = Connection(connecting: fd, loop: worker.loop, handler: self)
+        } catch {
+            isClosed = true
+            node.recordFailure(limit: worker.topology.configuration.failureLimit)
+        }
+    }
+
+    var isUsable: Bool { !isClosed && node.isUp && node.epoch == epoch }
+    var pendingCount: Int { inFlight.count }
+
+    /// Queues a request: `write` appends its bytes to the connection's output.
+    /// The bytes leave when the worker flushes at the end of the current event.
+    func send(call: BackendCall, tag: Int, shape: ReplyShape, write: (inout ByteBuffer) -> Void) {
+        guard let connection, !isClosed else {
+            call.backend(node, failed: .connectionLost, tag: tag)
+            return
+        }
+        write(&connection.output)
+        inFlight.append(InFlight(call: call, tag: tag, shape: shape, sentAt: worker.now))
+        node.requests.wrappingAdd(1, ordering: .relaxed)
+        if !flushPending {
+            flushPending = true
+            worker.backendNeedsFlush(self)
+        }
+    }
+
+    func flush() {
+        flushPending = false
+        connection?.flush()
+    }
+
+    /// Fails what is in flight when the oldest request waited too long or the
+    /// connect did not finish in time. Called by the worker's timer.
+    func checkDeadlines(now: Int64, requestTimeout: Int64, connectTimeout: Int64) {
+        guard !isClosed, let connection else { return }
+        if connection.isConnecting {
+            if now - connectStarted > connectTimeout { fail(.timeout) }
+            return
+        }
+        if let oldest = inFlight.first, now - oldest.sentAt > requestTimeout {
+            node.timeouts.wrappingAdd(1, ordering: .relaxed)
+            fail(.timeout)
+        }
+    }
+
+    /// Closes with a reset and fails every request in flight.
+    func fail(_ failure: BackendFailure) {
+        guard !isClosed else { return }
+        isClosed = true
+        let limit = worker.topology.configuration.failureLimit
+        if failure != .nodeDown && node.recordFailure(limit: limit) {
+            worker.nodeMarkedDown(node)
+        }
+        connection?.abort()
+        connection = nil
+        failInFlight(failure)
+    }
+
+    private func failInFlight(_ failure: BackendFailure) {
+        while !inFlight.isEmpty {
+            let entry = inFlight.removeFirst()
+            entry.call.backend(node, failed: failure, tag: entry.tag)
+        }
+    }
+
+    // MARK: ConnectionHandler
+
+    func connectionReadable(_ connection: Connection) {
+        readReplies(connection)
+        // Replies completed here go out to their clients in one write each.
+        worker.flushPending()
+    }
+
+    private func readReplies(_ connection: Connection) {
+        let input = connection.input.readableBytes
+        var consumed = 0
+        var units = 0
+        while consumed < input.count {
+            let pending = UnsafeRawBufferPointer(rebasing: input[consumed...])
+            switch parser.parse(pending) {
+            case .response(let unit):
+                guard let entry = inFlight.first else {
+                    // A reply nobody asked for: the stream is out of step.
+                    connection.input.consume(consumed)
+                    return fail(.malformedReply)
+                }
+                let last = isLast(unit.kind, for: entry.shape)
+                if last { inFlight.removeFirst() }
+                consumed += unit.length
+                units += 1
+                entry.call.backend(node, received: unit, in: pending, tag: entry.tag, last: last)
+                if isClosed { return }
+            case .needMoreData(let total):
+                connection.input.consume(consumed)
+                if let total { connection.input.reserveWritable(total - connection.input.readableCount) }
+                if units > 0 { node.recordSuccess() }
+                return
+            case .malformed:
+                connection.input.consume(consumed)
+                return fail(.malformedReply)
+            }
+        }
+        connection.input.consume(consumed)
+        if units > 0 { node.recordSuccess() }
+    }
+
+    /// Whether `kind` ends a reply of `shape`. Errors end any reply.
+    @inline(__always)
+    private func isLast(_ kind: ResponseKind, for shape: ReplyShape) -> Bool {
+        switch shape {
+        case .single: return true
+        case .retrieval: return kind != .value
+        case .stats: return kind != .stat
+        }
+    }
+
+    func connectionDrained(_ connection: Connection) {}
+
+    func connectionClosed(_ connection: Connection) {
+        defer { worker.flushPending() }
+        guard !isClosed else { return }
+        isClosed = true
+        self.connection = nil
+        // An idle connection the node closed is not a failure in itself; the next
+        // connect will tell. One closed with requests in flight, or by an error, is.
+        if (!inFlight.isEmpty || connection.closeError != 0)
+            && node.recordFailure(limit: worker.topology.configuration.failureLimit) {
+            worker.nodeMarkedDown(node)
+        }
+        failInFlight(.connectionLost)
+    }
+}

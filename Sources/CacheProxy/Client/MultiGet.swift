@@ -1,0 +1,167 @@
+import Buffers
+import MemcacheProtocol
+
+/// A get of many keys, split by node: each node gets one request with all of
+/// its keys (never one request per key), the nodes answer in parallel, and the
+/// values are put back in the order the client asked for them under one `END`.
+/// A node that fails has its unanswered keys sent again to their next replica.
+///
+///   get a b c d --> node1: get a c    node2: get b d      (sent together)
+///               <-- VALUE a, VALUE c, END    VALUE d, END
+///               --> VALUE a, VALUE c, VALUE d, END        (request order)
+final class MultiGet {
+    private unowned let slot: ReplySlot
+    /// Each key's bytes inside `slot.request`.
+    private var keys: [Range<Int>] = []
+    private var replicaSets: [ReplicaSet] = []
+    /// The replica position each key is being asked at.
+    private var attempts: [Int] = []
+    /// Where each key's VALUE unit sits in `values`, once it came.
+    private var found: [Range<Int>?] = []
+    private var values = ByteBuffer(capacity: 1024)
+    /// One per request sent: which keys went to which node, and how far its
+    /// reply has come. Its index is the low bits of the call's tag.
+    private var batches: [Batch] = []
+    private var outstanding = 0
+    /// The command and, for gat/gats, the exptime: `get `, `gats 300 `.
+    private let prefix: Range<Int>
+    private var unavailableKeys = 0
+
+    private struct Batch {
+        let node: BackendNode
+        var keyIndices: [Int]
+        var cursor = 0
+    }
+
+    /// `prefix` is the bytes in `slot.request` each node's request starts with;
+    /// `keys` the key ranges in `slot.request`.
+    init(slot: ReplySlot, prefix: Range<Int>, keys: [Range<Int>]) {
+        self.slot = slot
+        self.prefix = prefix
+        self.keys = keys
+        let topology = slot.topology!
+        replicaSets = keys.map { topology.replicaSet(of: UnsafeRawBufferPointer(rebasing: slot.request.readableBytes[$0])) }
+        attempts = Array(repeating: 0, count: keys.count)
+        found = Array(repeating: nil, count: keys.count)
+    }
+
+    /// Sends the first round: every key to its first live replica.
+    func start() {
+        send(Array(0..<keys.count))
+        finishIfDone()
+    }
+
+    /// Groups `keyIndices` by the node each is to be asked at and sends one
+    /// request per node.
+    private func send(_ keyIndices: [Int]) {
+        guard let topology = slot.topology else { return }
+        var byNode: [ObjectIdentifier: Int] = [:]
+        var firstNewBatch = batches.count
+        for index in keyIndices {
+            var node: BackendNode?
+            while attempts[index] < replicaSets[index].count {
+                let candidate = topology.nodes[replicaSets[index][attempts[index]]]
+                if candidate.isUp { node = candidate; break }
+                attempts[index] += 1
+            }
+            guard let node else {
+                unavailableKeys += 1
+                continue
+            }
+            if attempts[index] > 0 { slot.worker.counters.add(.readFallbacks) }
+            if let batch = byNode[ObjectIdentifier(node)] {
+                batches[batch].keyIndices.append(index)
+            } else {
+                byNode[ObjectIdentifier(node)] = batches.count
+                batches.append(Batch(node: node, keyIndices: [index]))
+            }
+        }
+        let request = slot.request.readableBytes
+        while firstNewBatch < batches.count {
+            let batchIndex = firstNewBatch
+            firstNewBatch += 1
+            let batch = batches[batchIndex]
+            guard batchIndex < 0xFFF, let backend = slot.worker.backend(for: batch.node, session: slot.session) else {
+                failBatch(batchIndex)
+                continue
+            }
+            outstanding += 1
+            backend.send(call: slot, tag: slot.tag(position: batchIndex), shape: .retrieval) { output in
+                output.append(UnsafeRawBufferPointer(rebasing: request[prefix]))
+                for (position, index) in batch.keyIndices.enumerated() {
+                    if position > 0 { output.append(byte: UInt8(ascii: " ")) }
+                    output.append(UnsafeRawBufferPointer(rebasing: request[keys[index]]))
+                }
+                output.append("\r\n")
+            }
+        }
+    }
+
+    func received(_ unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
+        let batchIndex = ReplySlot.position(of: tag)
+        guard batchIndex < batches.count else { return }
+        if unit.kind == .value {
+            let key = UnsafeRawBufferPointer(rebasing: bytes[unit.key])
+            let request = slot.request.readableBytes
+            var batch = batches[batchIndex]
+            // Nodes answer hits in the order asked, skipping misses.
+            while batch.cursor < batch.keyIndices.count {
+                let index = batch.keyIndices[batch.cursor]
+                batch.cursor += 1
+                if UnsafeRawBufferPointer(rebasing: request[keys[index]]).elementsEqual(key) {
+                    let start = values.readableCount
+                    values.append(UnsafeRawBufferPointer(rebasing: bytes[0..<unit.length]))
+                    found[index] = start..<values.readableCount
+                    break
+                }
+            }
+            batches[batchIndex] = batch
+        } else if unit.kind != .end {
+            // An error for the whole batch: ask the next replica for its keys.
+            return failed(tag: tag)
+        }
+        guard last else { return }
+        outstanding -= 1
+        finishIfDone()
+    }
+
+    func failed(tag: Int) {
+        let batchIndex = ReplySlot.position(of: tag)
+        guard batchIndex < batches.count else { return }
+        outstanding -= 1
+        failBatch(batchIndex)
+        finishIfDone()
+    }
+
+    /// Sends a failed batch's unanswered keys to their next replicas.
+    private func failBatch(_ batchIndex: Int) {
+        var retry: [Int] = []
+        for index in batches[batchIndex].keyIndices where found[index] == nil {
+            attempts[index] += 1
+            retry.append(index)
+        }
+        batches[batchIndex].keyIndices.removeAll()
+        if !retry.isEmpty { send(retry) }
+    }
+
+    private func finishIfDone() {
+        guard outstanding == 0, !slot.isComplete else { return }
+        let counters = slot.worker.counters
+        slot.reply.removeAll()
+        var hits = 0
+        for range in found {
+            guard let range else { continue }
+            hits += 1
+            slot.reply.append(UnsafeRawBufferPointer(rebasing: values.readableBytes[range]))
+        }
+        counters.add(.getHits, UInt64(hits))
+        counters.add(.getMisses, UInt64(keys.count - hits))
+        if unavailableKeys > 0 { counters.add(.unavailable) }
+        if unavailableKeys == keys.count {
+            slot.complete(line: "SERVER_ERROR no live node holds these keys")
+            return
+        }
+        slot.reply.append("END\r\n")
+        slot.complete()
+    }
+}

@@ -1,0 +1,118 @@
+import Buffers
+import MemcacheProtocol
+
+/// Copies of one key's value to replicas, made by the proxy itself: after a
+/// successful compare-and-swap (to the replicas that did not take part), and
+/// after a scale-out (from a key's previous owner to its new replicas).
+enum ReplicaCopy {
+    /// `set <key> <flags> <exptime> <bytes>\r\n<data>\r\n` to every live replica of
+    /// `key` except the one at `skipping` (pass -1 to skip none). Replies are
+    /// awaited by `call` with tags `firstTag + position`.
+    static func sendSet(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, clientFlags: UInt32, exptime: Int64,
+                        replicas: ReplicaSet, topology: Topology, skipping: Int, worker: ProxyWorker,
+                        call: BackendCall, firstTag: Int) -> Int {
+        var sent = 0
+        for position in 0..<replicas.count where position != skipping {
+            let node = topology.nodes[replicas[position]]
+            guard let backend = worker.backend(for: node, session: nil) else { continue }
+            sent += 1
+            backend.send(call: call, tag: firstTag + position, shape: .single) { output in
+                output.append("set ")
+                output.append(key)
+                output.append(byte: UInt8(ascii: " "))
+                output.appendDecimal(UInt64(clientFlags))
+                output.append(byte: UInt8(ascii: " "))
+                output.appendDecimal(exptime)
+                output.append(byte: UInt8(ascii: " "))
+                output.appendDecimal(UInt64(value.count))
+                output.append("\r\n")
+                output.append(value)
+                output.append("\r\n")
+            }
+        }
+        return sent
+    }
+}
+
+/// After a compare-and-swap succeeded on one replica, the others get the new
+/// value as a plain set: their CAS uniques differ, so a cas would fail there.
+enum CompareAndSwapCopy {
+    static func copy(from slot: ReplySlot, except position: Int) {
+        guard let topology = slot.topology, slot.replicas.count > 1 else { return }
+        let worker = slot.worker!
+        if slot.copy.readBack {
+            ReadBackCopy.start(slot: slot, casNode: topology.nodes[slot.replicas[position]], skipping: position)
+            return
+        }
+        let value = UnsafeRawBufferPointer(rebasing: slot.request.readableBytes[slot.copy.data])
+        _ = ReplicaCopy.sendSet(key: slot.keyBytes, value: value, clientFlags: slot.copy.clientFlags,
+                                exptime: slot.copy.exptime, replicas: slot.replicas, topology: topology,
+                                skipping: position, worker: worker, call: worker.discard, firstTag: 0)
+    }
+}
+
+/// `ms ... MA C<cas>` (append with a CAS): only the node knows the appended
+/// result, so it is read back (`mg <key> v f t`) and then set on the others.
+final class ReadBackCopy: BackendCall {
+    private let key: [UInt8]
+    private let replicas: ReplicaSet
+    private let topology: Topology
+    private let skipping: Int
+    private unowned let worker: ProxyWorker
+
+    private init(key: [UInt8], replicas: ReplicaSet, topology: Topology, skipping: Int, worker: ProxyWorker) {
+        self.key = key
+        self.replicas = replicas
+        self.topology = topology
+        self.skipping = skipping
+        self.worker = worker
+    }
+
+    static func start(slot: ReplySlot, casNode: BackendNode, skipping: Int) {
+        guard let topology = slot.topology, let backend = slot.worker.backend(for: casNode, session: nil) else { return }
+        let call = ReadBackCopy(key: Array(slot.keyBytes), replicas: slot.replicas, topology: topology,
+                                skipping: skipping, worker: slot.worker)
+        backend.send(call: call, tag: 0, shape: .single) { output in
+            output.append("mg ")
+            call.key.withUnsafeBytes { output.append($0) }
+            output.append(" v f t\r\n")
+        }
+    }
+
+    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
+        guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else { return }
+        key.withUnsafeBytes { key in
+            _ = ReplicaCopy.sendSet(key: key, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
+                                    clientFlags: found.clientFlags, exptime: found.exptime, replicas: replicas,
+                                    topology: topology, skipping: skipping, worker: worker, call: worker.discard,
+                                    firstTag: 0)
+        }
+    }
+
+    func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {}
+}
+
+/// The client flags and remaining TTL of a `VA <len> f<flags> t<ttl>` reply, as
+/// exptime to store them with (0 = never expires).
+struct MetaValue {
+    var clientFlags: UInt32 = 0
+    var exptime: Int64 = 0
+
+    init?(_ unit: Response, in bytes: UnsafeRawBufferPointer) {
+        for token in KeyTokens(bytes, unit.metaFlags) where token.count >= 2 {
+            let digits = UnsafeRawBufferPointer(rebasing: bytes[(token.lowerBound + 1)..<token.upperBound])
+            let text = String(decoding: digits, as: UTF8.self)
+            switch bytes[token.lowerBound] {
+            case UInt8(ascii: "f"):
+                guard let flags = UInt32(text) else { return nil }
+                clientFlags = flags
+            case UInt8(ascii: "t"):
+                guard let ttl = Int64(text) else { return nil }
+                // -1: never expires. A TTL that ran out in between stays expired.
+                exptime = ttl < 0 ? 0 : max(ttl, 1)
+            default:
+                break
+            }
+        }
+    }
+}

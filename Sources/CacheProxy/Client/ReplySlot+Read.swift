@@ -1,0 +1,71 @@
+import Buffers
+import MemcacheProtocol
+
+// Reads go to one replica at a time, primary first: on an error, a timeout or a
+// node that is down the next live replica answers instead, so a failed node
+// costs the client nothing but a little latency.
+extension ReplySlot {
+    /// Sends the request to the live replica at `attempt` or later; when none is
+    /// left, answers with an error.
+    func sendRead() {
+        guard let topology else { return }
+        while attempt < replicas.count {
+            let node = topology.nodes[replicas[attempt]]
+            if let backend = worker.backend(for: node, session: session) {
+                if attempt > 0 { worker.counters.add(.readFallbacks) }
+                backend.send(call: self, tag: tag(position: attempt), shape: shape) { output in
+                    output.append(request.readableBytes)
+                }
+                return
+            }
+            attempt += 1
+        }
+        worker.counters.add(.unavailable)
+        complete(line: "SERVER_ERROR no live node holds this key")
+    }
+
+    func readReceived(_ unit: Response, _ bytes: UnsafeRawBufferPointer, last: Bool, node: BackendNode) {
+        if unit.kind == .value { valuesSeen += 1 }
+        reply.append(bytes)
+        guard last else { return }
+        let miss = (shape == .retrieval && unit.kind == .end && valuesSeen == 0) || unit.kind == .metaMiss
+        if miss && !retriedMiss && retryMiss(at: node) { return }
+        if shape == .retrieval || command == .metaGet {
+            let hit = !miss && unit.kind != .error && unit.kind != .clientError && unit.kind != .serverError
+            worker.counters.add(hit ? .getHits : .getMisses)
+        }
+        if miss && quiet == .hideMiss { reply.removeAll() }
+        complete()
+    }
+
+    func readFailed() {
+        reply.removeAll()
+        valuesSeen = 0
+        attempt += 1
+        sendRead()
+    }
+
+    /// A miss at `node` may not be the last word: after a scale-out the key's
+    /// previous owner may still hold it, and with miss_failover a replica may.
+    private func retryMiss(at node: BackendNode) -> Bool {
+        guard let topology else { return false }
+        let now = worker.now
+        if let previousOwner = topology.previousOwner(of: keyBytes, currentOwner: node, now: now),
+           WarmupFetch.start(for: self, from: previousOwner) {
+            return true
+        }
+        // A node flushed on its return refills from the key's next replica.
+        if node.isRefilling(now: now), attempt + 1 < replicas.count {
+            let source = topology.nodes[replicas[attempt + 1]]
+            if source.isUp && WarmupFetch.start(for: self, from: source) { return true }
+        }
+        guard topology.configuration.missFailover, attempt + 1 < replicas.count else { return false }
+        worker.counters.add(.missFailovers)
+        retriedMiss = true
+        reply.removeAll()
+        valuesSeen = 0
+        attempt += 1
+        sendRead()
+        return true
+    }
+}

@@ -1,0 +1,138 @@
+import Buffers
+import MemcacheProtocol
+
+// Writes go to every live replica at once. The client gets the answer of the
+// first replica in ring order that gave one (the primary's, unless it failed):
+// with write_policy `all` once every replica has answered, with `primary` as
+// soon as that first answer is in.
+extension ReplySlot {
+    /// Sends the request to every live replica.
+    func sendWrite() {
+        guard let topology else { return }
+        outstanding = 0
+        for position in 0..<replicas.count {
+            let node = topology.nodes[replicas[position]]
+            guard let backend = worker.backend(for: node, session: session) else {
+                positions.append(.notSent)
+                continue
+            }
+            positions.append(.pending)
+            outstanding += 1
+            backend.send(call: self, tag: tag(position: position), shape: .single) { output in
+                output.append(request.readableBytes)
+            }
+        }
+        if outstanding < replicas.count { worker.counters.add(.degradedWrites) }
+        if outstanding == 0 {
+            worker.counters.add(.unavailable)
+            complete(line: "SERVER_ERROR no live node holds this key")
+        }
+    }
+
+    /// Sends a compare-and-swap to the first live replica only: CAS uniques
+    /// differ between replicas, so only the node whose `gets` the client saw can
+    /// judge it. A success is then copied to the others (`copyToOtherReplicas`).
+    func sendCompareAndSwap() {
+        guard let topology else { return }
+        for position in 0..<replicas.count {
+            let node = topology.nodes[replicas[position]]
+            if let backend = worker.backend(for: node, session: session) {
+                while positions.count < position { positions.append(.notSent) }
+                positions.append(.pending)
+                outstanding = 1
+                backend.send(call: self, tag: tag(position: position), shape: .single) { output in
+                    output.append(request.readableBytes)
+                }
+                return
+            }
+        }
+        worker.counters.add(.unavailable)
+        complete(line: "SERVER_ERROR no live node holds this key")
+    }
+
+    func writeReceived(_ unit: Response, _ bytes: UnsafeRawBufferPointer, position: Int, node: BackendNode) {
+        guard position < positions.count else { return }
+        let start = answers.readableCount
+        answers.append(bytes)
+        positions[position] = .answered(start..<answers.readableCount)
+        outstanding -= 1
+        if case .compareAndSwap = work, unit.kind == .stored || unit.kind == .metaHit {
+            CompareAndSwapCopy.copy(from: self, except: position)
+        }
+        finishWriteIfDecided()
+    }
+
+    func writeFailed(position: Int) {
+        guard position < positions.count else { return }
+        positions[position] = .failed
+        outstanding -= 1
+        finishWriteIfDecided()
+    }
+
+    /// Completes once the answer the client gets is known.
+    private func finishWriteIfDecided() {
+        let waitForAll = topology?.configuration.writePolicy != .primary
+        if waitForAll && outstanding > 0 { return }
+        for state in positions {
+            switch state {
+            case .notSent, .failed:
+                continue
+            case .pending:
+                return
+            case .answered(let range):
+                return completeWithAnswer(range)
+            }
+        }
+        if outstanding == 0 {
+            worker.counters.add(.unavailable)
+            complete(line: "SERVER_ERROR write failed on every replica")
+        }
+    }
+
+    private func completeWithAnswer(_ range: Range<Int>) {
+        let answer = UnsafeRawBufferPointer(rebasing: answers.readableBytes[range])
+        reply.removeAll()
+        if !(quiet == .hideSuccess && ReplySlot.isNominalSuccess(answer)) {
+            reply.append(answer)
+        }
+        complete()
+    }
+
+    /// The answers a meta `q` hides: `HD`, and `VA` for ma.
+    static func isNominalSuccess(_ answer: UnsafeRawBufferPointer) -> Bool {
+        answer.count >= 2 && ((answer[0] == UInt8(ascii: "H") && answer[1] == UInt8(ascii: "D"))
+            || (answer[0] == UInt8(ascii: "V") && answer[1] == UInt8(ascii: "A")))
+    }
+
+    // flush_all goes to every live node; OK once all of them said OK.
+    func sendFlushAll() {
+        guard let topology else { return }
+        outstanding = 0
+        for node in topology.nodes {
+            guard let backend = worker.backend(for: node, session: session) else { continue }
+            outstanding += 1
+            backend.send(call: self, tag: tag(position: 0), shape: .single) { output in
+                output.append(request.readableBytes)
+            }
+        }
+        if outstanding == 0 { complete(line: "SERVER_ERROR no live node") }
+    }
+
+    func flushReceived(_ unit: Response, _ bytes: UnsafeRawBufferPointer) {
+        outstanding -= 1
+        if unit.kind != .ok && answers.isEmpty { answers.append(bytes) }
+        if outstanding == 0 { finishFlush() }
+    }
+
+    func flushFailed() {
+        outstanding -= 1
+        if answers.isEmpty { answers.append("SERVER_ERROR flush_all did not reach every node\r\n") }
+        if outstanding == 0 { finishFlush() }
+    }
+
+    private func finishFlush() {
+        reply.removeAll()
+        if answers.isEmpty { reply.append("OK\r\n") } else { reply.append(answers.readableBytes) }
+        complete()
+    }
+}

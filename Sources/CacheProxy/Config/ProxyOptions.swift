@@ -1,0 +1,75 @@
+import Glibc
+
+/// Command-line settings that override the configuration file, so a one-liner
+/// works without one: `memcluster-proxy --listen 127.0.0.1:22121 --node a:11211 --node b:11211`.
+public struct ProxyOverrides: Sendable {
+    public var listen: String?
+    public var nodes: [String] = []
+    public var replicas: Int?
+    public var threads: Int?
+    public var hash: String?
+    public var metrics: String?
+
+    public init() {}
+
+    /// Applies the overrides on top of `base`; throws with a message naming the flag.
+    public func apply(to base: ProxyConfiguration) throws(ConfigurationError) -> ProxyConfiguration {
+        var configuration = base
+        if let listen {
+            guard let address = HostPort(parsing: listen) else { throw ConfigurationError("--listen: expected host:port, found '\(listen)'") }
+            configuration.listen = address
+        }
+        if !nodes.isEmpty {
+            configuration.nodes = try nodes.map { text throws(ConfigurationError) in
+                guard let node = RingNode(twemproxyStyle: text) else {
+                    throw ConfigurationError("--node: expected host:port[:weight] [name], found '\(text)'")
+                }
+                return node
+            }
+        }
+        if let replicas {
+            guard (1...8).contains(replicas) else { throw ConfigurationError("--replicas: expected 1 to 8") }
+            configuration.replicas = replicas
+        }
+        if let threads {
+            guard (1...64).contains(threads) else { throw ConfigurationError("--threads: expected 1 to 64") }
+            configuration.threads = threads
+        }
+        if let hash {
+            switch hash {
+            case "ketama": configuration.hashMode = .libmemcachedWeighted
+            case "twemproxy": configuration.hashMode = .twemproxy
+            case "ketama_classic": configuration.hashMode = .libmemcachedClassic
+            default: throw ConfigurationError("--hash: expected ketama, twemproxy or ketama_classic")
+            }
+        }
+        if let metrics {
+            guard let address = HostPort(parsing: metrics) else { throw ConfigurationError("--metrics: expected host:port") }
+            configuration.metricsListen = address
+        }
+        if configuration.nodes.isEmpty {
+            throw ConfigurationError("no nodes: give --node host:port (repeatable) or a --config file with a nodes: list")
+        }
+        return configuration
+    }
+
+    /// Reads `path` (when given) and applies the overrides: what runs at start and on every reload.
+    public func load(path: String?) throws(ConfigurationError) -> ProxyConfiguration {
+        guard let path else { return try apply(to: ProxyConfiguration()) }
+        guard let file = fopen(path, "r") else {
+            throw ConfigurationError("\(path): cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = fread(&chunk, 1, chunk.count, file)
+            if count <= 0 { break }
+            bytes += chunk[0..<count]
+        }
+        var base = try ConfigurationFile.parse(String(decoding: bytes, as: UTF8.self), path: path)
+        // Flags name nodes only when no file does.
+        if !nodes.isEmpty && !base.nodes.isEmpty { base.nodes = [] }
+        return try apply(to: base)
+    }
+}

@@ -1,0 +1,84 @@
+import EventLoop
+import Synchronization
+
+/// One cache node as every worker sees it: where it is and whether it may be
+/// used. Thread-safe; shared by all workers and kept across reloads for as long
+/// as the node stays in the configuration, so its health survives a reload.
+///
+///   up --failure_limit consecutive failures--> down --probe answers--> recovering
+///    ^                                                                   | flush_all
+///    '----------------------------------- flushed, stayed healthy -------'
+public final class BackendNode: Sendable, CustomStringConvertible {
+    public enum Health: UInt8, Sendable {
+        /// Serving.
+        case up
+        /// Skipped by routing; the health monitor probes it.
+        case down
+        /// Answering probes again; being flushed before it may serve.
+        case recovering
+    }
+
+    public let ringNode: RingNode
+    public let address: SocketAddress
+    /// `host:port`, the node's identity across reloads.
+    public let identity: String
+    private let healthState = Atomic<UInt8>(Health.up.rawValue)
+    private let consecutiveFailures = Atomic<Int>(0)
+    /// Changes whenever the node goes down, so workers drop connections made before.
+    private let epochCounter = Atomic<Int>(0)
+
+    /// Until then (monotonic ms) the node was flushed on recovery: a miss here
+    /// is looked up on the key's next replica and copied back.
+    private let refillDeadline = Atomic<Int64>(0)
+
+    // Counters for `stats nodes`: every worker adds to them.
+    let requests = Atomic<Int>(0)
+    let failures = Atomic<Int>(0)
+    let timeouts = Atomic<Int>(0)
+    let markedDown = Atomic<Int>(0)
+
+    public init(ringNode: RingNode) throws(SystemCallError) {
+        self.ringNode = ringNode
+        self.address = try SocketAddress(host: ringNode.host, port: ringNode.port)
+        self.identity = HostPort(host: ringNode.host, port: ringNode.port).description
+    }
+
+    public var health: Health { Health(rawValue: healthState.load(ordering: .acquiring)) ?? .down }
+    /// Routing may send requests here.
+    @inline(__always) public var isUp: Bool { healthState.load(ordering: .relaxed) == Health.up.rawValue }
+    public var epoch: Int { epochCounter.load(ordering: .acquiring) }
+    public var description: String { identity }
+
+    func startRefill(until deadline: Int64) { refillDeadline.store(deadline, ordering: .relaxed) }
+
+    /// The node came back empty and its keys are still being refilled from replicas.
+    func isRefilling(now: Int64) -> Bool { refillDeadline.load(ordering: .relaxed) > now }
+
+    /// A request failed (error, timeout, refused connection). Returns true when
+    /// this failure marked the node down.
+    @discardableResult
+    func recordFailure(limit: Int) -> Bool {
+        failures.wrappingAdd(1, ordering: .relaxed)
+        let count = consecutiveFailures.wrappingAdd(1, ordering: .relaxed).newValue
+        guard count >= limit else { return false }
+        return transition(from: .up, to: .down)
+    }
+
+    /// A reply arrived: the failure streak is over.
+    @inline(__always) func recordSuccess() {
+        if consecutiveFailures.load(ordering: .relaxed) != 0 { consecutiveFailures.store(0, ordering: .relaxed) }
+    }
+
+    /// Moves between health states; false when the node was not in `from`.
+    @discardableResult
+    func transition(from: Health, to: Health) -> Bool {
+        let (exchanged, _) = healthState.compareExchange(expected: from.rawValue, desired: to.rawValue, ordering: .acquiringAndReleasing)
+        guard exchanged else { return false }
+        if to == .down {
+            epochCounter.wrappingAdd(1, ordering: .releasing)
+            markedDown.wrappingAdd(1, ordering: .relaxed)
+        }
+        if to == .up { consecutiveFailures.store(0, ordering: .relaxed) }
+        return true
+    }
+}

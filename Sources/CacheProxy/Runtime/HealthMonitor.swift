@@ -1,0 +1,128 @@
+import EventLoop
+import Logging
+
+/// Brings down nodes back, safely. Runs on the proxy's main loop.
+///
+/// A node marked down (by any worker) is probed with `version`, the delay
+/// between probes doubling from probe_initial_ms to probe_max_ms. When it
+/// answers, it may hold values that changed elsewhere while it was away, so
+/// it is flushed before it serves again: after a grace period (so requests it
+/// had queued before being cut off are applied first, and wiped by the flush),
+/// `flush_all`, and only on `OK` is it up. A node that goes down again within
+/// flap_window_s of coming back waits twice as long (up to 5 minutes) the next
+/// time, so a flapping node does not keep bouncing clients between replicas.
+final class HealthMonitor {
+    private let loop: EventLoop
+    private let logger: Logger
+    private var configuration: ProxyConfiguration
+    private var tracked: [ObjectIdentifier: Tracking] = [:]
+    /// Told when a node is up again (workers open new connections lazily).
+    private let onNodeUp: (BackendNode) -> Void
+
+    private final class Tracking {
+        let node: BackendNode
+        var probeDelay: Int
+        var timer: EventTimer?
+        var exchange: LineExchange?
+        /// Milliseconds a recovered node waits, answering probes, before its flush.
+        var holdMilliseconds: Int
+        var cameUpAt: Int64 = 0
+        init(node: BackendNode, probeDelay: Int, hold: Int) {
+            self.node = node
+            self.probeDelay = probeDelay
+            self.holdMilliseconds = hold
+        }
+    }
+
+    /// The wait before a recovered node's flush, when it is not flapping.
+    static let baseHoldMilliseconds = 1000
+    static let maxHoldMilliseconds = 300_000
+
+    init(loop: EventLoop, configuration: ProxyConfiguration, logger: Logger, onNodeUp: @escaping (BackendNode) -> Void) {
+        self.loop = loop
+        self.configuration = configuration
+        self.logger = logger
+        self.onNodeUp = onNodeUp
+    }
+
+    func update(configuration: ProxyConfiguration) { self.configuration = configuration }
+
+    /// A worker marked `node` down. Main loop.
+    func nodeWentDown(_ node: BackendNode, now: Int64) {
+        let tracking = tracked[ObjectIdentifier(node)] ?? Tracking(node: node, probeDelay: configuration.probeInitialMilliseconds,
+                                                                   hold: HealthMonitor.baseHoldMilliseconds)
+        tracked[ObjectIdentifier(node)] = tracking
+        if tracking.cameUpAt > 0 && now - tracking.cameUpAt < Int64(configuration.flapWindowSeconds) * 1000 {
+            tracking.holdMilliseconds = min(tracking.holdMilliseconds * 2, HealthMonitor.maxHoldMilliseconds)
+            logger.warning("node is flapping; it will wait longer before serving again",
+                           metadata: ["node": "\(node)", "hold_ms": "\(tracking.holdMilliseconds)"])
+        } else {
+            tracking.holdMilliseconds = HealthMonitor.baseHoldMilliseconds
+        }
+        tracking.probeDelay = configuration.probeInitialMilliseconds
+        logger.warning("node marked down", metadata: ["node": "\(node)"])
+        scheduleProbe(tracking, after: tracking.probeDelay)
+    }
+
+    /// Stops watching nodes that left the configuration.
+    func forget(except nodes: [BackendNode]) {
+        let keep = Set(nodes.map { ObjectIdentifier($0) })
+        for (key, tracking) in tracked where !keep.contains(key) {
+            tracking.timer?.stop()
+            tracked[key] = nil
+        }
+    }
+
+    private func scheduleProbe(_ tracking: Tracking, after milliseconds: Int) {
+        tracking.timer?.stop()
+        let timer = EventTimer(loop: loop, milliseconds: milliseconds, repeating: false) { [unowned self, unowned tracking] in
+            probe(tracking)
+        }
+        timer.start()
+        tracking.timer = timer
+    }
+
+    private func probe(_ tracking: Tracking) {
+        let node = tracking.node
+        guard tracked[ObjectIdentifier(node)] === tracking, node.health == .down else { return }
+        tracking.exchange = LineExchange.run("version\r\n", to: node.address, loop: loop,
+                                             timeoutMilliseconds: configuration.requestTimeoutMilliseconds) { [unowned self, unowned tracking] outcome in
+            tracking.exchange = nil
+            if case .replied(.version) = outcome, node.transition(from: .down, to: .recovering) {
+                logger.info("node answers again; flushing it before it serves", metadata: ["node": "\(node)", "hold_ms": "\(tracking.holdMilliseconds)"])
+                scheduleFlush(tracking)
+            } else {
+                tracking.probeDelay = min(tracking.probeDelay * 2, configuration.probeMaxMilliseconds)
+                scheduleProbe(tracking, after: tracking.probeDelay)
+            }
+        }
+    }
+
+    private func scheduleFlush(_ tracking: Tracking) {
+        tracking.timer?.stop()
+        let timer = EventTimer(loop: loop, milliseconds: tracking.holdMilliseconds, repeating: false) { [unowned self, unowned tracking] in
+            flush(tracking)
+        }
+        timer.start()
+        tracking.timer = timer
+    }
+
+    private func flush(_ tracking: Tracking) {
+        let node = tracking.node
+        guard tracked[ObjectIdentifier(node)] === tracking, node.health == .recovering else { return }
+        tracking.exchange = LineExchange.run("flush_all\r\n", to: node.address, loop: loop,
+                                             timeoutMilliseconds: configuration.requestTimeoutMilliseconds) { [unowned self, unowned tracking] outcome in
+            tracking.exchange = nil
+            if case .replied(.ok) = outcome, node.transition(from: .recovering, to: .up) {
+                tracking.cameUpAt = monotonicMilliseconds()
+                tracking.probeDelay = configuration.probeInitialMilliseconds
+                logger.info("node flushed and serving again", metadata: ["node": "\(node)"])
+                onNodeUp(node)
+            } else {
+                node.transition(from: .recovering, to: .down)
+                tracking.probeDelay = min(tracking.probeDelay * 2, configuration.probeMaxMilliseconds)
+                scheduleProbe(tracking, after: tracking.probeDelay)
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import Buffers
+import EventLoop
+import MemcacheProtocol
+
+/// One request and its one-line reply on a fresh connection, with a deadline:
+/// the health monitor's probe (`version`) and flush (`flush_all`). Main loop only.
+// @unchecked: only the main loop touches it; `loop.execute` merely defers a call.
+final class LineExchange: ConnectionHandler, @unchecked Sendable {
+    enum Outcome {
+        case replied(ResponseKind)
+        case failed
+    }
+
+    private var connection: Connection?
+    private var timer: EventTimer?
+    private var completion: ((Outcome) -> Void)?
+    private let parser = ResponseParser()
+
+    /// Connects to `address`, sends `request`, and calls `completion` once with
+    /// the kind of the first reply line, or `.failed`.
+    @discardableResult
+    static func run(_ request: StaticString, to address: SocketAddress, loop: EventLoop, timeoutMilliseconds: Int,
+                    completion: @escaping (Outcome) -> Void) -> LineExchange {
+        let exchange = LineExchange()
+        exchange.completion = completion
+        do {
+            let fd = try Socket.connect(to: address)
+            let connection = Connection(connecting: fd, loop: loop, handler: exchange)
+            connection.output.append(request)
+            exchange.connection = connection
+            let timer = EventTimer(loop: loop, milliseconds: timeoutMilliseconds, repeating: false) { [exchange] in
+                exchange.finish(.failed)
+            }
+            timer.start()
+            exchange.timer = timer
+        } catch {
+            // Report asynchronously, like every other outcome.
+            loop.execute { [exchange] in exchange.finish(.failed) }
+        }
+        return exchange
+    }
+
+    private func finish(_ outcome: Outcome) {
+        guard let completion else { return }
+        self.completion = nil
+        timer?.stop()
+        timer = nil
+        connection?.close()
+        connection = nil
+        completion(outcome)
+    }
+
+    func connectionEstablished(_ connection: Connection) {}
+
+    func connectionReadable(_ connection: Connection) {
+        switch parser.parse(connection.input.readableBytes) {
+        case .response(let unit): finish(.replied(unit.kind))
+        case .needMoreData: return
+        case .malformed: finish(.failed)
+        }
+    }
+
+    func connectionDrained(_ connection: Connection) {}
+
+    func connectionClosed(_ connection: Connection) { finish(.failed) }
+}

@@ -1,0 +1,24 @@
+import Synchronization
+
+/// What all workers of one proxy share: counters to sum, connection gauges, and
+/// the topology in force (for `stats`, which any worker may answer). Thread-safe.
+final class ProxyContext: Sendable {
+    let startedAt: Int64
+    let counters: [ProxyCounters]
+    let currentConnections = Atomic<Int>(0)
+    let rejectedConnections = Atomic<Int>(0)
+    let reloads = Atomic<Int>(0)
+    let reloadFailures = Atomic<Int>(0)
+    private let current: Mutex<Topology>
+
+    init(workers: Int, topology: Topology, startedAt: Int64) {
+        self.counters = (0..<workers).map { _ in ProxyCounters() }
+        self.current = Mutex(topology)
+        self.startedAt = startedAt
+    }
+
+    var topology: Topology { current.withLock { $0 } }
+    func install(_ topology: Topology) { current.withLock { $0 = topology } }
+
+    func total(_ counter: ProxyCounter) -> UInt64 { counters.total(counter) }
+}

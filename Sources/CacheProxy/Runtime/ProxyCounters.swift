@@ -1,0 +1,22 @@
+import EventLoop
+
+/// What the proxy counts, per worker, for `stats` and `/metrics`.
+enum ProxyCounter: Int, CaseIterable {
+    case totalConnections
+    case cmdGet, cmdSet, cmdTouch, cmdFlush, cmdMeta, cmdDelete, cmdArithmetic
+    case getHits, getMisses
+    /// Reads answered by a replica because the primary failed or was down.
+    case readFallbacks
+    /// Misses at the primary retried on a replica (miss_failover).
+    case missFailovers
+    /// Keys copied from their previous owner after a scale-out.
+    case warmupHits, warmupMisses
+    /// Writes that reached fewer replicas than the key has.
+    case degradedWrites
+    /// Requests no live node could answer.
+    case unavailable
+    case clientErrors
+    case bytesRead, bytesWritten
+}
+
+typealias ProxyCounters = LoopCounters<ProxyCounter>

@@ -1,0 +1,164 @@
+import EventLoop
+import Glibc
+import Logging
+
+/// The running proxy.
+///
+///   main thread: Listener --accept--> round robin --> ProxyWorker 1..n (own loop each)
+///                HealthMonitor (probe, flush, re-admit down nodes)
+///                SIGHUP / POST /reload --> new Topology --> every worker
+///                MetricsEndpoint (/metrics, /reload), optional
+// @unchecked: its state lives on the main loop; workers reach it only through
+// `mainLoop.execute`.
+public final class ProxyServer: @unchecked Sendable {
+    private let mainLoop: EventLoop
+    private let context: ProxyContext
+    private var workers: [ProxyWorker] = []
+    private var listener: Listener?
+    private var monitor: HealthMonitor!
+    private var metrics: MetricsEndpoint?
+    private var signalWatchers: [SignalWatcher] = []
+    private var nextWorker = 0
+    /// Nodes by identity, kept across reloads so their health carries over.
+    private var registry: [String: BackendNode] = [:]
+    private let loadConfiguration: (() throws -> ProxyConfiguration)?
+    private let logger: Logger
+    public private(set) var boundPort: UInt16 = 0
+
+    /// `loadConfiguration`, when given, is called again on every reload (it
+    /// re-reads the file and applies the command-line overrides).
+    public init(configuration: ProxyConfiguration, loadConfiguration: (() throws -> ProxyConfiguration)? = nil,
+                logger: Logger = Logger(label: "memcluster-proxy")) throws {
+        self.mainLoop = try EventLoop()
+        self.loadConfiguration = loadConfiguration
+        self.logger = logger
+        var registry: [String: BackendNode] = [:]
+        let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: nil)
+        self.registry = registry
+        self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)))
+    }
+
+    private static func topology(for configuration: ProxyConfiguration, registry: inout [String: BackendNode],
+                                 previous: Topology?) throws -> Topology {
+        var nodes: [BackendNode] = []
+        var seen: [String: BackendNode] = [:]
+        for ringNode in configuration.nodes {
+            let identity = HostPort(host: ringNode.host, port: ringNode.port).description
+            let node = try registry[identity].flatMap { $0.ringNode == ringNode ? $0 : nil } ?? BackendNode(ringNode: ringNode)
+            seen[identity] = node
+            nodes.append(node)
+        }
+        registry = seen
+        var placement: Topology.PreviousPlacement?
+        if let previous, configuration.warmupSeconds > 0 {
+            let added = nodes.contains { node in !previous.nodes.contains { $0 === node } }
+            if added {
+                placement = .init(ring: previous.ring, nodes: previous.nodes,
+                                  warmupUntil: monotonicMilliseconds() + Int64(configuration.warmupSeconds) * 1000)
+            } else if let earlier = previous.previous, monotonicMilliseconds() < earlier.warmupUntil {
+                // A reload that adds nothing keeps a warm-up that is still running.
+                placement = earlier
+            }
+        }
+        return try Topology(configuration: configuration, nodes: nodes, previous: placement)
+    }
+
+    /// Binds the client port (and the metrics port).
+    public func bind() throws {
+        let configuration = context.topology.configuration
+        let address = try SocketAddress(host: configuration.listen.host, port: configuration.listen.port)
+        let fd = try Socket.listen(on: address, backlog: 1024)
+        try? Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        boundPort = Socket.localPort(fd) ?? configuration.listen.port
+        listener = Listener(fd: fd, loop: mainLoop) { [unowned self] client in accept(client) }
+        if let metricsAddress = configuration.metricsListen {
+            metrics = try MetricsEndpoint(address: metricsAddress, loop: mainLoop, context: context) { [unowned self] in
+                reload()
+            }
+        }
+    }
+
+    /// Starts the workers and runs until SIGINT or SIGTERM.
+    public func run() throws {
+        SignalWatcher.ignoreBrokenPipes()
+        let configuration = context.topology.configuration
+        let mainLoop = self.mainLoop
+        monitor = HealthMonitor(loop: mainLoop, configuration: configuration, logger: logger) { [context] node in
+            node.startRefill(until: monotonicMilliseconds() + Int64(context.topology.configuration.warmupSeconds) * 1000)
+        }
+        for index in 0..<configuration.threads {
+            let loop = try EventLoopThread.start(name: "proxy-worker-\(index)")
+            let worker = ProxyWorker(loop: loop, index: index, context: context) { [unowned self] node in
+                mainLoop.execute { [self] in nodeWentDown(node) }
+            }
+            workers.append(worker)
+            loop.execute { worker.start() }
+        }
+        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in stop() })
+        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGTERM) { [unowned self] in stop() })
+        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGHUP) { [unowned self] in reload() })
+        logger.info("proxy listening", metadata: [
+            "listen": "\(configuration.listen.host):\(boundPort)", "nodes": "\(configuration.nodes.count)",
+            "replicas": "\(context.topology.replicas)", "threads": "\(configuration.threads)",
+        ])
+        mainLoop.run()
+        for worker in workers { worker.loop.stop() }
+    }
+
+    public func stop() { mainLoop.stop() }
+
+    private func accept(_ fd: Int32) {
+        if context.currentConnections.load(ordering: .relaxed) >= context.topology.configuration.maxConnections {
+            let message: StaticString = "ERROR Too many open connections\r\n"
+            _ = write(fd, message.utf8Start, message.utf8CodeUnitCount)
+            close(fd)
+            context.rejectedConnections.wrappingAdd(1, ordering: .relaxed)
+            return
+        }
+        context.currentConnections.wrappingAdd(1, ordering: .relaxed)
+        let worker = workers[nextWorker]
+        nextWorker = (nextWorker + 1) % workers.count
+        worker.adopt(fd)
+    }
+
+    /// A worker marked a node down: probe it, and have every worker drop its
+    /// connections to it so requests in flight fail over now. Main loop.
+    private func nodeWentDown(_ node: BackendNode) {
+        monitor.nodeWentDown(node, now: monotonicMilliseconds())
+        for worker in workers {
+            worker.loop.execute { worker.dropConnections(to: node) }
+        }
+    }
+
+    /// Re-reads the configuration and installs it without dropping a client
+    /// connection; a bad file keeps the running configuration. Main loop.
+    @discardableResult
+    func reload() -> String {
+        guard let loadConfiguration else {
+            return "no configuration file to reload"
+        }
+        do {
+            let configuration = try loadConfiguration()
+            let current = context.topology
+            if configuration.threads != current.configuration.threads || configuration.listen != current.configuration.listen {
+                logger.warning("listen and threads take effect only at restart")
+            }
+            var registry = self.registry
+            let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: current)
+            self.registry = registry
+            context.install(topology)
+            monitor.update(configuration: configuration)
+            monitor.forget(except: topology.nodes + (topology.previous?.nodes ?? []))
+            for worker in workers { worker.loop.execute { worker.install(topology) } }
+            context.reloads.wrappingAdd(1, ordering: .relaxed)
+            logger.info("configuration reloaded", metadata: [
+                "nodes": "\(topology.nodes.count)", "warmup": "\(topology.previous != nil)",
+            ])
+            return "OK"
+        } catch {
+            context.reloadFailures.wrappingAdd(1, ordering: .relaxed)
+            logger.error("reload refused; the running configuration stays", metadata: ["error": "\(error)"])
+            return "reload refused: \(error)"
+        }
+    }
+}

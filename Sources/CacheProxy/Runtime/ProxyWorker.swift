@@ -1,0 +1,210 @@
+import Buffers
+import MemcacheProtocol
+import EventLoop
+import Glibc
+
+/// One worker thread of the proxy: its event loop, the client sessions it owns,
+/// and its own connections to every node. A client request is routed, sent and
+/// answered on this thread alone, so the hot path takes no locks.
+///
+/// Writes are gathered per event: sessions and backend connections that got
+/// bytes are flushed once when the event's handler is done, so a batch of
+/// pipelined requests leaves in one write per node and a batch of replies in
+/// one write per client.
+final class ProxyWorker: @unchecked Sendable {
+    let loop: EventLoop
+    let index: Int
+    private(set) var topology: Topology
+    let context: ProxyContext
+    let counters: ProxyCounters
+    /// Told when this worker marks a node down (any thread may be told; it hops to the main loop).
+    private let onNodeDown: @Sendable (BackendNode) -> Void
+    private var pools: [ObjectIdentifier: BackendPool] = [:]
+    private var backendsToFlush: [BackendConnection] = []
+    private var sessionsToFlush: [ClientSession] = []
+    private var sessions: [ObjectIdentifier: ClientSession] = [:]
+    private var deadlineTimer: EventTimer?
+    private var affinityCounter = 0
+    /// Replies nobody waits for (copies to other replicas) land here.
+    private(set) lazy var discard = DiscardCall()
+
+    init(loop: EventLoop, index: Int, context: ProxyContext, onNodeDown: @escaping @Sendable (BackendNode) -> Void) {
+        self.loop = loop
+        self.index = index
+        self.context = context
+        self.topology = context.topology
+        self.counters = context.counters[index]
+        self.onNodeDown = onNodeDown
+    }
+
+    /// Coarse monotonic milliseconds.
+    var now: Int64 { monotonicMilliseconds() }
+
+    /// Starts the deadline timer. Loop thread.
+    func start() {
+        let timer = EventTimer(loop: loop, milliseconds: 50, repeating: true) { [unowned self] in checkDeadlines() }
+        timer.start()
+        deadlineTimer = timer
+    }
+
+    // MARK: Clients
+
+    /// Takes an accepted client socket. Any thread.
+    func adopt(_ fd: Int32) {
+        loop.execute { [self] in
+            let session = ClientSession(worker: self)
+            session.attach(Connection(fd: fd, loop: loop, handler: session))
+            sessions[ObjectIdentifier(session)] = session
+            counters.add(.totalConnections)
+        }
+    }
+
+    func sessionClosed(_ session: ClientSession) {
+        sessions[ObjectIdentifier(session)] = nil
+        context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    var sessionCount: Int { sessions.count }
+
+    // MARK: Backends
+
+    /// A usable connection to `node`, opening one if needed; nil when the node is
+    /// down. A session always gets the same one of the node's connections, so a
+    /// client's requests to a node stay in order; internal calls take any.
+    func backend(for node: BackendNode, session: ClientSession?) -> BackendConnection? {
+        guard node.isUp else { return nil }
+        let key = ObjectIdentifier(node)
+        let pool: BackendPool
+        if let existing = pools[key] {
+            pool = existing
+        } else {
+            pool = BackendPool(node: node, size: topology.configuration.backendConnections)
+            pools[key] = pool
+        }
+        return pool.connection(choice: session?.affinity, worker: self)
+    }
+
+    /// Hands out session affinities in turn.
+    func nextAffinity() -> Int {
+        affinityCounter &+= 1
+        return affinityCounter
+    }
+
+    func backendNeedsFlush(_ backend: BackendConnection) { backendsToFlush.append(backend) }
+    func sessionNeedsFlush(_ session: ClientSession) { sessionsToFlush.append(session) }
+
+    /// Writes everything gathered during the current event: requests to nodes
+    /// first, then replies to clients.
+    func flushPending() {
+        while !backendsToFlush.isEmpty || !sessionsToFlush.isEmpty {
+            if !backendsToFlush.isEmpty {
+                let backends = backendsToFlush
+                backendsToFlush.removeAll(keepingCapacity: true)
+                for backend in backends { backend.flush() }
+            }
+            if !sessionsToFlush.isEmpty {
+                let clients = sessionsToFlush
+                sessionsToFlush.removeAll(keepingCapacity: true)
+                for session in clients { session.flush() }
+            }
+        }
+    }
+
+    /// This worker saw the node fail past its limit.
+    func nodeMarkedDown(_ node: BackendNode) {
+        onNodeDown(node)
+        dropConnections(to: node)
+    }
+
+    /// Closes this worker's connections to a node that went down; their requests
+    /// in flight fail over to replicas. Loop thread.
+    func dropConnections(to node: BackendNode) {
+        pools[ObjectIdentifier(node)]?.failAll(.nodeDown)
+        flushPending()
+    }
+
+    /// Installs a new topology (a reload). Connections to nodes that left are
+    /// closed once their requests are answered. Loop thread.
+    func install(_ newTopology: Topology) {
+        topology = newTopology
+        var keep = Set(newTopology.nodes.map { ObjectIdentifier($0) })
+        if let previous = newTopology.previous { keep.formUnion(previous.nodes.map { ObjectIdentifier($0) }) }
+        for (key, pool) in pools where !keep.contains(key) {
+            pool.retire()
+            pools[key] = nil
+        }
+    }
+
+    private func checkDeadlines() {
+        let now = self.now
+        let configuration = topology.configuration
+        for pool in pools.values {
+            pool.checkDeadlines(now: now, requestTimeout: Int64(configuration.requestTimeoutMilliseconds),
+                                connectTimeout: Int64(configuration.connectTimeoutMilliseconds))
+        }
+        flushPending()
+    }
+
+    /// Counters of every node pool, for `stats`.
+    func connectionCount(to node: BackendNode) -> Int {
+        pools[ObjectIdentifier(node)]?.openCount ?? 0
+    }
+}
+
+/// A worker's connections to one node, used in turn.
+final class BackendPool {
+    let node: BackendNode
+    private var connections: [BackendConnection?]
+    private var roundRobin = 0
+    /// Connections of a node that left the configuration, closed once idle.
+    private var retiring: [BackendConnection] = []
+
+    init(node: BackendNode, size: Int) {
+        self.node = node
+        self.connections = Array(repeating: nil, count: max(1, size))
+    }
+
+    func connection(choice: Int?, worker: ProxyWorker) -> BackendConnection? {
+        let slot: Int
+        if let choice {
+            slot = choice % connections.count
+        } else {
+            slot = roundRobin
+            roundRobin = (roundRobin + 1) % connections.count
+        }
+        if let existing = connections[slot], existing.isUsable { return existing }
+        if let stale = connections[slot], !stale.isClosed { stale.fail(.nodeDown) }
+        let fresh = BackendConnection(node: node, worker: worker)
+        connections[slot] = fresh
+        return fresh.isClosed ? nil : fresh
+    }
+
+    var openCount: Int { connections.reduce(0) { $0 + (($1?.isClosed ?? true) ? 0 : 1) } }
+
+    func failAll(_ failure: BackendFailure) {
+        for connection in connections { connection?.fail(failure) }
+    }
+
+    func retire() {
+        retiring = connections.compactMap { $0 }
+        connections = connections.map { _ in nil }
+        for connection in retiring where connection.pendingCount == 0 { connection.fail(.nodeDown) }
+    }
+
+    func checkDeadlines(now: Int64, requestTimeout: Int64, connectTimeout: Int64) {
+        for connection in connections {
+            connection?.checkDeadlines(now: now, requestTimeout: requestTimeout, connectTimeout: connectTimeout)
+        }
+        retiring.removeAll { connection in
+            if connection.pendingCount == 0 { connection.fail(.nodeDown) }
+            return connection.isClosed
+        }
+    }
+}
+
+/// Receives replies nobody waits for (the copy of a CAS result to the other
+/// replicas); their failures still count against the node.
+final class DiscardCall: BackendCall {
+    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {}
+    func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {}
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import CacheProxy
+import Logging
+
+/// The program: flags -> configuration -> ProxyServer.
+struct ProxyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memcluster-proxy",
+        abstract: "A memcached-protocol proxy: shards keys over cache nodes by ketama, keeps replicas, and fails over.",
+        discussion: """
+        Clients connect to the proxy as if it were one memcached. Give the nodes with
+        --node (repeatable) or in a YAML file with --config (see examples/proxy.yaml for
+        every option and its default). Flags override the file. SIGHUP, or POST /reload on
+        the metrics address, reloads the file without dropping client connections.
+        """
+    )
+
+    @Option(name: .long, help: "YAML configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Address to listen on, host:port (default 127.0.0.1:22121).")
+    var listen: String?
+
+    @Option(name: .long, help: "A cache node, host:port[:weight] [name] (repeatable; replaces the file's nodes).")
+    var node: [String] = []
+
+    @Option(name: .long, help: "Copies of each key (default 2 with 2 or more nodes).")
+    var replicas: Int?
+
+    @Option(name: .long, help: "Worker threads (default 2).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Key placement: ketama (libmemcached KETAMA_WEIGHTED, default), twemproxy, ketama_classic.")
+    var hash: String?
+
+    @Option(name: .long, help: "Serve Prometheus /metrics and POST /reload on host:port.")
+    var metrics: String?
+
+    @Flag(name: .long, help: "Check the configuration, print it, and exit.")
+    var checkConfig = false
+
+    func run() throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        var overrides = ProxyOverrides()
+        overrides.listen = listen
+        overrides.nodes = node
+        overrides.replicas = replicas
+        overrides.threads = threads
+        overrides.hash = hash
+        overrides.metrics = metrics
+        let path = config
+        let configuration: ProxyConfiguration
+        do {
+            configuration = try overrides.load(path: path)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        if checkConfig {
+            print("configuration OK: \(configuration.nodes.count) nodes, replicas \(configuration.effectiveReplicas), listen \(configuration.listen)")
+            return
+        }
+        let server = try ProxyServer(configuration: configuration, loadConfiguration: { try overrides.load(path: path) })
+        try server.bind()
+        try server.run()
+    }
+}
+
+ProxyCommand.main()
