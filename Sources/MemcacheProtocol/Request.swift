@@ -117,3 +117,44 @@ public struct KeyTokens: Sequence, IteratorProtocol {
         return start..<position
     }
 }
+
+extension Request {
+    /// Makes this request a fresh `Request(command:)`, field by field: assigning a new
+    /// value would build a temporary and memcpy its ~250 bytes.
+    @inline(__always)
+    mutating func reset(_ command: Command) {
+        self.command = command
+        length = 0
+        line = 0..<0
+        key = 0..<0
+        keys = 0..<0
+        flags = 0
+        exptime = 0
+        casUnique = 0
+        delta = 0
+        data = 0..<0
+        noreply = false
+        arguments = 0..<0
+        numericArgument = 0
+        meta.reset()
+    }
+}
+
+extension MetaFlags {
+    /// Makes these flags a fresh `MetaFlags()`, field by field.
+    @inline(__always)
+    mutating func reset() {
+        present = 0
+        tokens = 0..<0
+        opaque = 0..<0
+        ttl = 0
+        vivifyTTL = 0
+        recacheTTL = 0
+        compareCas = 0
+        clientFlags = 0
+        mode = 0
+        delta = 1
+        initial = 0
+        decodedKeyLength = 0
+    }
+}
