@@ -13,6 +13,7 @@ import Darwin
 //        │                          ▼
 //        └── consume / swallow ◄── ParseOutcome: .request (ranges into the buffer)
 //                                   .needMoreData · .invalid · .tooLarge · .close
+//                                  (or ParseStatus + an inout Request: parse(_:into:))
 //
 // The parser is a value with no state between calls: it looks at the front of the
 // unconsumed input and answers one outcome; the caller consumes and loops. Nothing
@@ -40,7 +41,9 @@ public enum ParseOutcome: Sendable {
     /// swallowed bytes have arrived (the order of replies is what matters).
     case tooLarge(Request, consume: Int, swallow: Int)
     /// The stream cannot be framed (an over-long line, an HTTP request, the binary
-    /// protocol): close the connection. memcached closes without a reply.
+    /// protocol): close the connection. memcached closes without a reply, and also
+    /// drops the replies to earlier pipelined commands it has not written yet
+    /// (`version\r\nGET / HTTP/1.1\r\n` gets nothing back); a node may flush them.
     case close
 }
 
@@ -116,6 +119,11 @@ public enum Framing {
 ///   counting the keys before an over-long one; `mg` applying `T` before finding its
 ///   opaque too long; `flush_all abc` counting in `cmd_flush`) do not happen: the
 ///   request is refused as a whole.
+///
+/// Commands memcached 1.6.18's release build does not know are unknown here too:
+/// `misbehave` and `debugtime` (debug builds), `extstore` (extstore builds) answer
+/// `ERROR`; `refresh_certs` answers `Error TLS not enabled` (`.tlsNotEnabled`), so
+/// `Command.misbehave` is never produced.
 public struct RequestParser: Sendable {
     public let limits: RequestLimits
 
