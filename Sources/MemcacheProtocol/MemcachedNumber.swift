@@ -54,6 +54,19 @@ public enum MemcachedNumber {
     /// overflowed (ERANGE), or the digits are followed by a non-space byte.
     @inlinable @inline(__always)
     static func scan(_ base: UnsafeRawPointer, _ start: Int, _ end: Int) -> (negative: Bool, magnitude: UInt64)? {
+        // Fast path for what clients send: 1...19 plain digits filling the token
+        // (19 digits cannot overflow a UInt64).
+        if end > start && end - start <= 19 {
+            var value: UInt64 = 0
+            var index = start
+            while index < end {
+                let digit = base.load(fromByteOffset: index, as: UInt8.self) &- UInt8(ascii: "0")
+                if digit > 9 { break }
+                value = value &* 10 &+ UInt64(digit)
+                index += 1
+            }
+            if index == end { return (false, value) }
+        }
         var index = start
         while index < end && isSpace(base.load(fromByteOffset: index, as: UInt8.self)) { index += 1 }
         var negative = false

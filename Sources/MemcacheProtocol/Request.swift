@@ -7,15 +7,21 @@ public struct Request: Sendable {
     public var length: Int
     /// The command line without its line ending.
     public var line: Range<Int>
-    /// The (first) key. Empty for commands without a key.
+    /// The (first) key. Empty for commands without a key (and for `gat <exptime>` with
+    /// no key, which memcached answers with just `END`). Meta commands with `b`: the key
+    /// as sent, in base64 (see `meta.decodedKeyLength` and `Base64.decode`).
     public var key: Range<Int>
-    /// For get/gets/gat/gats: the span of space-separated keys (iterate with `KeyTokens`).
-    /// Every key in it has already been checked against the key length limit.
+    /// For get/gets/gat/gats: the span of space-separated keys (iterate with `KeyTokens`;
+    /// it may end with spaces). Every key in it has already been checked against the
+    /// key length limit. Keys are any bytes but space (memcached does not validate them).
     public var keys: Range<Int>
-    /// Client flags of a storage command (`ms`: the `F` flag).
+    /// Client flags of a storage command (`ms`: the `F` flag), after memcached's 64-bit
+    /// parse truncated to 32 bits (`4294967296` is 0).
     public var flags: UInt32
-    /// Expiry exactly as sent (seconds, relative or absolute, negative = expired);
-    /// storage commands, touch, gat/gats, flush_all delay; meta `T`.
+    /// Expiry as memcached reads it: a 64-bit number truncated to 32 bits, sign kept
+    /// (seconds; 1...2592000 relative, larger absolute, negative = already expired;
+    /// `4294967296` is 0 = never). Storage commands, touch, gat/gats, flush_all delay;
+    /// meta `T` (0 when absent: check `meta.has("T")`).
     public var exptime: Int64
     /// `cas <unique>`; meta `C`.
     public var casUnique: UInt64
@@ -23,7 +29,8 @@ public struct Request: Sendable {
     public var delta: UInt64
     /// The value of a storage command, without its trailing `\r\n`.
     public var data: Range<Int>
-    /// `noreply` was the last token (classic commands).
+    /// `noreply` was the last token (classic commands). Always false for meta commands:
+    /// their `q` flag (`meta.has(UInt8(ascii: "q"))`) hides only some replies.
     public var noreply: Bool
     /// Everything after the command token, for commands with free-form arguments
     /// (stats, verbosity, slabs, lru, lru_crawler, watch, shutdown, cache_memlimit, flush_all):
@@ -57,6 +64,11 @@ public struct Request: Sendable {
 /// The flags of a meta command (`mg`, `ms`, `md`, `ma`, `me`), parsed and validated
 /// for that command. Flags that carry a token have it decoded here; `tokens`
 /// keeps their order for echoing return flags.
+///
+/// Like memcached 1.6.18, every meta command accepts the whole flag set
+/// `b N T R l O P L k s t c f v h u q F C M J D I` (`mg k F5 M1` is valid; a command
+/// ignores flags it has no use for), and each flag at most once. `me` only looks
+/// for a `b` right after the key; its other tokens are in `tokens`, unchecked.
 public struct MetaFlags: Sendable, Equatable {
     /// One bit per flag letter present: `A`...`Z` are bits 0...25, `a`...`z` bits 26...51.
     public var present: UInt64 = 0
@@ -115,5 +127,46 @@ public struct KeyTokens: Sequence, IteratorProtocol {
         let start = position
         while position < end && bytes[position] != UInt8(ascii: " ") { position += 1 }
         return start..<position
+    }
+}
+
+extension Request {
+    /// Makes this request a fresh `Request(command:)`, field by field: assigning a new
+    /// value would build a temporary and memcpy its ~250 bytes.
+    @inline(__always)
+    mutating func reset(_ command: Command) {
+        self.command = command
+        length = 0
+        line = 0..<0
+        key = 0..<0
+        keys = 0..<0
+        flags = 0
+        exptime = 0
+        casUnique = 0
+        delta = 0
+        data = 0..<0
+        noreply = false
+        arguments = 0..<0
+        numericArgument = 0
+        meta.reset()
+    }
+}
+
+extension MetaFlags {
+    /// Makes these flags a fresh `MetaFlags()`, field by field.
+    @inline(__always)
+    mutating func reset() {
+        present = 0
+        tokens = 0..<0
+        opaque = 0..<0
+        ttl = 0
+        vivifyTTL = 0
+        recacheTTL = 0
+        compareCas = 0
+        clientFlags = 0
+        mode = 0
+        delta = 1
+        initial = 0
+        decodedKeyLength = 0
     }
 }

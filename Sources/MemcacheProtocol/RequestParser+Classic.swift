@@ -7,8 +7,9 @@ extension RequestParser {
     // get|gets|bget <key>*\r\n
     // gat|gats <exptime> <key>*\r\n
     // (the caller has checked ntokens >= 3)
-    func retrieval(_ command: Command, _ line: Line, _ tokens: LineTokens) -> ParseOutcome {
-        var request = newRequest(command, line)
+    @inline(__always)
+    func retrieval(_ command: Command, _ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
+        begin(&request, command, line)
         var firstKey = 1
         if command == .gat || command == .gats {
             guard let exptime = MemcachedNumber.int32(line.base, tokens.starts[1], tokens.ends[1]) else {
@@ -36,7 +37,7 @@ extension RequestParser {
             request.key = line.end..<line.end
             request.keys = line.end..<line.end
         }
-        return .request(request)
+        return .request
     }
 
     /// Checks the keys beyond the first 23 tokens (memcached re-tokenizes them).
@@ -45,7 +46,7 @@ extension RequestParser {
         while index < end {
             while index < end && base.byte(index) == 0x20 { index += 1 }
             let keyStart = index
-            while index < end && base.byte(index) != 0x20 { index += 1 }
+            index = base.nextSpace(from: index, to: end)
             if index - keyStart > maxKey { return false }
         }
         return true
@@ -53,7 +54,8 @@ extension RequestParser {
 
     // set|add|replace|append|prepend <key> <flags> <exptime> <bytes> [noreply]\r\n<data>\r\n
     // cas <key> <flags> <exptime> <bytes> <cas unique> [noreply]\r\n<data>\r\n
-    func storage(_ command: Command, _ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    @inline(__always)
+    func storage(_ command: Command, _ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         let isCas = command == .cas
         let arity = isCas ? 7 : 6
         guard tokens.ntokens == arity || tokens.ntokens == arity + 1 else { return error(line) }
@@ -77,7 +79,7 @@ extension RequestParser {
         guard valueLength >= 0 && valueLength <= Int32.max - 2 else {
             return invalid(.badCommandLineFormat, line, quiet: noreply)
         }
-        var request = newRequest(command, line)
+        begin(&request, command, line)
         request.key = tokens.range(1)
         request.flags = flags
         request.exptime = Int64(exptime)
@@ -86,13 +88,13 @@ extension RequestParser {
         let bytes = Int(valueLength)
         if !limits.itemFits(keyLength: keyLength, flags: flags, valueLength: bytes) {
             request.length = line.length + bytes + 2
-            return .tooLarge(request, consume: line.length, swallow: bytes + 2)
+            return .tooLarge(consume: line.length, swallow: bytes + 2)
         }
-        return dataBlock(request, line, valueLength: bytes, quiet: noreply)
+        return dataBlock(&request, line, valueLength: bytes, quiet: noreply)
     }
 
     // delete <key> [0] [noreply]\r\n
-    func delete(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func delete(_ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         let ntokens = tokens.ntokens
         guard ntokens >= 3 && ntokens <= 5 else { return error(line) }
         var noreply = false
@@ -103,48 +105,48 @@ extension RequestParser {
             if !valid { return invalid(.deleteUsage, line, quiet: noreply) }
         }
         if tokens.length(1) > limits.maxKeyLength { return invalid(.badCommandLineFormat, line, quiet: noreply) }
-        var request = newRequest(.delete, line)
+        begin(&request, .delete, line)
         request.key = tokens.range(1)
         request.noreply = noreply
-        return .request(request)
+        return .request
     }
 
     // incr|decr <key> <delta> [noreply]\r\n   (a 4th token other than noreply is ignored)
-    func arithmetic(_ command: Command, _ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func arithmetic(_ command: Command, _ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         guard tokens.ntokens == 4 || tokens.ntokens == 5 else { return error(line) }
         let noreply = isNoreply(line, tokens)
         if tokens.length(1) > limits.maxKeyLength { return invalid(.badCommandLineFormat, line, quiet: noreply) }
         guard let delta = MemcachedNumber.uint64(line.base, tokens.starts[2], tokens.ends[2]) else {
             return invalid(.invalidDelta, line, quiet: noreply)
         }
-        var request = newRequest(command, line)
+        begin(&request, command, line)
         request.key = tokens.range(1)
         request.delta = delta
         request.noreply = noreply
-        return .request(request)
+        return .request
     }
 
     // touch <key> <exptime> [noreply]\r\n
-    func touch(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func touch(_ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         guard tokens.ntokens == 4 || tokens.ntokens == 5 else { return error(line) }
         let noreply = isNoreply(line, tokens)
         if tokens.length(1) > limits.maxKeyLength { return invalid(.badCommandLineFormat, line, quiet: noreply) }
         guard let exptime = MemcachedNumber.int32(line.base, tokens.starts[2], tokens.ends[2]) else {
             return invalid(.invalidExptime, line, quiet: noreply)
         }
-        var request = newRequest(.touch, line)
+        begin(&request, .touch, line)
         request.key = tokens.range(1)
         request.exptime = Int64(exptime)
         request.noreply = noreply
-        return .request(request)
+        return .request
     }
 
     // flush_all [delay] [noreply]\r\n
-    func flushAll(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func flushAll(_ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         let ntokens = tokens.ntokens
         guard ntokens >= 2 && ntokens <= 4 else { return error(line) }
         let noreply = isNoreply(line, tokens)
-        var request = newRequest(.flushAll, line)
+        begin(&request, .flushAll, line)
         request.noreply = noreply
         request.arguments = argumentsRange(line, tokens)
         // memcached refuses (-F) before it looks at the delay.
@@ -155,36 +157,36 @@ extension RequestParser {
             }
             request.exptime = Int64(delay)
         }
-        return .request(request)
+        return .request
     }
 
     // verbosity <level> [noreply]\r\n
-    func verbosity(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func verbosity(_ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         guard tokens.ntokens == 3 || tokens.ntokens == 4 else { return error(line) }
         let noreply = isNoreply(line, tokens)
         guard let level = MemcachedNumber.uint32(line.base, tokens.starts[1], tokens.ends[1]) else {
             return invalid(.badCommandLineFormat, line, quiet: noreply)
         }
-        var request = newRequest(.verbosity, line)
+        begin(&request, .verbosity, line)
         request.numericArgument = UInt64(level)
         request.noreply = noreply
         request.arguments = argumentsRange(line, tokens)
-        return .request(request)
+        return .request
     }
 
     // cache_memlimit <megabytes> [noreply]\r\n
     // The node answers MEMLIMIT_TOO_SMALL (< 8) / MEMLIMIT_ADJUST_FAILED (> 1e9) / OK.
-    func cacheMemlimit(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func cacheMemlimit(_ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         guard tokens.ntokens == 3 || tokens.ntokens == 4 else { return error(line) }
         let noreply = isNoreply(line, tokens)
         guard let megabytes = MemcachedNumber.uint32(line.base, tokens.starts[1], tokens.ends[1]) else {
             // memcached says plain ERROR here (and noreply hides it).
             return invalid(.error, line, quiet: noreply)
         }
-        var request = newRequest(.cacheMemlimit, line)
+        begin(&request, .cacheMemlimit, line)
         request.numericArgument = UInt64(megabytes)
         request.noreply = noreply
         request.arguments = argumentsRange(line, tokens)
-        return .request(request)
+        return .request
     }
 }

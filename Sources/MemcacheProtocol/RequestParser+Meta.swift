@@ -19,7 +19,7 @@ extension RequestParser {
     // ms <key> <datalen> <flag>*\r\n<data>\r\n
     // md <key> <flag>*\r\n
     // ma <key> <flag>*\r\n
-    func metaCommand(_ command: Command, _ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func metaCommand(_ command: Command, _ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         let ntokens = tokens.ntokens
         guard ntokens >= 3 else { return error(line) }
         if tokens.length(1) > limits.maxKeyLength { return invalid(.badCommandLineFormat, line) }
@@ -41,7 +41,7 @@ extension RequestParser {
         // From here on, an ms error swallows the data block.
         let swallow = command == .metaSet ? valueLength + 2 : 0
 
-        var request = newRequest(command, line)
+        begin(&request, command, line)
         request.key = tokens.range(1)
         if let failure = parseMetaFlags(line, tokens, from: firstFlag, into: &request) {
             let reported: ProtocolError =
@@ -63,15 +63,15 @@ extension RequestParser {
         if request.meta.has(UInt8(ascii: "O")) && request.meta.opaque.count + 1 > Framing.maxOpaqueTokenLength {
             return invalid(.metaOpaqueTooLong, line, swallow: swallow)
         }
-        guard command == .metaSet else { return .request(request) }
+        guard command == .metaSet else { return .request }
 
         let keyLength = request.meta.has(UInt8(ascii: "b")) ? request.meta.decodedKeyLength : request.key.count
         if !limits.itemFits(keyLength: keyLength, flags: request.meta.clientFlags, valueLength: valueLength) {
             request.length = line.length + valueLength + 2
-            return .tooLarge(request, consume: line.length, swallow: swallow)
+            return .tooLarge(consume: line.length, swallow: swallow)
         }
         // A bad data chunk is reported even with `q`.
-        return dataBlock(request, line, valueLength: valueLength, quiet: false)
+        return dataBlock(&request, line, valueLength: valueLength, quiet: false)
     }
 
     /// `_meta_flag_preparse`: fills `request.meta` (and the classic fields the
@@ -180,11 +180,11 @@ extension RequestParser {
     // mn\r\n — handled in dispatch (any tokens after it are ignored).
 
     // me <key> [b]\r\n   (only a `b` right after the key counts; other tokens are ignored)
-    func metaDebug(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    func metaDebug(_ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         if tokens.ntokens < 3 || tokens.length(1) > limits.maxKeyLength {
             return invalid(.badCommandLineFormat, line)
         }
-        var request = newRequest(.metaDebug, line)
+        begin(&request, .metaDebug, line)
         request.key = tokens.range(1)
         if tokens.ntokens >= 4 && line.base.matches(tokens.starts[2], tokens.length(2), "b") {
             // memcached reports a bad base64 key here as a bad command line.
@@ -199,6 +199,6 @@ extension RequestParser {
         } else {
             request.meta.tokens = line.end..<line.end
         }
-        return .request(request)
+        return .request
     }
 }

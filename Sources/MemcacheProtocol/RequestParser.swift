@@ -13,6 +13,7 @@ import Darwin
 //        │                          ▼
 //        └── consume / swallow ◄── ParseOutcome: .request (ranges into the buffer)
 //                                   .needMoreData · .invalid · .tooLarge · .close
+//                                  (or ParseStatus + an inout Request: parse(_:into:))
 //
 // The parser is a value with no state between calls: it looks at the front of the
 // unconsumed input and answers one outcome; the caller consumes and loops. Nothing
@@ -40,7 +41,9 @@ public enum ParseOutcome: Sendable {
     /// swallowed bytes have arrived (the order of replies is what matters).
     case tooLarge(Request, consume: Int, swallow: Int)
     /// The stream cannot be framed (an over-long line, an HTTP request, the binary
-    /// protocol): close the connection. memcached closes without a reply.
+    /// protocol): close the connection. memcached closes without a reply, and also
+    /// drops the replies to earlier pipelined commands it has not written yet
+    /// (`version\r\nGET / HTTP/1.1\r\n` gets nothing back); a node may flush them.
     case close
 }
 
@@ -116,6 +119,11 @@ public enum Framing {
 ///   counting the keys before an over-long one; `mg` applying `T` before finding its
 ///   opaque too long; `flush_all abc` counting in `cmd_flush`) do not happen: the
 ///   request is refused as a whole.
+///
+/// Commands memcached 1.6.18's release build does not know are unknown here too:
+/// `misbehave` and `debugtime` (debug builds), `extstore` (extstore builds) answer
+/// `ERROR`; `refresh_certs` answers `Error TLS not enabled` (`.tlsNotEnabled`), so
+/// `Command.misbehave` is never produced.
 public struct RequestParser: Sendable {
     public let limits: RequestLimits
 
@@ -126,9 +134,42 @@ public struct RequestParser: Sendable {
     /// Looks at the front of `bytes` (a connection's unconsumed input) and returns
     /// one outcome. Offsets in the outcome are relative to `bytes.baseAddress`.
     public func parse(_ bytes: UnsafeRawBufferPointer) -> ParseOutcome {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return .needMoreData(totalLength: nil) }
-        return parse(base, bytes.count)
+        var request = Request(command: .get)
+        switch parse(bytes, into: &request) {
+        case .request: return .request(request)
+        case .needMoreData(let totalLength): return .needMoreData(totalLength: totalLength)
+        case .invalid(let error, let consume, let swallow, let quiet):
+            return .invalid(error, consume: consume, swallow: swallow, quiet: quiet)
+        case .tooLarge(let consume, let swallow): return .tooLarge(request, consume: consume, swallow: swallow)
+        case .close: return .close
+        }
     }
+
+    /// The same as `parse(_:)`, but the request (for `.request` and `.tooLarge`) is
+    /// written into `request` instead of travelling inside the outcome: a `Request` is
+    /// ~250 bytes and Swift copies enum payloads with memcpy, so a hot loop that reuses
+    /// one `Request` saves a few copies per request. `request` is overwritten
+    /// entirely when the status is `.request` or `.tooLarge` and left unspecified
+    /// otherwise.
+    public func parse(_ bytes: UnsafeRawBufferPointer, into request: inout Request) -> ParseStatus {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return .needMoreData(totalLength: nil) }
+        return parse(base, bytes.count, &request)
+    }
+}
+
+/// `RequestParser.parse(_:into:)`'s answer: `ParseOutcome` without the request,
+/// which the parser wrote into the caller's `Request`.
+public enum ParseStatus: Sendable, Equatable {
+    /// The request is complete: consume `request.length` bytes.
+    case request
+    /// See `ParseOutcome.needMoreData`.
+    case needMoreData(totalLength: Int?)
+    /// See `ParseOutcome.invalid`.
+    case invalid(ProtocolError, consume: Int, swallow: Int, quiet: Bool)
+    /// See `ParseOutcome.tooLarge`; the request holds command, key, noreply and flags.
+    case tooLarge(consume: Int, swallow: Int)
+    /// See `ParseOutcome.close`.
+    case close
 }
 
 /// One framed command line inside the buffer.
@@ -145,7 +186,8 @@ struct Line {
 }
 
 extension RequestParser {
-    func parse(_ base: UnsafeRawPointer, _ available: Int) -> ParseOutcome {
+    @inline(__always)
+    func parse(_ base: UnsafeRawPointer, _ available: Int, _ request: inout Request) -> ParseStatus {
         if base.byte(0) == 0x80 { return .close }
         // Safe because memchr reads only the `available` bytes the caller lent us.
         guard let newlinePointer = memchr(base, 0x0A, available) else {
@@ -165,10 +207,12 @@ extension RequestParser {
         // memcached tokenizes a C string: a NUL byte ends the command early.
         if contentEnd > 0, let nul = memchr(base, 0, contentEnd) { end = UnsafeRawPointer(nul) - base }
         let line = Line(base: base, available: available, length: newline + 1, contentEnd: contentEnd, end: end)
-        let tokens = LineTokens(base, from: 0, to: end)
-        // All commands need a token, and none is shorter than two bytes.
-        if tokens.count == 0 || tokens.length(0) < 2 { return error(line) }
-        return dispatch(line, tokens)
+        return LineTokens.withStorage { storage in
+            let tokens = LineTokens(storage, base, from: 0, to: end)
+            // All commands need a token, and none is shorter than two bytes.
+            if tokens.count == 0 || tokens.length(0) < 2 { return error(line) }
+            return dispatch(line, tokens, &request)
+        }
     }
 
     /// memcached's guard for long lines: after at most 100 spaces, `get ` or `gets `.
@@ -189,79 +233,81 @@ extension RequestParser {
     /// starting with g s a c i d t are looked up in their branch (an unknown one there
     /// is `ERROR`); all others go through a chain whose unknown end closes the
     /// connection when the last token starts with `HTTP/`.
-    func dispatch(_ line: Line, _ tokens: LineTokens) -> ParseOutcome {
+    @inline(__always)
+    func dispatch(_ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
         let base = line.base
         let start = tokens.starts[0]
         let length = tokens.length(0)
         let first = base.byte(start)
         if first == UInt8(ascii: "m") && length == 2 {
             switch base.byte(start + 1) {
-            case UInt8(ascii: "g"): return metaCommand(.metaGet, line, tokens)
-            case UInt8(ascii: "s"): return metaCommand(.metaSet, line, tokens)
-            case UInt8(ascii: "d"): return metaCommand(.metaDelete, line, tokens)
-            case UInt8(ascii: "a"): return metaCommand(.metaArithmetic, line, tokens)
-            case UInt8(ascii: "n"): return simple(.metaNoop, line)
-            case UInt8(ascii: "e"): return metaDebug(line, tokens)
+            case UInt8(ascii: "g"): return metaCommand(.metaGet, line, tokens, &request)
+            case UInt8(ascii: "s"): return metaCommand(.metaSet, line, tokens, &request)
+            case UInt8(ascii: "d"): return metaCommand(.metaDelete, line, tokens, &request)
+            case UInt8(ascii: "a"): return metaCommand(.metaArithmetic, line, tokens, &request)
+            case UInt8(ascii: "n"): return simple(.metaNoop, line, &request)
+            case UInt8(ascii: "e"): return metaDebug(line, tokens, &request)
             default: return error(line)
             }
         }
-        let name = CommandName.pack(base, start, length)
+        let name = start + 8 <= line.available
+            ? CommandName.packWord(base, start, length) : CommandName.pack(base, start, length)
         switch first {
         case UInt8(ascii: "g"):
             guard tokens.ntokens >= 3 else { return error(line) }
             switch name {
-            case CommandName.get: return retrieval(.get, line, tokens)
-            case CommandName.gets: return retrieval(.gets, line, tokens)
-            case CommandName.gat: return retrieval(.gat, line, tokens)
-            case CommandName.gats: return retrieval(.gats, line, tokens)
+            case CommandName.get: return retrieval(.get, line, tokens, &request)
+            case CommandName.gets: return retrieval(.gets, line, tokens, &request)
+            case CommandName.gat: return retrieval(.gat, line, tokens, &request)
+            case CommandName.gats: return retrieval(.gats, line, tokens, &request)
             default: return error(line)
             }
         case UInt8(ascii: "s"):
             switch name {
-            case CommandName.set: return storage(.set, line, tokens)
-            case CommandName.stats: return withArguments(.stats, line, tokens)
-            case CommandName.shutdown: return withArguments(.shutdown, line, tokens)
-            case CommandName.slabs: return withArguments(.slabs, line, tokens)
+            case CommandName.set: return storage(.set, line, tokens, &request)
+            case CommandName.stats: return withArguments(.stats, line, tokens, &request)
+            case CommandName.shutdown: return withArguments(.shutdown, line, tokens, &request)
+            case CommandName.slabs: return withArguments(.slabs, line, tokens, &request)
             default: return error(line)
             }
         case UInt8(ascii: "a"):
             switch name {
-            case CommandName.add: return storage(.add, line, tokens)
-            case CommandName.append: return storage(.append, line, tokens)
+            case CommandName.add: return storage(.add, line, tokens, &request)
+            case CommandName.append: return storage(.append, line, tokens, &request)
             default: return error(line)
             }
         case UInt8(ascii: "c"):
-            if name == CommandName.cas { return storage(.cas, line, tokens) }
-            if base.matches(start, length, "cache_memlimit") { return cacheMemlimit(line, tokens) }
+            if name == CommandName.cas { return storage(.cas, line, tokens, &request) }
+            if base.matches(start, length, "cache_memlimit") { return cacheMemlimit(line, tokens, &request) }
             return error(line)
         case UInt8(ascii: "i"):
-            return name == CommandName.incr ? arithmetic(.incr, line, tokens) : error(line)
+            return name == CommandName.incr ? arithmetic(.incr, line, tokens, &request) : error(line)
         case UInt8(ascii: "d"):
             switch name {
-            case CommandName.delete: return delete(line, tokens)
-            case CommandName.decr: return arithmetic(.decr, line, tokens)
+            case CommandName.delete: return delete(line, tokens, &request)
+            case CommandName.decr: return arithmetic(.decr, line, tokens, &request)
             default: return error(line)
             }
         case UInt8(ascii: "t"):
-            return name == CommandName.touch ? touch(line, tokens) : error(line)
+            return name == CommandName.touch ? touch(line, tokens, &request) : error(line)
         default:
             break
         }
         switch name {
         case CommandName.bget:
-            return tokens.ntokens >= 3 ? retrieval(.get, line, tokens) : error(line)
-        case CommandName.replace: return storage(.replace, line, tokens)
-        case CommandName.prepend: return storage(.prepend, line, tokens)
-        case CommandName.version: return simple(.version, line)
-        case CommandName.quit: return simple(.quit, line)
-        case CommandName.watch: return withArguments(.watch, line, tokens)
+            return tokens.ntokens >= 3 ? retrieval(.get, line, tokens, &request) : error(line)
+        case CommandName.replace: return storage(.replace, line, tokens, &request)
+        case CommandName.prepend: return storage(.prepend, line, tokens, &request)
+        case CommandName.version: return simple(.version, line, &request)
+        case CommandName.quit: return simple(.quit, line, &request)
+        case CommandName.watch: return withArguments(.watch, line, tokens, &request)
         case CommandName.lru:
-            return tokens.ntokens >= 3 ? withArguments(.lru, line, tokens) : error(line)
+            return tokens.ntokens >= 3 ? withArguments(.lru, line, tokens, &request) : error(line)
         default: break
         }
-        if base.matches(start, length, "flush_all") { return flushAll(line, tokens) }
-        if base.matches(start, length, "verbosity") { return verbosity(line, tokens) }
-        if base.matches(start, length, "lru_crawler") { return withArguments(.lruCrawler, line, tokens) }
+        if base.matches(start, length, "flush_all") { return flushAll(line, tokens, &request) }
+        if base.matches(start, length, "verbosity") { return verbosity(line, tokens, &request) }
+        if base.matches(start, length, "lru_crawler") { return withArguments(.lruCrawler, line, tokens, &request) }
         if base.matches(start, length, "refresh_certs") { return invalid(.tlsNotEnabled, line) }
         // Unknown (`misbehave` too: it exists only in debug builds of memcached).
         let last = tokens.count - 1
@@ -272,27 +318,27 @@ extension RequestParser {
     // MARK: - Outcome helpers
 
     @inline(__always)
-    func error(_ line: Line) -> ParseOutcome {
+    func error(_ line: Line) -> ParseStatus {
         .invalid(.error, consume: line.length, swallow: 0, quiet: false)
     }
 
     @inline(__always)
-    func invalid(_ error: ProtocolError, _ line: Line, quiet: Bool = false, swallow: Int = 0) -> ParseOutcome {
+    func invalid(_ error: ProtocolError, _ line: Line, quiet: Bool = false, swallow: Int = 0) -> ParseStatus {
         .invalid(error, consume: line.length, swallow: swallow, quiet: quiet)
     }
 
+    /// Starts `request` afresh for `command` on `line`.
     @inline(__always)
-    func newRequest(_ command: Command, _ line: Line) -> Request {
-        var request = Request(command: command)
+    func begin(_ request: inout Request, _ command: Command, _ line: Line) {
+        request.reset(command)
         request.length = line.length
         request.line = 0..<line.contentEnd
-        return request
     }
 
-    func simple(_ command: Command, _ line: Line) -> ParseOutcome {
-        var request = newRequest(command, line)
+    func simple(_ command: Command, _ line: Line, _ request: inout Request) -> ParseStatus {
+        begin(&request, command, line)
         request.arguments = line.end..<line.end
-        return .request(request)
+        return .request
     }
 
     /// memcached's `set_noreply_maybe`: the last token is exactly `noreply`.
@@ -310,24 +356,24 @@ extension RequestParser {
         return tokens.starts[1]..<end
     }
 
-    func withArguments(_ command: Command, _ line: Line, _ tokens: LineTokens) -> ParseOutcome {
-        var request = newRequest(command, line)
+    func withArguments(_ command: Command, _ line: Line, _ tokens: LineTokens, _ request: inout Request) -> ParseStatus {
+        begin(&request, command, line)
         request.arguments = argumentsRange(line, tokens)
-        return .request(request)
+        return .request
     }
 
     /// Waits for `<valueLength>\r\n` after the line; checks the `\r\n`.
-    func dataBlock(_ request: Request, _ line: Line, valueLength: Int, quiet: Bool) -> ParseOutcome {
+    @inline(__always)
+    func dataBlock(_ request: inout Request, _ line: Line, valueLength: Int, quiet: Bool) -> ParseStatus {
         let total = line.length + valueLength + 2
         if line.available < total { return .needMoreData(totalLength: total) }
         if line.base.byte(total - 2) != 0x0D || line.base.byte(total - 1) != 0x0A {
             // memcached reads exactly <bytes>+2 and goes on after them.
             return .invalid(.badDataChunk, consume: total, swallow: 0, quiet: quiet)
         }
-        var request = request
         request.data = line.length..<(line.length + valueLength)
         request.length = total
-        return .request(request)
+        return .request
     }
 }
 
@@ -344,6 +390,15 @@ enum CommandName {
             value = value << 8 | UInt64(base.byte(start + index))
         }
         return value
+    }
+
+    /// `pack` with one unaligned load, when 8 bytes from `start` are readable.
+    @inline(__always)
+    static func packWord(_ base: UnsafeRawPointer, _ start: Int, _ length: Int) -> UInt64 {
+        if length > 8 { return 0 }
+        // Safe because the caller checked that start + 8 is within the buffer.
+        let word = base.loadUnaligned(fromByteOffset: start, as: UInt64.self).littleEndian
+        return length == 8 ? word : word & ((1 << UInt64(length * 8)) - 1)
     }
 
     // Checked against `pack` of the spelled-out names in CommandNameTests.

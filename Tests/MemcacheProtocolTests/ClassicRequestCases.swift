@@ -17,6 +17,7 @@ let framingCases: [RequestCase] = [
     RequestCase("get \\x01\\xc3\\xa9\r\n", req(.get, key: "\\x01\\xc3\\xa9")),          // keys are not validated
     RequestCase("get foo\r\r\n", req(.get, key: "foo\\r")),                             // one \r stripped
     RequestCase("get a\\x00b c\r\n", req(.get, key: "a")),                            // NUL ends the C string
+    RequestCase("gat 0\\x00 k\r\n", req(.gat, exptime: 0)),                              // ... so no key: END
     RequestCase("GET foo\r\n", ERROR),                                                 // case-sensitive
     RequestCase("get\tfoo\r\n", ERROR),
     RequestCase("\r\n", ERROR),

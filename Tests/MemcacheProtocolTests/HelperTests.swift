@@ -15,6 +15,7 @@ struct MemcachedNumberTests {
         ("-9223372036854775809", 4294967295), ("18446744073709551616", nil), ("-1", nil), ("-4294967295", nil),
         ("", nil), ("+", nil), ("-", nil), ("abc", nil), ("0x1", nil), ("1.5", nil), ("5\\x09zz", 5), ("5\rzz", 5),
         ("\\x095", 5), ("\\x0b\\x0c5", 5), ("5a", nil), ("00000000000000000000000000042", 42),
+        ("9999999999999999999", 2313682943), ("99999999999999999999", nil), ("0000000000000000001", 1),
     ])
     func uint32(_ token: String, _ expected: UInt32?) {
         #expect(Self.run(token) { MemcachedNumber.uint32($0, $1) } == expected)
@@ -109,6 +110,9 @@ struct CommandNameTests {
     func packed(_ name: String, _ constant: UInt64) {
         let bytes = b(name)
         #expect(bytes.withUnsafeBytes { CommandName.pack($0.baseAddress!, 0, bytes.count) } == constant)
+        // The one-load form, on a buffer with bytes after the name.
+        let padded = bytes + b(" xxxxxxxx")
+        #expect(padded.withUnsafeBytes { CommandName.packWord($0.baseAddress!, 0, bytes.count) } == constant)
     }
 
     @Test("every error line is distinct and CRLF-free")

@@ -14,6 +14,7 @@ let metaGetCases: [RequestCase] = [
     RequestCase("mg k\r\n", meta(.metaGet, key: "k")),
     RequestCase("mg k v\r\n", meta(.metaGet, key: "k", letters: "v", tokens: "v")),
     RequestCase("mg k  v  \r\n", meta(.metaGet, key: "k", letters: "v", tokens: "v")),
+    RequestCase("mg k\\x00 v\r\n", meta(.metaGet, key: "k")),                            // NUL ends the line
     RequestCase("mg k s v f t T30 Oabc q k\r\n",
                 meta(.metaGet, key: "k", letters: "OTfkqstv", tokens: "s v f t T30 Oabc q k", opaque: "abc", ttl: 30)),
     RequestCase("mg k N30 R10 T-1 c h l u\r\n",

@@ -14,6 +14,7 @@ struct RequestParserTableTests {
     @Test("whole input", arguments: allRequestCases)
     func wholeInput(_ row: RequestCase) {
         #expect(parse(row.input, RequestParser(limits: row.limits)) == row.expected)
+        #expect(parseInto(row.input, RequestParser(limits: row.limits)) == row.expected, "parse(_:into:)")
     }
 
     /// Every strict prefix before the decision point needs more data; every longer

@@ -155,3 +155,25 @@ func outcome(_ parsed: ParseOutcome, in bytes: UnsafeRawBufferPointer) -> Outcom
 func parse(_ bytes: [UInt8], _ parser: RequestParser = RequestParser()) -> Outcome {
     bytes.withUnsafeBytes { outcome(parser.parse($0), in: $0) }
 }
+
+/// Parses with `parse(_:into:)`, into a `Request` left dirty by an earlier parse
+/// (to prove every field is reset), and maps the status to an `Outcome`.
+func parseInto(_ bytes: [UInt8], _ parser: RequestParser = RequestParser()) -> Outcome {
+    var request = Request(command: .get)
+    let dirty = b("ms k 2 T5 F3 C8 MA Oxy b q\r\nxy\r\n")
+    _ = dirty.withUnsafeBytes { parser.parse($0, into: &request) }
+    request.numericArgument = 7
+    request.arguments = 3..<4
+    request.keys = 1..<2
+    return bytes.withUnsafeBytes { raw in
+        switch parser.parse(raw, into: &request) {
+        case .request: return .request(summarize(request, in: raw))
+        case .needMoreData(let total): return .needMoreData(total)
+        case .invalid(let error, let consume, let swallow, let quiet):
+            return .invalid(error, consume: consume, swallow: swallow, quiet: quiet)
+        case .tooLarge(let consume, let swallow):
+            return .tooLarge(summarize(request, in: raw), consume: consume, swallow: swallow)
+        case .close: return .close
+        }
+    }
+}
