@@ -12,6 +12,8 @@ final class ClientConnection: ConnectionHandler {
     private var swallowRemaining = 0
     /// Set once the connection is closing; later input is ignored.
     private var finished = false
+    /// Nothing has been read yet: the first byte tells the protocol.
+    private var atStart = true
     /// Server time of the last request, for `-o idle_timeout`.
     private(set) var lastActive: ServerTime
 
@@ -47,8 +49,17 @@ final class ClientConnection: ConnectionHandler {
     /// Answers every complete request in the input buffer (or until output backs up).
     private func processInput(_ connection: Connection) {
         if finished { return }
+        if atStart, let first = connection.input.readableBytes.first {
+            atStart = false
+            // memcached -B auto would switch to the binary protocol, which the node
+            // does not speak: close rather than answer it with text.
+            if first == 0x80 { return finish(connection) }
+        }
         let writtenBefore = connection.output.readableCount
         let input = connection.input.readableBytes
+        // Reused for every request of this read: the parser writes into it
+        // instead of returning a fresh ~250-byte value each time.
+        var request = Request(command: .get)
         var consumed = 0
         var needed: Int? = nil
         parsing: while consumed < input.count {
@@ -64,8 +75,8 @@ final class ClientConnection: ConnectionHandler {
             }
             // Safe because `input` stays valid: only `output` changes while parsing.
             let pending = UnsafeRawBufferPointer(rebasing: input[consumed...])
-            switch worker.parser.parse(pending) {
-            case .request(let request):
+            switch worker.parser.parse(pending, into: &request) {
+            case .request:
                 consumed += request.length
                 switch worker.processor.execute(request, in: pending, output: &connection.output) {
                 case .proceed:
@@ -81,7 +92,7 @@ final class ClientConnection: ConnectionHandler {
                 if !quiet { worker.processor.replyError(error, output: &connection.output) }
                 consumed += consume
                 swallowRemaining = swallow
-            case .tooLarge(let request, let consume, let swallow):
+            case .tooLarge(let consume, let swallow):
                 worker.processor.rejectTooLarge(request, in: pending, output: &connection.output)
                 consumed += consume
                 swallowRemaining = swallow

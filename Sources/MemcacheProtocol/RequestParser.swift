@@ -40,8 +40,8 @@ public enum ParseOutcome: Sendable {
     /// `prepend`/`cas` the old value stays. memcached writes the reply only once the
     /// swallowed bytes have arrived (the order of replies is what matters).
     case tooLarge(Request, consume: Int, swallow: Int)
-    /// The stream cannot be framed (an over-long line, an HTTP request, the binary
-    /// protocol): close the connection. memcached closes without a reply, and also
+    /// The stream cannot be framed (an over-long line, an HTTP request): close the
+    /// connection. memcached closes without a reply, and also
     /// drops the replies to earlier pipelined commands it has not written yet
     /// (`version\r\nGET / HTTP/1.1\r\n` gets nothing back); a node may flush them.
     case close
@@ -107,9 +107,9 @@ public enum Framing {
 /// effects and may be called from any thread.
 ///
 /// Deliberate differences from memcached, all on malformed input:
-/// - A request that starts with byte 0x80 (the binary protocol, which `-B auto`
-///   memcached would switch to on a connection's first byte) closes the connection.
-///   memcached answers `ERROR` to such a line later in a text stream.
+/// - The binary protocol's first byte (0x80 on a new connection, where memcached
+///   `-B auto` would switch protocols) is the connection's business, not the
+///   parser's: later in a text stream such a line is an unknown command (`ERROR`).
 /// - memcached closes when more than 2048 bytes arrive without `\n`, so a 3000-byte
 ///   non-get line (e.g. `gat` with many keys) works only if it arrives in one read.
 ///   The parser applies the rule to what the caller has buffered, so it behaves like
@@ -188,7 +188,6 @@ struct Line {
 extension RequestParser {
     @inline(__always)
     func parse(_ base: UnsafeRawPointer, _ available: Int, _ request: inout Request) -> ParseStatus {
-        if base.byte(0) == 0x80 { return .close }
         // Safe because memchr reads only the `available` bytes the caller lent us.
         guard let newlinePointer = memchr(base, 0x0A, available) else {
             if available > Framing.lineWithoutNewlineLimit && !RequestParser.startsLikeMultiGet(base, available) {
