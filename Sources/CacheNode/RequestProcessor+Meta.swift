@@ -275,7 +275,7 @@ extension RequestProcessor {
             }
             output.append("ME ")
             if item.hasBinaryKey {
-                Base64.encode(item.key, into: &output)
+                output.appendBase64(item.key)
             } else {
                 output.append(item.key)
             }
@@ -329,7 +329,7 @@ extension RequestProcessor {
     func appendKey(_ key: UnsafeRawBufferPointer, binary: Bool, output: inout ByteBuffer) {
         output.append(" k")
         if binary {
-            Base64.encode(key, into: &output)
+            output.appendBase64(key)
             output.append(" b")
         } else {
             output.append(key)
@@ -345,5 +345,14 @@ extension RequestProcessor {
             default: break
             }
         }
+    }
+}
+
+extension ByteBuffer {
+    /// Appends the base64 encoding of `bytes` (a binary key echoed by `k`).
+    mutating func appendBase64(_ bytes: UnsafeRawBufferPointer) {
+        let length = Base64.encodedLength(bytes.count)
+        reserveWritable(length)
+        commitWritten(Base64.encode(bytes, into: UnsafeMutableRawBufferPointer(rebasing: writableSpace[0..<length])))
     }
 }
