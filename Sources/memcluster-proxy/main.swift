@@ -53,12 +53,8 @@ struct ProxyCommand: ParsableCommand {
         overrides.hash = hash
         overrides.metrics = metrics
         let path = config
-        let configuration: ProxyConfiguration
-        do {
-            configuration = try overrides.load(path: path)
-        } catch {
-            throw ValidationError(error.description)
-        }
+        // A configuration error names its file and line (and prints no usage text).
+        let configuration = try overrides.load(path: path)
         if checkConfig {
             print("configuration OK: \(configuration.nodes.count) nodes, replicas \(configuration.effectiveReplicas), listen \(configuration.listen)")
             return

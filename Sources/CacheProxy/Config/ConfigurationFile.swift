@@ -26,7 +26,7 @@ public enum ConfigurationFile {
         do {
             root = try Yams.compose(yaml: text)
         } catch let error as YamlError {
-            throw ConfigurationError("\(path): \(describe(error))")
+            throw ConfigurationError("\(path):\(describe(error))")
         } catch {
             throw ConfigurationError("\(path): \(error)")
         }
@@ -42,7 +42,7 @@ public enum ConfigurationFile {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
             return "\(mark.line):\(mark.column): \(problem)"
         default:
-            return "\(error)"
+            return " \(error)"
         }
     }
 
