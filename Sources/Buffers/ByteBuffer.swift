@@ -111,7 +111,10 @@ public struct ByteBuffer: ~Copyable {
         writeIndex += 1
     }
 
-    public mutating func append(_ text: String) {
+    /// Appends a run-time string's UTF-8. (Literals go to the StaticString
+    /// overload, which copies without building a String; this one is named
+    /// apart so a literal can never land here by overload resolution.)
+    public mutating func append(string text: String) {
         var text = text
         text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
@@ -139,21 +142,45 @@ public struct ByteBuffer: ~Copyable {
 
 /// Decimal formatting into raw memory, shared by every encoder.
 public enum DecimalFormatter {
+    /// "00" "01" ... "99": two digits per table read halves the divisions. A
+    /// static string costs no initialisation check, unlike a global array.
+    @usableFromInline static let pairs: StaticString = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+
+    /// Number of decimal digits of `value`.
+    @inlinable static func digitCount(_ value: UInt64) -> Int {
+        var count = 1
+        var threshold: UInt64 = 10
+        while value >= threshold {
+            count += 1
+            if count == 20 { break }
+            threshold &*= 10
+        }
+        return count
+    }
+
     /// Writes `value` in decimal at `destination` (room for 20 bytes needed) and returns the length.
     @inlinable public static func write(_ value: UInt64, to destination: UnsafeMutableRawPointer) -> Int {
         if value < 10 {
             destination.storeBytes(of: UInt8(truncatingIfNeeded: value) &+ 48, as: UInt8.self)
             return 1
         }
-        var digits = 0
-        var probe = value
-        while probe > 0 { digits += 1; probe /= 10 }
+        let digits = digitCount(value)
         var remaining = value
         var index = digits
-        while index > 0 {
-            index -= 1
-            destination.storeBytes(of: UInt8(truncatingIfNeeded: remaining % 10) &+ 48, toByteOffset: index, as: UInt8.self)
-            remaining /= 10
+        let table = pairs.utf8Start
+        while remaining >= 100 {
+            let pair = Int(remaining % 100) &* 2
+            remaining /= 100
+            index -= 2
+            destination.storeBytes(of: table[pair], toByteOffset: index, as: UInt8.self)
+            destination.storeBytes(of: table[pair + 1], toByteOffset: index + 1, as: UInt8.self)
+        }
+        if remaining >= 10 {
+            let pair = Int(remaining) &* 2
+            destination.storeBytes(of: table[pair], toByteOffset: 0, as: UInt8.self)
+            destination.storeBytes(of: table[pair + 1], toByteOffset: 1, as: UInt8.self)
+        } else {
+            destination.storeBytes(of: UInt8(truncatingIfNeeded: remaining) &+ 48, toByteOffset: 0, as: UInt8.self)
         }
         return digits
     }

@@ -7,7 +7,9 @@ import MemcacheProtocol
 /// worker's processor answer them in order, and keeps the stream in sync across
 /// swallowed data blocks. Loop thread only.
 final class ClientConnection: ConnectionHandler {
-    private unowned let worker: NodeWorker
+    // unowned(unsafe): the worker outlives every connection it owns, and a
+    // checked unowned reference costs a retain and release per use.
+    private unowned(unsafe) let worker: NodeWorker
     /// Bytes of a rejected data block still to be discarded as they arrive.
     private var swallowRemaining = 0
     /// Set once the connection is closing; later input is ignored.

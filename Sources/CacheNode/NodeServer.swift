@@ -71,6 +71,7 @@ public final class NodeServer {
         context.onShutdown { loop.execute { loop.stop() } }
         mainLoop.run()
         for worker in workers { worker.loop.stop() }
+        for worker in workers { worker.loop.waitUntilStopped() }
     }
 
     /// Stops the main loop; `run` returns. Main loop thread.

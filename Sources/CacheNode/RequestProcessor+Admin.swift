@@ -11,7 +11,7 @@ extension RequestProcessor {
         case .flushAll:
             flushAll(request, output: &output)
         case .version:
-            output.append("VERSION \(NodeFlags.version)\r\n")
+            output.append(string: "VERSION \(NodeFlags.version)\r\n")
         case .verbosity:
             // verbosity <level> [noreply]
             guard let level = arguments.first.flatMap({ UInt32($0) }) else {
@@ -186,6 +186,6 @@ extension RequestProcessor {
         var text = ""
         for (name, value) in lines { text += "STAT \(name) \(value)\r\n" }
         text += "END\r\n"
-        output.append(text)
+        output.append(string: text)
     }
 }

@@ -25,6 +25,7 @@ public final class EventLoop: @unchecked Sendable {
     private var wakeEvent: OpaquePointer?
     private let queue = Mutex<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
+    private let stopped = Atomic<Bool>(false)
 
     /// The libevent version in use, for `stats`.
     public static var libeventVersion: String { String(cString: event_get_version()) }
@@ -71,12 +72,24 @@ public final class EventLoop: @unchecked Sendable {
             event_base_loop(base, 0)
         }
         runQueuedTasks()
+        stopped.store(true, ordering: .releasing)
     }
 
     /// Asks the loop to return from `run()`. Callable from any thread.
     public func stop() {
         stopRequested.store(true, ordering: .releasing)
         execute { [self] in event_base_loopbreak(self.base) }
+    }
+
+    /// Waits (from another thread) until `run()` has returned after `stop()`, so
+    /// work the loop was doing — a reply being written — is finished. Gives up
+    /// after `timeoutMilliseconds`.
+    public func waitUntilStopped(timeoutMilliseconds: Int = 2000) {
+        var waited = 0
+        while !stopped.load(ordering: .acquiring) && waited < timeoutMilliseconds {
+            usleep(1000)
+            waited += 1
+        }
     }
 
     private func wake() {

@@ -4,7 +4,7 @@
 /// which statistics tolerate (memcached's per-thread stats make the same trade
 /// with a lock).
 public final class LoopCounters<Name: CaseIterable & RawRepresentable>: @unchecked Sendable where Name.RawValue == Int {
-    private let slots: UnsafeMutablePointer<UInt64>
+    @usableFromInline let slots: UnsafeMutablePointer<UInt64>
     private let count = Name.allCases.count
 
     public init() {
@@ -15,7 +15,7 @@ public final class LoopCounters<Name: CaseIterable & RawRepresentable>: @uncheck
     deinit { slots.deallocate() }
 
     /// Owning loop thread only.
-    @inline(__always) public func add(_ name: Name, _ amount: UInt64 = 1) {
+    @inlinable public func add(_ name: Name, _ amount: UInt64 = 1) {
         // Safe because only the owning thread writes, and rawValue < count.
         slots[name.rawValue] &+= amount
     }

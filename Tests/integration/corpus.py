@@ -20,6 +20,8 @@ File format
     @quiet 0.5                     quiet period that ends reading (seconds)
     @wait 1.5                      (between payload lines) send what came
                                    before, wait this long, then go on
+    @exits                         the case shuts the server down: both must
+                                   exit (memcached takes about a second)
     @differs REASON                a deliberate difference from memcached:
                                    the target must answer exactly the
                                    `@target` lines instead of memcached's bytes
@@ -224,6 +226,7 @@ class Case:
     # segments: list of (list of line-bytes, wait-after seconds)
     segments: list = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    exits: bool = False             # the case shuts the server down
     differs: str | None = None      # why the target deliberately differs
     target_lines: list = field(default_factory=list)
 
@@ -288,6 +291,8 @@ def parse_file(path: str) -> list[Case]:
                         if nm not in NORMALIZERS:
                             raise ValueError(f"{where}: unknown normalizer {nm}")
                         cur.norms.append(nm)
+                elif word == "exits":
+                    cur.exits = True
                 elif word == "differs":
                     cur.differs = arg.strip()
                 elif word == "target":
@@ -377,7 +382,14 @@ def run_pair(case: Case, ref_bin: str, tgt_bin: str):
         try:
             srv = harness.start_server(binary, case.flags)
             results[label] = run_case(case, srv.addr)
-            if not srv.alive():
+            if case.exits:
+                # Shut down on purpose: it must be gone within a few seconds.
+                deadline = time.time() + 5
+                while srv.alive() and time.time() < deadline:
+                    time.sleep(0.05)
+                if srv.alive():
+                    results[label + "_alive"] = srv.log()
+            elif not srv.alive():
                 results[label + "_dead"] = srv.log()
         except BaseException as e:  # reported by the caller
             results[label] = e

@@ -38,6 +38,8 @@ def test_same_bytes_as_memcached(case, reference_bin, target_bin):
             raise AssertionError(f"{label} failed in case {case.name}: {r!r}") from r
         assert r is not None, f"{side} did not finish case {case.name} in time"
     ref, tgt = res["ref"], res["tgt"]
+    if "tgt_alive" in res:
+        pytest.fail(f"target did not exit after {case.name}; its log:\n{res['tgt_alive']}")
     if "tgt_dead" in res and "ref_dead" not in res:
         pytest.fail(f"target died during {case.name}; its log:\n{res['tgt_dead']}")
     a = corpus.normalize(ref.shown(), case.norms)

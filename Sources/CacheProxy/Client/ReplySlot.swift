@@ -137,7 +137,7 @@ final class ReplySlot: BackendCall {
     /// Completes with a line built at run time.
     func complete(text: String) {
         reply.removeAll()
-        reply.append(text)
+        reply.append(string: text)
         reply.append("\r\n")
         complete()
     }

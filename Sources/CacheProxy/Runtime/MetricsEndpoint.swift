@@ -54,7 +54,7 @@ private final class HTTPExchange: ConnectionHandler {
         let path = parts.count > 1 ? String(parts[1]) : ""
         let (status, body) = endpoint.respond(method: method, path: path)
         let bodyLength = body.utf8.count
-        connection.output.append("HTTP/1.0 \(status)\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(bodyLength)\r\nConnection: close\r\n\r\n\(body)")
+        connection.output.append(string: "HTTP/1.0 \(status)\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(bodyLength)\r\nConnection: close\r\n\r\n\(body)")
         connection.input.removeAll()
         connection.closeAfterFlush()
     }

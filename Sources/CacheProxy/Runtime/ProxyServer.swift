@@ -103,6 +103,7 @@ public final class ProxyServer: @unchecked Sendable {
         ])
         mainLoop.run()
         for worker in workers { worker.loop.stop() }
+        for worker in workers { worker.loop.waitUntilStopped() }
     }
 
     public func stop() { mainLoop.stop() }

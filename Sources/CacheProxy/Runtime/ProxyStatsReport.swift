@@ -124,7 +124,7 @@ extension ReplySlot {
         for (name, value) in lines { text += "STAT \(name) \(value)\r\n" }
         text += "END\r\n"
         reply.removeAll()
-        reply.append(text)
+        reply.append(string: text)
         complete()
     }
 }
