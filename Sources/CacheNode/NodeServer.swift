@@ -82,10 +82,7 @@ public final class NodeServer {
     private func accept(_ fd: Int32) {
         let current = context.currentConnections.load(ordering: .relaxed)
         if current >= context.settings.maxConnections {
-            // As memcached: tell the client why, then close.
-            let message: StaticString = "ERROR Too many open connections\r\n"
-            _ = write(fd, message.utf8Start, message.utf8CodeUnitCount)
-            close(fd)
+            Socket.refuse(fd)
             context.rejectedConnections.wrappingAdd(1, ordering: .relaxed)
             return
         }

@@ -79,6 +79,13 @@ public enum Socket {
         }
     }
 
+    /// Turns away an accepted connection over the limit as memcached does: one
+    /// line saying why, then close (best effort; the socket is new and empty).
+    public static func refuse(_ fd: Int32, reason: StaticString = "ERROR Too many open connections\r\n") {
+        _ = Glibc.write(fd, reason.utf8Start, reason.utf8CodeUnitCount)
+        Glibc.close(fd)
+    }
+
     /// Starts a non-blocking connect; the socket becomes writable once it completes.
     public static func connect(to address: SocketAddress) throws(SystemCallError) -> Int32 {
         let fd = try retryingSystemCall("socket") {

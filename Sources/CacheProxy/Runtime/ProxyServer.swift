@@ -110,9 +110,7 @@ public final class ProxyServer: @unchecked Sendable {
 
     private func accept(_ fd: Int32) {
         if context.currentConnections.load(ordering: .relaxed) >= context.topology.configuration.maxConnections {
-            let message: StaticString = "ERROR Too many open connections\r\n"
-            _ = write(fd, message.utf8Start, message.utf8CodeUnitCount)
-            close(fd)
+            Socket.refuse(fd)
             context.rejectedConnections.wrappingAdd(1, ordering: .relaxed)
             return
         }
