@@ -27,6 +27,9 @@ public final class EventLoop: @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let stopped = Atomic<Bool>(false)
 
+    static let priorityCount: Int32 = 3
+    static let deferredPriority: Int32 = 2
+
     /// The libevent version in use, for `stats`.
     public static var libeventVersion: String { String(cString: event_get_version()) }
 
@@ -36,6 +39,9 @@ public final class EventLoop: @unchecked Sendable {
         // Safe because this base is only ever used by the thread that runs it.
         event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
         guard let base = event_base_new_with_config(config) else { throw SystemCallError("event_base_new", errno: ENOMEM) }
+        // Three priorities: I/O and timers run at the default (1); a `DeferredTask`
+        // runs at 2, after every ready event of the loop iteration (see there).
+        event_base_priority_init(base, EventLoop.priorityCount)
         self.base = base
         let fd = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
         guard fd >= 0 else {

@@ -110,8 +110,6 @@ final class BackendConnection: ConnectionHandler {
 
     func connectionReadable(_ connection: Connection) {
         readReplies(connection)
-        // Replies completed here go out to their clients in one write each.
-        worker.flushPending()
     }
 
     private func readReplies(_ connection: Connection) {
@@ -160,7 +158,6 @@ final class BackendConnection: ConnectionHandler {
     func connectionDrained(_ connection: Connection) {}
 
     func connectionClosed(_ connection: Connection) {
-        defer { worker.flushPending() }
         guard !isClosed else { return }
         isClosed = true
         self.connection = nil

@@ -38,12 +38,10 @@ final class ClientSession: ConnectionHandler {
     func connectionReadable(_ connection: Connection) {
         worker.counters.add(.bytesRead, UInt64(connection.lastReadCount))
         processInput(connection)
-        worker.flushPending()
     }
 
     func connectionDrained(_ connection: Connection) {
         resumeIfRelieved(connection)
-        worker.flushPending()
     }
 
     func connectionClosed(_ connection: Connection) {

@@ -7,10 +7,10 @@ import Glibc
 /// and its own connections to every node. A client request is routed, sent and
 /// answered on this thread alone, so the hot path takes no locks.
 ///
-/// Writes are gathered per event: sessions and backend connections that got
-/// bytes are flushed once when the event's handler is done, so a batch of
-/// pipelined requests leaves in one write per node and a batch of replies in
-/// one write per client.
+/// Writes are gathered per loop iteration: sessions and backend connections
+/// that got bytes are flushed once, after every ready event has been handled
+/// (a `DeferredTask`), so the requests of many clients leave for a node in one
+/// write and a batch of replies leaves for each client in one write.
 final class ProxyWorker: @unchecked Sendable {
     let loop: EventLoop
     let index: Int
@@ -24,6 +24,8 @@ final class ProxyWorker: @unchecked Sendable {
     private var sessionsToFlush: [ClientSession] = []
     private var sessions: [ObjectIdentifier: ClientSession] = [:]
     private var deadlineTimer: EventTimer?
+    /// Flushes what this iteration gathered; created on the loop thread at first use.
+    private lazy var flushTask = DeferredTask(loop: loop) { [unowned self] in flushPending() }
     private var affinityCounter = 0
     /// Replies nobody waits for (copies to other replicas) land here.
     private(set) lazy var discard = DiscardCall()
@@ -90,10 +92,17 @@ final class ProxyWorker: @unchecked Sendable {
         return affinityCounter
     }
 
-    func backendNeedsFlush(_ backend: BackendConnection) { backendsToFlush.append(backend) }
-    func sessionNeedsFlush(_ session: ClientSession) { sessionsToFlush.append(session) }
+    func backendNeedsFlush(_ backend: BackendConnection) {
+        backendsToFlush.append(backend)
+        flushTask.schedule()
+    }
 
-    /// Writes everything gathered during the current event: requests to nodes
+    func sessionNeedsFlush(_ session: ClientSession) {
+        sessionsToFlush.append(session)
+        flushTask.schedule()
+    }
+
+    /// Writes everything gathered during this loop iteration: requests to nodes
     /// first, then replies to clients.
     func flushPending() {
         while !backendsToFlush.isEmpty || !sessionsToFlush.isEmpty {
