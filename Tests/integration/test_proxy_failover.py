@@ -353,3 +353,28 @@ def test_partition_new_values_after_recovery(part):
 def test_partition_node_was_flushed(part):
     old = part.need("victim_old_values")
     assert not old, f"the returned node still holds values written before/while cut off: {list(old.items())[:8]}"
+
+
+def test_two_of_three_down_answers_promptly(cluster):
+    """Replicas 2 and two nodes killed: keys with a live replica still read;
+    keys without one get a SERVER_ERROR line at once (no hang), a multi-get
+    returns what is reachable under one END, and the connection stays usable."""
+    cl = cluster
+    keys = [f"two:{i}" for i in range(300)]
+    conn = cl.raw(timeout=10)
+    assert set(ph.set_many(conn, [(k, b"v") for k in keys])) == {b"STORED"}
+    ring = ketama.Ring([(n.host, n.port, 1, None) for n in cl.nodes])
+    reachable = {k for k in keys if 2 in ring.replica_set(k, 2)}
+    cl.kill_node(0)
+    cl.kill_node(1)
+    t0 = time.monotonic()
+    replies = ph.get_each(conn, keys, timeout=10)
+    took = time.monotonic() - t0
+    bad = [f"{k}: {vals!r} {end!r}" for k, (vals, end) in zip(keys, replies)
+           if (k in reachable and (end != b"END" or not vals))
+           or (k not in reachable and not end.startswith(b"SERVER_ERROR"))]
+    assert not bad, f"{len(bad)} wrong answers with 2 of 3 nodes down: {bad[:8]}"
+    assert took < 3, f"300 gets took {took:.1f} s with two nodes down"
+    got = ph.multi_get(conn, keys, batch=300)
+    assert set(got) == reachable
+    assert conn.request(b"version\r\n").startswith(b"VERSION ")
