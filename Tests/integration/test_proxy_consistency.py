@@ -6,10 +6,12 @@ values after every write was acknowledged, a read returns one value while
 the primary is up and the other (an overwritten one) once it fails -- a
 stale read through the proxy with no partition at all.
 
-Both tests use two client connections (the proxy hands consecutive
+The tests use two client connections (the proxy hands consecutive
 connections to different worker threads, each with its own connections to
-the nodes), 3 nodes, replicas 2, and read the replicas directly after both
-writes were answered.
+the nodes) and read the replicas directly, or through the proxy, after both
+clients' requests were answered. The last one is about the copy the proxy
+makes itself after a scale-out (warm-up from the previous owner): it must
+not overwrite a value a client stored meanwhile.
 """
 
 from __future__ import annotations
@@ -116,3 +118,48 @@ def test_divergence_shows_as_a_stale_read_after_failover(cluster):
             flipped.append(f"{k}: {before[k]!r} -> {vals[0][2]!r}")
     assert not flipped, (f"{len(flipped)} of {tried} keys read a different value through the proxy after their "
                          f"primary was killed (no write in between): {flipped[:6]}")
+
+
+def race_read_with_write(cl: ph.Cluster, keys: list[str]) -> tuple[list[str], collections.Counter]:
+    """For each key (which holds b"OLD"): client A gets it (a miss at its node
+    that the proxy fills from elsewhere) while client B sets it to b"NEW";
+    once B got STORED, a read through the proxy must return NEW."""
+    a, b = cl.raw(), cl.raw()
+    lost, outcomes = [], collections.Counter()
+    deadline = time.monotonic() + 20
+    for k in keys:
+        if time.monotonic() > deadline:
+            break
+        a.send(b"get %s\r\n" % k.encode())
+        b.send(b"set %s 0 0 3\r\nNEW\r\n" % k.encode())
+        [(va, _ea)] = ph.read_retrievals(a, 1)
+        assert ph.read_lines(b, 1) == [b"STORED"]
+        [(vc, ec)] = ph.get_each(a, [k])
+        after = vc[0][2] if vc else None
+        outcomes[(f"A read {va[0][2] if va else None!r}", f"then {after!r}")] += 1
+        if after != b"NEW":
+            lost.append(k)
+    return lost, outcomes
+
+
+def test_warmup_copy_does_not_overwrite_a_newer_write(cluster_factory):
+    """After a scale-out a miss at a key's new owner is filled from its
+    previous owner. A client's `set` answered meanwhile must not be replaced
+    by that older copy."""
+    cl = cluster_factory(n=2, replicas=1)
+    cl.add_node()
+    c = cl.raw()
+    keys = [f"wrace:{i}" for i in range(1500)]
+    assert set(ph.set_many(c, [(k, b"OLD") for k in keys])) == {b"STORED"}
+    cl.write_config([0, 1, 2])
+    cl.sighup()
+    ph.wait_until(lambda: cl.stats()["proxy_reloads"] == "1", 5, what="reload")
+    r2 = ketama.Ring([(n.host, n.port, 1, None) for n in cl.nodes[:2]])
+    r3 = ketama.Ring([(n.host, n.port, 1, None) for n in cl.nodes])
+    moved = [k for k in keys if r2.owner(k) != r3.owner(k)][:200]
+    assert len(moved) == 200
+    lost, outcomes = race_read_with_write(cl, moved)
+    assert not lost, (f"{len(lost)} of {sum(outcomes.values())} moved keys read OLD after another client's "
+                      f"`set k 0 0 3 NEW` was answered STORED (the warm-up copy landed after it); "
+                      f"outcomes {dict(outcomes)}; e.g. {lost[:5]}")
+
