@@ -144,10 +144,21 @@ class NetnsPair:
         return self
 
     def cut(self) -> None:
+        """b's end goes down (b's NIC dies): a's end loses carrier; what a
+        sends meanwhile may wait in a's queue and arrive after heal()."""
         ip("-n", self.b, "link", "set", self.b_if, "down")
 
     def heal(self) -> None:
         ip("-n", self.b, "link", "set", self.b_if, "up")
+
+    def cut_near(self) -> None:
+        """a's end goes down: a has no route to b at all, nothing a sends
+        meanwhile can reach b later (TCP keeps it in the socket, and the
+        proxy's abort drops it)."""
+        ip("-n", self.a, "link", "set", self.a_if, "down")
+
+    def heal_near(self) -> None:
+        ip("-n", self.a, "link", "set", self.a_if, "up")
 
     def delete(self) -> None:
         for ns in reversed(self.created):

@@ -275,18 +275,18 @@ def sigstopped(proxy_bin):
         cl.stop()
 
 
-@pytest.fixture(scope="module")
-def netns_cut(proxy_bin):
+def _netns_scenario(near: bool, subnet: str):
     """Namespace A: the proxy and nodes 0, 1 (on A's own loopback); namespace
-    B: node 2 on 10.233.7.2; a veth pair A 10.233.7.1/30 <-> B 10.233.7.2/30.
+    B: node 2 on <subnet>.2; a veth pair A <subnet>.1/30 <-> B <subnet>.2/30.
     Both namespaces (and the pair) are created here and deleted at the end;
-    nothing is added to the namespace the tests run in."""
+    nothing is added to the namespace the tests run in. The cut takes B's end
+    down (near=False: A's queue may still deliver after the heal) or A's end
+    (near=True: nothing sent during the cut ever arrives)."""
     ok, why = ph.netns_available()
     if not ok:
-        obs = Observed(_error=RuntimeError(f"cannot create network namespaces here: {why}"))
-        yield obs
+        yield Observed(_error=RuntimeError(f"cannot create network namespaces here: {why}"))
         return
-    pair = ph.NetnsPair(subnet="10.233.7")
+    pair = ph.NetnsPair(subnet=subnet)
     cl = None
     try:
         pair.create()
@@ -294,8 +294,10 @@ def netns_cut(proxy_bin):
         def make():
             return ph.Cluster(n=3, replicas=2, netns=pair.a, node_netns=[pair.a, pair.a, pair.b],
                               node_hosts=[ph.HOST, ph.HOST, pair.b_addr])
-        cl, obs = _scenario_fixture(make, 2, lambda cl, v: pair.cut(), lambda cl, v: pair.heal())
-        obs["netns"] = (pair.a, pair.b)
+        cut = (lambda cl, v: pair.cut_near()) if near else (lambda cl, v: pair.cut())
+        heal = (lambda cl, v: pair.heal_near()) if near else (lambda cl, v: pair.heal())
+        cl, obs = _scenario_fixture(make, 2, cut, heal)
+        obs["netns"] = (pair.a, pair.b, "cut at A" if near else "cut at B")
         yield obs
     finally:
         if cl is not None:
@@ -303,7 +305,17 @@ def netns_cut(proxy_bin):
         pair.delete()
 
 
-SCENARIOS = ["sigstopped", "netns_cut"]
+@pytest.fixture(scope="module")
+def netns_cut(proxy_bin):
+    yield from _netns_scenario(near=False, subnet="10.233.7")
+
+
+@pytest.fixture(scope="module")
+def netns_cut_near(proxy_bin):
+    yield from _netns_scenario(near=True, subnet="10.233.9")
+
+
+SCENARIOS = ["sigstopped", "netns_cut", "netns_cut_near"]
 
 
 @pytest.fixture(params=SCENARIOS)
@@ -352,7 +364,9 @@ def test_partition_new_values_after_recovery(part):
 
 def test_partition_node_was_flushed(part):
     old = part.need("victim_old_values")
-    assert not old, f"the returned node still holds values written before/while cut off: {list(old.items())[:8]}"
+    back = part.need("seconds_to_up_after_heal") is not None
+    assert not old, (f"the node {'returned' if back else 'never returned to service, and'} still holds values "
+                     f"written before/while cut off: {list(old.items())[:8]}")
 
 
 def test_two_of_three_down_answers_promptly(cluster):
@@ -378,3 +392,41 @@ def test_two_of_three_down_answers_promptly(cluster):
     got = ph.multi_get(conn, keys, batch=300)
     assert set(got) == reachable
     assert conn.request(b"version\r\n").startswith(b"VERSION ")
+
+
+def test_one_failed_write_leaves_no_stale_replica(proxy_bin):
+    """A cut short enough that only one request to the node fails (fewer than
+    failure_limit, so the node is never marked down, never flushed): a write
+    answered STORED during the cut must still never be followed by a read of
+    the value it replaced. Namespaces as in _netns_scenario, cut at A."""
+    ok, why = ph.netns_available()
+    assert ok, f"cannot create network namespaces here: {why}"
+    pair = ph.NetnsPair(subnet="10.233.10")
+    cl = None
+    try:
+        pair.create()
+        cl = ph.Cluster(n=3, replicas=2, netns=pair.a, node_netns=[pair.a, pair.a, pair.b],
+                        node_hosts=[ph.HOST, ph.HOST, pair.b_addr])
+        ring = ketama.Ring([(n.host, n.port, 1, None) for n in cl.nodes])
+        key = next(k for k in (f"onefail:{i}" for i in range(1000)) if ring.owner(k) == 2)
+        conn = cl.raw(timeout=10)
+        assert conn.request(b"set %s 0 0 3\r\nOLD\r\n" % key.encode()) == b"STORED\r\n"
+        pair.cut_near()
+        t0 = time.monotonic()
+        reply = conn.request(b"set %s 0 0 3\r\nNEW\r\n" % key.encode(), timeout=5)
+        took = time.monotonic() - t0
+        states = cl.node_states()
+        pair.heal_near()
+        time.sleep(0.3)
+        assert reply == b"STORED\r\n", reply
+        [(vals, end)] = ph.get_each(conn, [key])
+        held = dict(cl.placement([key])[key])
+        got = vals[0][2] if vals else None
+        assert got == b"NEW", (
+            f"`set {key} 0 0 3 NEW` answered {reply!r} after {took:.2f} s while the link to its primary "
+            f"(node 2, {cl.node_addr(2)}) was cut; node states then {states}; after the heal `get {key}` "
+            f"returns {got!r}; the replicas hold {held}")
+    finally:
+        if cl is not None:
+            cl.stop()
+        pair.delete()
