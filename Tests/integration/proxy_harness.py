@@ -693,3 +693,42 @@ def multi_get(conn: RawConn, keys: list[str], cmd: str = "get", batch: int = 400
         for k, _f, v, _c in values:
             found[k] = v
     return found
+
+
+# Commands sent to keys whose placement just changed (scale-out, or a node
+# that came back empty), each to its own key holding b"10", each followed by
+# what shows its effect; compared with a memcached holding the same data.
+KEY_COMMANDS = [
+    "delete {k}\r\nget {k}\r\n",
+    "incr {k} 5\r\nget {k}\r\n",
+    "decr {k} 1\r\nget {k}\r\n",
+    "append {k} 0 0 1\r\nx\r\nget {k}\r\n",
+    "prepend {k} 0 0 1\r\nx\r\nget {k}\r\n",
+    "touch {k} 100\r\nmg {k} v t\r\n",
+    "replace {k} 0 0 1\r\nR\r\nget {k}\r\n",
+    "add {k} 0 0 1\r\nA\r\nget {k}\r\n",
+    "gat 100 {k}\r\n",
+    "gets {k}\r\n",
+    "mg {k} v\r\n",
+    "md {k}\r\nmg {k} v\r\n",
+    "ma {k}\r\nmg {k} v\r\n",
+    "ms {k} 1 MA\r\nz\r\nmg {k} v\r\n",
+    "get {k} {k}2\r\n",
+]
+
+
+def compare_key_commands(proxy_conn: RawConn, ref_conn: RawConn, keys: list[str]) -> list[str]:
+    """Runs KEY_COMMANDS (one key each) on both connections; returns the
+    differences, CAS uniques masked."""
+    diffs = []
+    for cmd, k in zip(KEY_COMMANDS, keys):
+        payload = cmd.format(k=k).encode() + b"mn\r\n"
+        out = []
+        for conn in (ref_conn, proxy_conn):
+            conn.send(payload)
+            out.append(conn.read_until(lambda b: b.endswith(b"MN\r\n"), quiet=5, timeout=5))
+        a, b = (re.sub(rb"^(VALUE \S+ \d+ \d+) \d+\r$", rb"\1 <cas>\r", x, flags=re.M) for x in out)
+        a, b = (re.sub(rb" t(99|100)\r\n", b" t100\r\n", x) for x in (a, b))
+        if a != b:
+            diffs.append(f"sent {payload!r}: memcached {a!r}, proxy {b!r}")
+    return diffs

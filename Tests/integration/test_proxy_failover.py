@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+import harness
 import ketama
 import proxy_harness as ph
 
@@ -430,3 +431,29 @@ def test_one_failed_write_leaves_no_stale_replica(proxy_bin):
         if cl is not None:
             cl.stop()
         pair.delete()
+
+
+def test_commands_on_keys_of_a_refilled_node_answer_like_memcached(cluster, server_factory, reference_bin):
+    """A node killed, restarted empty and back `up` (refilled from the other
+    replica on a read miss): writes to its keys before anyone read them get
+    memcached's answer, not the empty node's (the other replica did apply
+    them), and what a read returns afterwards is what memcached returns."""
+    cl = cluster
+    ref = server_factory(binary=reference_bin)
+    conn, rconn = cl.raw(), harness.RawConn(ref.addr)
+    try:
+        keys = [f"rf:{i}" for i in range(600)]
+        for c in (conn, rconn):
+            assert set(ph.set_many(c, [(k, b"10") for k in keys])) == {b"STORED"}
+        ring = ketama.Ring([(n.host, n.port, 1, None) for n in cl.nodes])
+        mine = [k for k in keys if ring.owner(k) == 0]
+        cl.kill_node(0)
+        ph.get_each(conn, keys)                   # the proxy notices
+        cl.wait_node_state(0, "down", timeout=5)
+        cl.restart_node(0)
+        cl.wait_node_state(0, "up", timeout=15)
+        diffs = ph.compare_key_commands(conn, rconn, mine)
+        assert not diffs, (f"{len(diffs)} of {len(ph.KEY_COMMANDS)} commands on keys of the restarted node "
+                           "answer differently from memcached:\n" + "\n".join(diffs))
+    finally:
+        rconn.close()

@@ -15,6 +15,7 @@ import re
 
 import pytest
 
+import harness
 import ketama
 import proxy_harness as ph
 
@@ -216,3 +217,28 @@ def test_warmup_copies_flags_and_remaining_ttl(cluster_factory):
         if not ok:
             bad.append(f"{k}: flags {flags} (want {1000 + i}), ttl {ttl} (want {'~300' if k in with_ttl else -1})")
     assert not bad, f"{len(bad)} of {len(moved)} warmed-up keys differ on the new node: {bad[:8]}"
+
+
+def test_commands_on_moved_keys_answer_like_memcached(cluster_factory, server_factory, reference_bin):
+    """After a scale-out, a key that moved is still the same key: deleting it,
+    incrementing it, appending to it, `add` (must say NOT_STORED), ... before
+    anyone read it answer as memcached does, and a deleted key stays deleted."""
+    cl = cluster_factory(n=2, replicas=1)
+    cl.add_node()
+    ref = server_factory(binary=reference_bin)
+    conn, rconn = cl.raw(), harness.RawConn(ref.addr)
+    try:
+        keys = [f"mv:{i}" for i in range(600)]
+        for c in (conn, rconn):
+            assert set(ph.set_many(c, [(k, b"10") for k in keys])) == {b"STORED"}
+        cl.write_config([0, 1, 2])
+        cl.sighup()
+        wait_reloads(cl, 1)
+        r2, r3 = ring_of(cl, [0, 1]), ring_of(cl, [0, 1, 2])
+        moved = [k for k in keys if r3.owner(k) != r2.owner(k)]
+        assert len(moved) >= len(ph.KEY_COMMANDS)
+        diffs = ph.compare_key_commands(conn, rconn, moved)
+        assert not diffs, (f"{len(diffs)} of {len(ph.KEY_COMMANDS)} commands on keys that moved to the new node "
+                           "answer differently from memcached:\n" + "\n".join(diffs))
+    finally:
+        rconn.close()
