@@ -229,7 +229,7 @@ def partition_scenario(cl: ph.Cluster, victim: int, cut, heal, obs: Observed, n_
     t_heal = time.monotonic()
     # read continuously while it recovers: never an old value, never an error
     stale, errors, polls, up_at = [], [], 0, None
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         polls += 1
         for k, (vals, end) in zip(affected, ph.get_each(conn, affected)):
@@ -346,7 +346,7 @@ def test_partition_writes_answered_stored(part):
 
 def test_partition_healed_node_back_up(part):
     t = part.need("seconds_to_up_after_heal")
-    assert t is not None and t < 10, f"node not up within 20 s of the heal (polled {part.need('polls')} times)"
+    assert t is not None and t < 10, f"node not up within 10 s of the heal (polled {part.need('polls')} times)"
 
 
 def test_partition_no_stale_read_during_recovery(part):
