@@ -6,6 +6,11 @@ Target selection (environment):
   MEMCLUSTER_TARGET=memcached  test the real memcached (validates the suite)
   MEMCACHED_BIN                the reference memcached (default /usr/bin/memcached)
   MEMCLUSTER_SOAK_SECONDS      duration of the robustness soak (default 10)
+  MEMCLUSTER_PROXY             the proxy binary for test_proxy_*.py (default
+                               .build/release/memcluster-proxy); its cache
+                               nodes are the target above, so with
+                               MEMCLUSTER_TARGET=memcached the proxy runs in
+                               front of real memcached
 
 A missing binary is an error, never a skip; and any skip is reported as a
 failure (see pytest_runtest_makereport) so nothing is skipped silently.
@@ -20,6 +25,7 @@ import subprocess
 import pytest
 
 import harness
+import proxy_harness
 
 
 # --------------------------------------------------------------------------
@@ -75,6 +81,7 @@ def pytest_report_header(config):
         f"memcluster target: {harness.target_name()} -> {tgt} [{_TARGET_VERSION}]",
         f"reference memcached: {harness.reference_binary()} [{_version_of(harness.reference_binary())}]",
         f"soak seconds: {soak_seconds()}",
+        f"proxy (test_proxy_*): {proxy_harness.proxy_binary()} in front of {tgt} nodes",
     ]
 
 
@@ -171,3 +178,42 @@ def require_tool(name: str) -> str:
     if not path:
         pytest.fail(f"required tool {name!r} is not installed (scripts/test installs it)")
     return path
+
+
+# --------------------------------------------------------------------------
+# Proxy fixtures (test_proxy_*.py)
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def proxy_bin() -> str:
+    """The proxy binary; missing = every proxy test fails (never skips)."""
+    path = proxy_harness.proxy_binary()
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"proxy binary not found: {path} (build it with `swift build -c release` "
+                    "or set MEMCLUSTER_PROXY)")
+    return path
+
+
+@pytest.fixture
+def cluster_factory(proxy_bin):
+    """cluster_factory(n=3, replicas=2, ...) -> proxy_harness.Cluster: n cache
+    nodes and a proxy on free loopback ports, the proxy's YAML in a temporary
+    directory. Everything started is killed by PID when the test ends."""
+    made: list[proxy_harness.Cluster] = []
+
+    def make(**kw) -> proxy_harness.Cluster:
+        c = proxy_harness.Cluster(**kw)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.stop()
+
+
+@pytest.fixture
+def cluster(cluster_factory) -> proxy_harness.Cluster:
+    """3 nodes, replicas 2, default hash, fast health settings."""
+    return cluster_factory(n=3, replicas=2)

@@ -1,0 +1,207 @@
+"""The proxy's `stats` and `/metrics`.
+
+`stats` answers with memcached's field names (what memcstat, client
+libraries' get_stats and memcached exporters read) and its counters move as
+memcached's do for the same commands; `stats nodes` shows each node;
+`/metrics` is Prometheus text with a per-node `memcluster_proxy_node_up`.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+import proxy_harness as ph
+from conftest import require_tool
+
+# What test_stats.py requires of the node (PROTOCOL.md §9: "must-have for
+# clients/monitoring"); the proxy is what those clients now talk to.
+MUST_HAVE = """pid uptime time version pointer_size rusage_user rusage_system
+curr_connections total_connections max_connections curr_items total_items bytes
+limit_maxbytes threads cmd_get cmd_set cmd_flush cmd_touch cmd_meta get_hits
+get_misses get_expired get_flushed delete_hits delete_misses incr_hits
+incr_misses decr_hits decr_misses cas_hits cas_misses cas_badval touch_hits
+touch_misses store_too_large store_no_memory evictions reclaimed bytes_read
+bytes_written accepting_conns conn_yields""".split()
+
+# The ones a proxy sees itself, and what the brief names first.
+CORE = """pid uptime time version pointer_size rusage_user rusage_system
+curr_connections total_connections max_connections threads cmd_get cmd_set
+cmd_flush cmd_touch get_hits get_misses bytes_read bytes_written""".split()
+
+INT = re.compile(r"^\d+$")
+FLOAT = re.compile(r"^\d+\.\d+$")
+
+
+def check_value(name: str, value: str):
+    if name == "version":
+        assert value.strip()
+    elif name.startswith("rusage_"):
+        assert FLOAT.match(value), f"{name}={value!r}"
+    else:
+        assert INT.match(value), f"{name}={value!r} is not an unsigned integer"
+
+
+def test_stats_core_fields(cluster):
+    c = cluster.client()
+    st = c.stats()
+    missing = [f for f in CORE if f not in st]
+    assert not missing, f"proxy stats lacks {missing}"
+    for f in CORE:
+        check_value(f, st[f])
+    assert int(st["pid"]) == cluster.proxy.pid
+    assert 0 <= int(st["uptime"]) < 60
+    assert abs(int(st["time"]) - time.time()) < 5
+    assert int(st["threads"]) == 2
+    raw = c.block("stats")
+    lines = raw.split(b"\r\n")
+    assert lines[-2:] == [b"END", b""]
+    assert all(ln.startswith(b"STAT ") and len(ln.split(b" ")) >= 3 for ln in lines[:-2])
+
+
+def test_stats_has_every_must_have_memcached_field(cluster):
+    st = cluster.stats()
+    missing = [f for f in MUST_HAVE if f not in st]
+    assert not missing, (f"proxy `stats` lacks {len(missing)} of the {len(MUST_HAVE)} fields PROTOCOL.md §9 "
+                         f"calls must-have for clients/monitoring: {' '.join(missing)}")
+
+
+def test_counters_move_like_memcached(cluster):
+    c = cluster.client()
+    c.set("s1", b"a")
+    c.set("s2", b"b")
+    before = c.stats()
+    assert c.block("get s1 s2 nope1 nope2 s1") .count(b"VALUE") == 3
+    assert c.get("nope3") is None
+    assert c.set("s3", b"c") == b"STORED"
+    assert c.line("touch s1 100") == b"TOUCHED"
+    assert c.line("flush_all") == b"OK"
+    after = c.stats()
+    delta = {k: int(after[k]) - int(before[k]) for k in
+             ("cmd_get", "get_hits", "get_misses", "cmd_set", "cmd_touch", "cmd_flush")}
+    assert delta == {"cmd_get": 6, "get_hits": 3, "get_misses": 3, "cmd_set": 1, "cmd_touch": 1,
+                     "cmd_flush": 1}, delta
+    assert int(after["bytes_read"]) > int(before["bytes_read"])
+    assert int(after["bytes_written"]) > int(before["bytes_written"])
+
+
+def test_connection_counts(cluster):
+    def curr():
+        return int(cluster.stats()["curr_connections"])   # counts the stats connection itself
+
+    # let the connections of the start-up checks finish closing
+    base = ph.wait_until(lambda: (a := curr()) == curr() and a, 5, interval=0.2, what="a steady count")
+    total = int(cluster.stats()["total_connections"])
+    extra = [cluster.raw() for _ in range(5)]
+    for e in extra:
+        assert e.request(b"version\r\n").startswith(b"VERSION")
+    st = cluster.stats()
+    assert int(st["curr_connections"]) == base + 5, (base, st)
+    assert int(st["total_connections"]) >= total + 6
+    for e in extra:
+        e.close()
+    ph.wait_until(lambda: curr() == base, 5, what=f"curr_connections back to {base}")
+
+
+def test_pipelined_stats_counts_commands_before_it(cluster):
+    """memcached runs a pipeline in order: a `stats` after a get in the same
+    packet already counts that get's hits and misses."""
+    c = cluster.raw()
+    assert c.request(b"set p1 0 0 1\r\nx\r\n") == b"STORED\r\n"
+    before = cluster.stats()
+    c.send(b"get p1 nope-a nope-b\r\nstats\r\n")
+    r = c.read_until(lambda b: b.count(b"END\r\n") >= 2, timeout=5)
+    st = dict(ln.split(b" ", 2)[1:] for ln in r.split(b"\r\n") if ln.startswith(b"STAT "))
+    got = {k: int(st[k.encode()]) - int(before[k]) for k in ("cmd_get", "get_hits", "get_misses")}
+    assert got == {"cmd_get": 3, "get_hits": 1, "get_misses": 2}, \
+        f"stats sent right after `get p1 nope-a nope-b` in one packet shows {got}"
+
+
+def test_stats_nodes(cluster_factory):
+    cl = cluster_factory(n=3, replicas=2, weights=[1, 2, 1], names=[None, "beta", None])
+    st = cl.stats("nodes")
+    for i in range(3):
+        assert st[f"node:{i}:address"] == cl.node_addr(i)
+        assert st[f"node:{i}:state"] == "up"
+    assert st["node:1:weight"] == "2" and st["node:1:name"] == "beta"
+    assert [int(st[f"node:{i}:points"]) for i in range(3)] == [120, 240, 120]
+
+
+def test_memcstat_reads_proxy_stats(cluster):
+    tool = require_tool("memcstat")
+    host, port = cluster.addr
+    p = subprocess.run([tool, f"--servers={host}:{port}"], capture_output=True, text=True, timeout=30,
+                       stdin=subprocess.DEVNULL)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert re.search(rf"pid: {cluster.proxy.pid}\b", out), out
+    assert "curr_connections:" in out and "get_hits:" in out, out
+
+
+# --------------------------------------------------------------------------
+# /metrics
+# --------------------------------------------------------------------------
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
+                    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*)?\})? (-?[0-9.eE+]+|NaN|[+-]Inf)$')
+
+
+def parse_prometheus(text: str):
+    """Strict enough text-format parser: returns ({name: type}, [(name, labels, value)])."""
+    types, samples = {}, []
+    for ln in text.splitlines():
+        if not ln:
+            continue
+        if ln.startswith("# TYPE "):
+            _, _, name, kind = ln.split(" ", 3)
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), ln
+            assert name not in types, f"two TYPE lines for {name}"
+            types[name] = kind
+            continue
+        if ln.startswith("#"):
+            assert ln.startswith("# HELP "), f"bad comment line {ln!r}"
+            continue
+        m = SAMPLE.match(ln)
+        assert m, f"not a Prometheus sample line: {ln!r}"
+        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        assert m.group(1) in types, f"sample {m.group(1)} without a TYPE line before it"
+        samples.append((m.group(1), labels, float(m.group(4))))
+    return types, samples
+
+
+def node_up(samples) -> dict[str, float]:
+    return {lab["node"]: v for name, lab, v in samples if name == "memcluster_proxy_node_up"}
+
+
+def test_metrics_prometheus_text_with_node_up(cluster_factory):
+    cl = cluster_factory(n=3, replicas=2, metrics=True)
+    c = cl.raw()
+    ph.set_many(c, [(f"m{i}", b"x") for i in range(50)])
+    ph.multi_get(c, [f"m{i}" for i in range(60)])
+    status, headers, body = cl.http("GET", "/metrics")
+    assert status == 200, (status, body)
+    assert headers.get("content-type", "").startswith("text/plain"), headers
+    types, samples = parse_prometheus(body)
+    assert types.get("memcluster_proxy_node_up") == "gauge"
+    assert node_up(samples) == {cl.node_addr(i): 1.0 for i in range(3)}, body
+    vals = {n: v for n, lab, v in samples if not lab}
+    st = cl.stats()
+    assert vals["memcluster_proxy_get_hits_total"] == int(st["get_hits"]) == 50
+    assert vals["memcluster_proxy_get_misses_total"] == int(st["get_misses"]) == 10
+
+    cl.kill_node(1)
+    for _ in range(3):   # traffic makes the proxy notice
+        ph.multi_get(c, [f"m{i}" for i in range(50)])
+    cl.wait_node_state(1, "down", timeout=5)
+    _t, samples = parse_prometheus(cl.http("GET", "/metrics")[2])
+    up = node_up(samples)
+    assert up == {cl.node_addr(0): 1.0, cl.node_addr(1): 0.0, cl.node_addr(2): 1.0}, up
+
+    status, _h, _b = cl.http("GET", "/nothing-here")
+    assert status == 404
+    status, _h, _b = cl.http("GET", "/reload")
+    assert status != 200, "GET /reload must not reload"
+    assert cl.stats()["proxy_reloads"] == "0"
