@@ -43,8 +43,11 @@ final class BackendConnection: ConnectionHandler {
             let fd = try Socket.connect(to: node.address)
             connection = Connection(connecting: fd, loop: worker.loop, handler: self)
         } catch {
+            // Refused at once (no route, no port): a failure like any other.
             isClosed = true
-            node.recordFailure(limit: worker.topology.configuration.failureLimit)
+            if node.recordFailure(limit: worker.topology.configuration.failureLimit) {
+                worker.nodeMarkedDown(node)
+            }
         }
     }
 

@@ -16,6 +16,14 @@ final class ClientSession: ConnectionHandler {
     /// A close is pending (quit, or a stream that cannot be framed): read nothing more.
     private var finished = false
     private var flushQueued = false
+    /// Inside `deliverCompleted`: a slot completing now is picked up by that loop.
+    private var delivering = false
+    /// A request that is moving its key (KeyMigration): later requests of this
+    /// session wait for it, so they see the key as it will be after that request,
+    /// as they would on one memcached.
+    private var holdingSlot: ReplySlot?
+    /// Inside `processInput`.
+    private var processing = false
     /// Spreads sessions over a node's connections; a session always uses the
     /// same one, so its requests to a node are answered in the order it sent them.
     let affinity: Int
@@ -60,7 +68,9 @@ final class ClientSession: ConnectionHandler {
 
     /// Routes every complete request in the input buffer (until backed up).
     private func processInput(_ connection: Connection) {
-        guard !finished else { return }
+        guard !finished, !processing else { return }
+        processing = true
+        defer { processing = false }
         let input = connection.input.readableBytes
         // Reused for every request of this read: the parser writes into it
         // instead of returning a fresh ~250-byte value each time.
@@ -75,6 +85,10 @@ final class ClientSession: ConnectionHandler {
                 continue
             }
             if isBackedUp(connection) {
+                connection.pauseReading()
+                break
+            }
+            if holdingSlot != nil {
                 connection.pauseReading()
                 break
             }
@@ -127,17 +141,32 @@ final class ClientSession: ConnectionHandler {
         return slot
     }
 
+    /// Stops routing this session's next requests until `slot` completes.
+    func hold(until slot: ReplySlot) { holdingSlot = slot }
+
     /// A slot got its reply: write whatever is now first in line.
     func slotCompleted(_ slot: ReplySlot) {
-        guard slots.first === slot else { return }
-        deliverCompleted()
+        let released = slot === holdingSlot
+        if released { holdingSlot = nil }
+        if slots.first === slot && !delivering { deliverCompleted() }
+        // The held requests wait in the input; route them now (unless this runs
+        // from inside routing, which carries on by itself).
+        if released, !processing, let connection { resumeIfRelieved(connection) }
     }
 
     /// Moves finished replies at the front of the queue to the output, in order.
     private func deliverCompleted() {
-        guard let connection else { return }
+        guard let connection, !delivering else { return }
+        // Work run at the front (stats) completes its slot from inside this loop.
+        delivering = true
+        defer { delivering = false }
         var delivered = false
-        while let head = slots.first, head.isComplete {
+        while let head = slots.first {
+            if !head.isComplete, let work = head.whenFirst {
+                head.whenFirst = nil
+                work(head)
+            }
+            guard head.isComplete else { break }
             slots.removeFirst()
             if !head.reply.isEmpty {
                 worker.counters.add(.bytesWritten, UInt64(head.reply.readableCount))
@@ -165,7 +194,7 @@ final class ClientSession: ConnectionHandler {
     }
 
     private func resumeIfRelieved(_ connection: Connection) {
-        guard connection.isReadingPaused, !finished, !connection.isClosed, !isBackedUp(connection) else { return }
+        guard connection.isReadingPaused, !finished, !connection.isClosed, !isBackedUp(connection), holdingSlot == nil else { return }
         processInput(connection)
         if !isBackedUp(connection) && !finished { connection.resumeReading() }
     }

@@ -26,6 +26,11 @@ final class MultiGet {
     /// The command and, for gat/gats, the exptime: `get `, `gats 300 `.
     private let prefix: Range<Int>
     private var unavailableKeys = 0
+    /// Keys missed in the first round are moved from where they still are (see
+    /// KeyMigration) once, then asked for again.
+    private var migrationDone = false
+    private var migrationsPending = 0
+    private var migrated: [Int] = []
 
     private struct Batch {
         let node: BackendNode
@@ -144,8 +149,42 @@ final class MultiGet {
         if !retry.isEmpty { send(retry) }
     }
 
+    /// Moves every missed key that has a source (a previous owner after a
+    /// scale-out, a replica of a node refilling after its return); true when
+    /// some are under way.
+    private func startMigrations() -> Bool {
+        guard let topology = slot.topology else { return false }
+        let now = slot.worker.now
+        let request = slot.request.readableBytes
+        let expected = slot.tag(position: 0)
+        for index in 0..<keys.count where found[index] == nil {
+            let key = UnsafeRawBufferPointer(rebasing: request[keys[index]])
+            guard let source = KeyMigration.source(for: key, replicas: replicaSets[index], topology: topology, now: now) else { continue }
+            let started = KeyMigration.start(key: key, from: source, replicas: replicaSets[index], topology: topology,
+                                             worker: slot.worker) { [self] wasFound in
+                guard slot.isCurrent(expected), !slot.isComplete else { return }
+                if wasFound { migrated.append(index) }
+                migrationsPending -= 1
+                if migrationsPending == 0 { askAgainForMigrated() }
+            }
+            if started { migrationsPending += 1 }
+        }
+        return migrationsPending > 0
+    }
+
+    /// The second round: the keys just moved, from their owners.
+    private func askAgainForMigrated() {
+        for index in migrated { attempts[index] = 0 }
+        if !migrated.isEmpty { send(migrated) }
+        finishIfDone()
+    }
+
     private func finishIfDone() {
-        guard outstanding == 0, !slot.isComplete else { return }
+        guard outstanding == 0, migrationsPending == 0, !slot.isComplete else { return }
+        if !migrationDone {
+            migrationDone = true
+            if startMigrations() { return }
+        }
         let counters = slot.worker.counters
         slot.reply.removeAll()
         var hits = 0

@@ -5,10 +5,19 @@ import MemcacheProtocol
 /// successful compare-and-swap (to the replicas that did not take part), and
 /// after a scale-out (from a key's previous owner to its new replicas).
 enum ReplicaCopy {
-    /// `set <key> <flags> <exptime> <bytes>\r\n<data>\r\n` to every live replica of
-    /// `key` except the one at `skipping` (pass -1 to skip none). Replies are
+    /// How a copy is stored.
+    enum Mode {
+        /// Overwrites: the copy is the newest value (a compare-and-swap's result).
+        case set
+        /// Only where the key is missing: a copy from an older owner must never
+        /// replace a value written since.
+        case add
+    }
+
+    /// `set|add <key> <flags> <exptime> <bytes>\r\n<data>\r\n` to every live replica
+    /// of `key` except the one at `skipping` (pass -1 to skip none). Replies are
     /// awaited by `call` with tags `firstTag + position`.
-    static func sendSet(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, clientFlags: UInt32, exptime: Int64,
+    static func send(_ mode: Mode, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, clientFlags: UInt32, exptime: Int64,
                         replicas: ReplicaSet, topology: Topology, skipping: Int, worker: ProxyWorker,
                         call: BackendCall, firstTag: Int) -> Int {
         var sent = 0
@@ -17,7 +26,7 @@ enum ReplicaCopy {
             guard let backend = worker.backend(for: node, session: nil) else { continue }
             sent += 1
             backend.send(call: call, tag: firstTag + position, shape: .single) { output in
-                output.append("set ")
+                output.append(mode == .set ? "set " : "add ")
                 output.append(key)
                 output.append(byte: UInt8(ascii: " "))
                 output.appendDecimal(UInt64(clientFlags))
@@ -45,7 +54,7 @@ enum CompareAndSwapCopy {
             return
         }
         let value = UnsafeRawBufferPointer(rebasing: slot.request.readableBytes[slot.copy.data])
-        _ = ReplicaCopy.sendSet(key: slot.keyBytes, value: value, clientFlags: slot.copy.clientFlags,
+        _ = ReplicaCopy.send(.set, key: slot.keyBytes, value: value, clientFlags: slot.copy.clientFlags,
                                 exptime: slot.copy.exptime, replicas: slot.replicas, topology: topology,
                                 skipping: position, worker: worker, call: worker.discard, firstTag: 0)
     }
@@ -82,7 +91,7 @@ final class ReadBackCopy: BackendCall {
     func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
         guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else { return }
         key.withUnsafeBytes { key in
-            _ = ReplicaCopy.sendSet(key: key, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
+            _ = ReplicaCopy.send(.set, key: key, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
                                     clientFlags: found.clientFlags, exptime: found.exptime, replicas: replicas,
                                     topology: topology, skipping: skipping, worker: worker, call: worker.discard,
                                     firstTag: 0)

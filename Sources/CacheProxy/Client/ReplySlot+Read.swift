@@ -46,26 +46,41 @@ extension ReplySlot {
     }
 
     /// A miss at `node` may not be the last word: after a scale-out the key's
-    /// previous owner may still hold it, and with miss_failover a replica may.
+    /// previous owner may still hold it, a node that came back empty refills
+    /// from the next replica, and with miss_failover a replica may hold it.
     private func retryMiss(at node: BackendNode) -> Bool {
         guard let topology else { return false }
-        let now = worker.now
-        if let previousOwner = topology.previousOwner(of: keyBytes, currentOwner: node, now: now),
-           WarmupFetch.start(for: self, from: previousOwner) {
+        retriedMiss = true
+        if let source = KeyMigration.source(for: keyBytes, replicas: replicas, topology: topology, now: worker.now),
+           migrate(from: source, then: { slot in
+               slot.reply.removeAll()
+               slot.valuesSeen = 0
+               slot.attempt = 0
+               slot.sendRead()
+           }) {
             return true
-        }
-        // A node flushed on its return refills from the key's next replica.
-        if node.isRefilling(now: now), attempt + 1 < replicas.count {
-            let source = topology.nodes[replicas[attempt + 1]]
-            if source.isUp && WarmupFetch.start(for: self, from: source) { return true }
         }
         guard topology.configuration.missFailover, attempt + 1 < replicas.count else { return false }
         worker.counters.add(.missFailovers)
-        retriedMiss = true
         reply.removeAll()
         valuesSeen = 0
         attempt += 1
         sendRead()
         return true
+    }
+
+    /// Moves the key from `source`, then continues with `next` if this slot is
+    /// still waiting for it. A key not found at the source continues too: the
+    /// request then meets the key as absent, which it is. False when the source
+    /// cannot be reached.
+    func migrate(from source: KeyMigration.Source, then next: @escaping (ReplySlot) -> Void) -> Bool {
+        guard let topology else { return false }
+        let expected = tag(position: 0)
+        let started = KeyMigration.start(key: keyBytes, from: source, replicas: replicas, topology: topology, worker: worker) { [self] _ in
+            guard isCurrent(expected), !isComplete else { return }
+            next(self)
+        }
+        if started { session?.hold(until: self) }
+        return started
     }
 }

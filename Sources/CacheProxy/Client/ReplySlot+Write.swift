@@ -1,3 +1,4 @@
+import Glibc
 import Buffers
 import MemcacheProtocol
 
@@ -62,8 +63,11 @@ extension ReplySlot {
         finishWriteIfDecided()
     }
 
-    func writeFailed(position: Int) {
+    func writeFailed(position: Int, node: BackendNode, failure: BackendFailure) {
         guard position < positions.count else { return }
+        // The node may or may not have applied the write: were it to serve again
+        // unflushed, it could return the value this write replaced.
+        if failure != .nodeDown && node.markDownAfterMissedWrite() { worker.nodeMarkedDown(node) }
         positions[position] = .failed
         outstanding -= 1
         finishWriteIfDecided()
@@ -91,11 +95,31 @@ extension ReplySlot {
 
     private func completeWithAnswer(_ range: Range<Int>) {
         let answer = UnsafeRawBufferPointer(rebasing: answers.readableBytes[range])
+        countOutcome(answer)
         reply.removeAll()
         if !(quiet == .hideSuccess && ReplySlot.isNominalSuccess(answer)) {
             reply.append(answer)
         }
         complete()
+    }
+
+    /// memcached's per-command hit and miss counters, from the answer the client gets.
+    private func countOutcome(_ answer: UnsafeRawBufferPointer) {
+        func starts(_ word: StaticString) -> Bool {
+            answer.count >= word.utf8CodeUnitCount
+                && memcmp(answer.baseAddress!, word.utf8Start, word.utf8CodeUnitCount) == 0
+        }
+        let counters = worker.counters
+        let isNumber = answer.first.map { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } ?? false
+        switch command {
+        case .delete: counters.add(starts("DELETED") ? .deleteHits : .deleteMisses)
+        case .incr: counters.add(isNumber ? .incrHits : .incrMisses)
+        case .decr: counters.add(isNumber ? .decrHits : .decrMisses)
+        case .touch: counters.add(starts("TOUCHED") ? .touchHits : .touchMisses)
+        case .cas:
+            if starts("STORED") { counters.add(.casHits) } else if starts("EXISTS") { counters.add(.casBadval) } else { counters.add(.casMisses) }
+        default: break
+        }
     }
 
     /// The answers a meta `q` hides: `HD`, and `VA` for ma.

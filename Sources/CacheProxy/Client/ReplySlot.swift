@@ -32,6 +32,8 @@ final class ReplySlot: BackendCall {
         case hideMiss
         /// ms/md/ma q: hide the nominal success (`HD`, or ma's `VA`).
         case hideSuccess
+        /// Classic noreply on a request that waits for its nodes: hide everything.
+        case hideAll
     }
 
     /// How a successful compare-and-swap reaches the other replicas.
@@ -76,6 +78,9 @@ final class ReplySlot: BackendCall {
         case notSent, pending, failed
         case answered(Range<Int>)
     }
+    /// Work that must wait until every earlier request of the session has its
+    /// reply (`stats` counts them), run when this slot reaches the front.
+    var whenFirst: ((ReplySlot) -> Void)?
     /// Compare-and-swap: what a success is copied to the other replicas with.
     var copy = CopySpec()
     /// Reads: VALUE units seen (a retrieval with none is a miss).
@@ -106,6 +111,7 @@ final class ReplySlot: BackendCall {
         valuesSeen = 0
         retriedMiss = false
         copy = CopySpec()
+        whenFirst = nil
     }
 
     /// The tag sent with a call: the slot's generation, and in the low bits the
@@ -121,6 +127,7 @@ final class ReplySlot: BackendCall {
     func complete() {
         guard !isComplete else { return }
         isComplete = true
+        if quiet == .hideAll { reply.removeAll() }
         topology = nil
         if case .multiGet = work { work = .local }
         session?.slotCompleted(self)
@@ -167,7 +174,7 @@ final class ReplySlot: BackendCall {
         case .read:
             readFailed()
         case .write, .compareAndSwap:
-            writeFailed(position: ReplySlot.position(of: tag))
+            writeFailed(position: ReplySlot.position(of: tag), node: node, failure: failure)
         case .flushAll:
             flushFailed()
         case .multiGet(let state):

@@ -27,7 +27,10 @@ enum Router {
             var keyCount = 0
             for _ in KeyTokens(bytes, request.keys) { keyCount += 1 }
             counters.add(request.command == .gat || request.command == .gats ? .cmdTouch : .cmdGet, UInt64(keyCount))
-            if keyCount == 1 {
+            if keyCount == 0 {
+                // `gat <exptime>` with no key: memcached answers an empty result.
+                slot.complete(line: "END")
+            } else if keyCount == 1 {
                 routeRead(request, in: bytes, slot: slot, worker: worker, shape: .retrieval)
             } else {
                 routeMultiGet(request, in: bytes, slot: slot, worker: worker)
@@ -37,6 +40,7 @@ enum Router {
             if request.meta.has(UInt8(ascii: "q")) { slot.quiet = .hideMiss }
             routeRead(request, in: bytes, slot: slot, worker: worker, shape: .single)
         case .metaDebug:
+            counters.add(.cmdMeta)
             routeRead(request, in: bytes, slot: slot, worker: worker, shape: .single)
         case .set, .add, .replace, .append, .prepend:
             counters.add(.cmdSet)
@@ -73,7 +77,10 @@ enum Router {
             slot.closesSession = true
             slot.complete()
         case .stats:
-            ProxyStatsReport.answer(request, in: bytes, slot: slot, worker: worker)
+            // Answered once every earlier request has its reply, so a pipelined
+            // `stats` counts what came before it, as on memcached.
+            let arguments = KeyTokens(bytes, request.arguments).map { String(decoding: bytes[$0], as: UTF8.self) }
+            slot.whenFirst = { slot in ProxyStatsReport.answer(arguments, slot: slot, worker: worker) }
         case .shutdown:
             slot.complete(line: "ERROR: shutdown not enabled")
         case .cacheMemlimit, .slabs, .lru, .lruCrawler, .watch, .misbehave:
@@ -149,12 +156,41 @@ enum Router {
         slot.replicas = topology.replicaSet(of: slot.keyBytes)
         slot.work = .write
         if isMeta(request.command) && request.meta.has(UInt8(ascii: "q")) { slot.quiet = .hideSuccess }
+        if request.noreply { slot.quiet = .hideAll }
+        if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendWrite() }) { return }
         slot.sendWrite()
         // noreply: nothing will be written back, so later replies need not wait.
         if request.noreply && !slot.isComplete {
             slot.reply.removeAll()
             slot.complete()
         }
+    }
+
+    /// A key that moved (scale-out) or whose node came back empty is brought to
+    /// its replicas before a command that depends on the stored value (add,
+    /// incr, append, delete, touch, cas, ...), so it answers as memcached would.
+    /// A plain overwrite needs no copy, only the old owner's copy dropped.
+    /// Returns true when the command waits for a migration.
+    private static func migrateFirst(_ request: Request, slot: ReplySlot, worker: ProxyWorker,
+                                     then next: @escaping (ReplySlot) -> Void) -> Bool {
+        guard let topology = slot.topology,
+              let source = KeyMigration.source(for: slot.keyBytes, replicas: slot.replicas, topology: topology, now: worker.now)
+        else { return false }
+        let overwrites = request.command == .set
+            || (request.command == .metaSet && !request.meta.has(UInt8(ascii: "C"))
+                && (request.meta.mode == 0 || request.meta.mode == UInt8(ascii: "S")))
+        if overwrites {
+            if source.dropAfterCopy, let backend = worker.backend(for: source.node, session: nil) {
+                let key = slot.keyBytes
+                backend.send(call: worker.discard, tag: 0, shape: .single) { output in
+                    output.append("delete ")
+                    output.append(key)
+                    output.append("\r\n")
+                }
+            }
+            return false
+        }
+        return slot.migrate(from: source, then: next)
     }
 
     private static func routeCompareAndSwap(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
@@ -173,6 +209,8 @@ enum Router {
             slot.copy.clientFlags = request.flags
             slot.copy.exptime = request.exptime
         }
+        if request.noreply { slot.quiet = .hideAll }
+        if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendCompareAndSwap() }) { return }
         slot.sendCompareAndSwap()
         if request.noreply && !slot.isComplete {
             slot.reply.removeAll()

@@ -64,6 +64,14 @@ public final class BackendNode: Sendable, CustomStringConvertible {
         return transition(from: .up, to: .down)
     }
 
+    /// A write this node may have missed: it must not serve again before it is
+    /// flushed, whatever the failure limit says. Returns true when this marked it down.
+    @discardableResult
+    func markDownAfterMissedWrite() -> Bool {
+        failures.wrappingAdd(1, ordering: .relaxed)
+        return transition(from: .up, to: .down)
+    }
+
     /// A reply arrived: the failure streak is over.
     @inline(__always) func recordSuccess() {
         if consecutiveFailures.load(ordering: .relaxed) != 0 { consecutiveFailures.store(0, ordering: .relaxed) }

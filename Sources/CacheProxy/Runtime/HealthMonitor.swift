@@ -88,7 +88,7 @@ final class HealthMonitor {
         tracking.exchange = LineExchange.run("version\r\n", to: node.address, loop: loop,
                                              timeoutMilliseconds: configuration.requestTimeoutMilliseconds) { [unowned self, unowned tracking] outcome in
             tracking.exchange = nil
-            if case .replied(.version) = outcome, node.transition(from: .down, to: .recovering) {
+            if case .replied(.version, _) = outcome, node.transition(from: .down, to: .recovering) {
                 logger.info("node answers again; flushing it before it serves", metadata: ["node": "\(node)", "hold_ms": "\(tracking.holdMilliseconds)"])
                 scheduleFlush(tracking)
             } else {
@@ -113,7 +113,7 @@ final class HealthMonitor {
         tracking.exchange = LineExchange.run("flush_all\r\n", to: node.address, loop: loop,
                                              timeoutMilliseconds: configuration.requestTimeoutMilliseconds) { [unowned self, unowned tracking] outcome in
             tracking.exchange = nil
-            if case .replied(.ok) = outcome, node.transition(from: .recovering, to: .up) {
+            if case .replied(.ok, _) = outcome, node.transition(from: .recovering, to: .up) {
                 tracking.cameUpAt = monotonicMilliseconds()
                 tracking.probeDelay = configuration.probeInitialMilliseconds
                 logger.info("node flushed and serving again", metadata: ["node": "\(node)"])

@@ -2,12 +2,14 @@ import Buffers
 import EventLoop
 import MemcacheProtocol
 
-/// One request and its one-line reply on a fresh connection, with a deadline:
-/// the health monitor's probe (`version`) and flush (`flush_all`). Main loop only.
+/// One request and its reply on a fresh connection, with a deadline: the health
+/// monitor's probe (`version`) and flush (`flush_all`), and the `stats` poll.
+/// Main loop only.
 // @unchecked: only the main loop touches it; `loop.execute` merely defers a call.
 final class LineExchange: ConnectionHandler, @unchecked Sendable {
     enum Outcome {
-        case replied(ResponseKind)
+        /// The reply's (last) line kind; for `stats`, the STAT lines before `END`.
+        case replied(ResponseKind, stats: [(String, String)])
         case failed
     }
 
@@ -15,6 +17,7 @@ final class LineExchange: ConnectionHandler, @unchecked Sendable {
     private var timer: EventTimer?
     private var completion: ((Outcome) -> Void)?
     private let parser = ResponseParser()
+    private var stats: [(String, String)] = []
 
     /// Connects to `address`, sends `request`, and calls `completion` once with
     /// the kind of the first reply line, or `.failed`.
@@ -53,10 +56,16 @@ final class LineExchange: ConnectionHandler, @unchecked Sendable {
     func connectionEstablished(_ connection: Connection) {}
 
     func connectionReadable(_ connection: Connection) {
-        switch parser.parse(connection.input.readableBytes) {
-        case .response(let unit): finish(.replied(unit.kind))
-        case .needMoreData: return
-        case .malformed: finish(.failed)
+        while true {
+            let bytes = connection.input.readableBytes
+            switch parser.parse(bytes) {
+            case .response(let unit):
+                connection.input.consume(unit.length)
+                guard unit.kind == .stat else { return finish(.replied(unit.kind, stats: stats)) }
+                stats.append((String(decoding: bytes[unit.key], as: UTF8.self), String(decoding: bytes[unit.text], as: UTF8.self)))
+            case .needMoreData: return
+            case .malformed: return finish(.failed)
+            }
         }
     }
 

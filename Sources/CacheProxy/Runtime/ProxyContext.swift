@@ -10,6 +10,8 @@ final class ProxyContext: Sendable {
     let reloads = Atomic<Int>(0)
     let reloadFailures = Atomic<Int>(0)
     private let current: Mutex<Topology>
+    /// The nodes' own counters, summed (set once the main loop starts polling).
+    private let nodeTotals = Mutex<(@Sendable () -> [(String, UInt64)])?>(nil)
 
     init(workers: Int, topology: Topology, startedAt: Int64) {
         self.counters = (0..<workers).map { _ in ProxyCounters() }
@@ -21,4 +23,13 @@ final class ProxyContext: Sendable {
     func install(_ topology: Topology) { current.withLock { $0 = topology } }
 
     func total(_ counter: ProxyCounter) -> UInt64 { counters.total(counter) }
+
+    func reportNodeTotals(with source: @escaping @Sendable () -> [(String, UInt64)]) {
+        nodeTotals.withLock { $0 = source }
+    }
+
+    /// curr_items, bytes, evictions, ... summed over the nodes (empty before the first poll).
+    func summedNodeStats() -> [(String, UInt64)] {
+        nodeTotals.withLock { $0 }?() ?? []
+    }
 }

@@ -5,6 +5,8 @@ enum ProxyCounter: Int, CaseIterable {
     case totalConnections
     case cmdGet, cmdSet, cmdTouch, cmdFlush, cmdMeta, cmdDelete, cmdArithmetic
     case getHits, getMisses
+    case deleteHits, deleteMisses, incrHits, incrMisses, decrHits, decrMisses
+    case casHits, casMisses, casBadval, touchHits, touchMisses
     /// Reads answered by a replica because the primary failed or was down.
     case readFallbacks
     /// Misses at the primary retried on a replica (miss_failover).

@@ -17,6 +17,7 @@ public final class ProxyServer: @unchecked Sendable {
     private var listener: Listener?
     private var monitor: HealthMonitor!
     private var metrics: MetricsEndpoint?
+    private var statsPoller: NodeStatsPoller?
     private var signalWatchers: [SignalWatcher] = []
     private var nextWorker = 0
     /// Nodes by identity, kept across reloads so their health carries over.
@@ -94,6 +95,9 @@ public final class ProxyServer: @unchecked Sendable {
             workers.append(worker)
             loop.execute { worker.start() }
         }
+        let poller = NodeStatsPoller(loop: mainLoop, context: context)
+        context.reportNodeTotals { poller.totals() }
+        statsPoller = poller
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in stop() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGTERM) { [unowned self] in stop() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGHUP) { [unowned self] in reload() })

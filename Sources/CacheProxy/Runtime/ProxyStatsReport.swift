@@ -7,8 +7,7 @@ import MemcacheProtocol
 enum ProxyStatsReport {
     static let version = "1.6.18-memcluster-proxy"
 
-    static func answer(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
-        let arguments = KeyTokens(bytes, request.arguments).map { String(decoding: bytes[$0], as: UTF8.self) }
+    static func answer(_ arguments: [String], slot: ReplySlot, worker: ProxyWorker) {
         let context = worker.context
         switch arguments.first {
         case nil:
@@ -48,11 +47,25 @@ enum ProxyStatsReport {
             ("cmd_set", total(.cmdSet)),
             ("cmd_flush", total(.cmdFlush)),
             ("cmd_touch", total(.cmdTouch)),
+            ("cmd_meta", total(.cmdMeta)),
             ("get_hits", total(.getHits)),
             ("get_misses", total(.getMisses)),
+            ("delete_misses", total(.deleteMisses)),
+            ("delete_hits", total(.deleteHits)),
+            ("incr_misses", total(.incrMisses)),
+            ("incr_hits", total(.incrHits)),
+            ("decr_misses", total(.decrMisses)),
+            ("decr_hits", total(.decrHits)),
+            ("cas_misses", total(.casMisses)),
+            ("cas_hits", total(.casHits)),
+            ("cas_badval", total(.casBadval)),
+            ("touch_hits", total(.touchHits)),
+            ("touch_misses", total(.touchMisses)),
             ("bytes_read", total(.bytesRead)),
             ("bytes_written", total(.bytesWritten)),
+            ("accepting_conns", "1"),
             ("threads", String(context.counters.count)),
+            ("conn_yields", "0"),
             ("proxy_nodes", String(topology.nodes.count)),
             ("proxy_nodes_live", String(live)),
             ("proxy_replicas", String(topology.replicas)),
@@ -67,7 +80,7 @@ enum ProxyStatsReport {
             ("proxy_client_errors", total(.clientErrors)),
             ("proxy_reloads", String(context.reloads.load(ordering: .relaxed))),
             ("proxy_reload_failures", String(context.reloadFailures.load(ordering: .relaxed))),
-        ]
+        ] + context.summedNodeStats().map { ($0.0, String($0.1)) }
     }
 
     /// `STAT node:<i>:<field> <value>` for every node, in ring order.

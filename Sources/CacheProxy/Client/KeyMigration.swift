@@ -1,0 +1,119 @@
+import Buffers
+import MemcacheProtocol
+
+/// Moves one key's value to where it belongs now, so neither a scale-out nor a
+/// node that came back empty costs a miss or an odd answer.
+///
+/// After nodes are added, a key whose owner changed is still on its previous
+/// owner; after a node is flushed on its return, its keys are still on their
+/// next replica. Before such a key is read (on a miss) or changed (before a
+/// command that depends on the stored value), the proxy asks the source
+/// (`mg <key> v f t`: value, flags, remaining TTL) and copies a hit to the
+/// key's replicas with `add`, keeping flags and TTL; `add` never replaces a
+/// value written since. After a scale-out the source, when it no longer holds
+/// a replica of the key, then drops its copy, so a later delete cannot be
+/// undone by another migration.
+///
+///   mg at source --hit--> add on every live replica --> delete at old owner (scale-out) --> done(found)
+///                '-miss/failure--> done(not found)
+final class KeyMigration: BackendCall {
+    private let key: [UInt8]
+    private let source: BackendNode
+    private let dropSource: Bool
+    private let replicas: ReplicaSet
+    private let topology: Topology
+    private unowned let worker: ProxyWorker
+    private var completion: ((Bool) -> Void)?
+    private var copiesPending = 0
+
+    /// Where a key must be fetched from before it is read or changed, if anywhere.
+    struct Source {
+        let node: BackendNode
+        /// The old owner keeps no replica of the key any more.
+        let dropAfterCopy: Bool
+    }
+
+    /// The source for `key`, whose replicas are `replicas` in `topology`: its
+    /// previous owner during a warm-up, or the next live replica when the first
+    /// live one came back empty and is refilling.
+    static func source(for key: UnsafeRawBufferPointer, replicas: ReplicaSet, topology: Topology, now: Int64) -> Source? {
+        guard let primaryPosition = replicas.firstIndex(where: { topology.nodes[$0].isUp }) else { return nil }
+        let primary = topology.nodes[replicas[primaryPosition]]
+        if let previous = topology.previousOwner(of: key, currentOwner: primary, now: now) {
+            let stillReplica = replicas.contains { topology.nodes[$0] === previous }
+            return Source(node: previous, dropAfterCopy: !stillReplica)
+        }
+        if primary.isRefilling(now: now) {
+            for position in (primaryPosition + 1)..<replicas.count where topology.nodes[replicas[position]].isUp {
+                return Source(node: topology.nodes[replicas[position]], dropAfterCopy: false)
+            }
+        }
+        return nil
+    }
+
+    private init(key: UnsafeRawBufferPointer, source: Source, replicas: ReplicaSet, topology: Topology, worker: ProxyWorker,
+                 completion: @escaping (Bool) -> Void) {
+        self.key = Array(key)
+        self.source = source.node
+        self.dropSource = source.dropAfterCopy
+        self.replicas = replicas
+        self.topology = topology
+        self.worker = worker
+        self.completion = completion
+    }
+
+    /// Starts moving `key`; `completion(found)` runs once it is in place (or was
+    /// not found). False, with no completion, when the source cannot be reached.
+    @discardableResult
+    static func start(key: UnsafeRawBufferPointer, from source: Source, replicas: ReplicaSet, topology: Topology,
+                      worker: ProxyWorker, completion: @escaping (Bool) -> Void) -> Bool {
+        guard let backend = worker.backend(for: source.node, session: nil) else { return false }
+        let migration = KeyMigration(key: key, source: source, replicas: replicas, topology: topology, worker: worker,
+                                     completion: completion)
+        backend.send(call: migration, tag: 0, shape: .single) { output in
+            output.append("mg ")
+            output.append(key)
+            output.append(" v f t\r\n")
+        }
+        return true
+    }
+
+    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
+        if tag > 0 { return copyAnswered() }
+        guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else { return finish(found: false) }
+        copiesPending = key.withUnsafeBytes { key in
+            ReplicaCopy.send(.add, key: key, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
+                             clientFlags: found.clientFlags, exptime: found.exptime, replicas: replicas,
+                             topology: topology, skipping: -1, worker: worker, call: self, firstTag: 1)
+        }
+        if copiesPending == 0 { finish(found: false) }
+    }
+
+    func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
+        if tag > 0 { return copyAnswered() }
+        finish(found: false)
+    }
+
+    private func copyAnswered() {
+        copiesPending -= 1
+        guard copiesPending == 0 else { return }
+        if dropSource, let backend = worker.backend(for: source, session: nil) {
+            key.withUnsafeBytes { key in
+                backend.send(call: worker.discard, tag: 0, shape: .single) { output in
+                    output.append("delete ")
+                    output.append(key)
+                    output.append("\r\n")
+                }
+            }
+        }
+        worker.counters.add(.warmupHits)
+        finish(found: true)
+    }
+
+    private func finish(found: Bool) {
+        guard let completion else { return }
+        self.completion = nil
+        if !found { worker.counters.add(.warmupMisses) }
+        completion(found)
+    }
+}
