@@ -4,7 +4,8 @@ import PackageDescription
 // Dependencies point one way:
 //   Buffers <- EventLoop, MemcacheProtocol (byte buffers, no I/O)
 //   EventLoop, MemcacheProtocol <- CacheNode; CacheStorage <- CacheNode only.
-// The proxy and the load generator will sit beside CacheNode on the same two foundations.
+// The proxy and the load generator sit beside CacheNode on the same two foundations:
+//   EventLoop, MemcacheProtocol <- LoadGenerator <- memcluster-bench (flags only).
 // CacheProxy's ring needs only COpenSSLCrypto (MD5); it depends on no other project module.
 let package = Package(
     name: "memcluster",
@@ -34,6 +35,7 @@ let package = Package(
         .target(name: "CacheNode", dependencies: ["EventLoop", "MemcacheProtocol", "CacheStorage"]),
         .executableTarget(name: "memcluster-node", dependencies: ["CacheNode"]),
         .target(name: "CacheProxy", dependencies: ["COpenSSLCrypto"]),
+        .target(name: "LoadGenerator", dependencies: ["EventLoop", "MemcacheProtocol"]),
 
         .testTarget(name: "BuffersTests", dependencies: ["Buffers"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
@@ -42,5 +44,6 @@ let package = Package(
         .testTarget(name: "CacheNodeTests", dependencies: ["CacheNode"]),
         // Fixtures/ is read from the source tree (see RingFixture.swift), not bundled.
         .testTarget(name: "CacheProxyTests", dependencies: ["CacheProxy"], exclude: ["Fixtures"]),
+        .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "EventLoop"]),
     ]
 )
