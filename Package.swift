@@ -13,7 +13,10 @@ let package = Package(
     products: [
         .executable(name: "memcluster-node", targets: ["memcluster-node"]),
     ],
-    dependencies: [],
+    dependencies: [
+        // Only for the load generator's latency histograms.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
     targets: [
         .systemLibrary(
             name: "CLibevent",
@@ -35,7 +38,10 @@ let package = Package(
         .target(name: "CacheNode", dependencies: ["EventLoop", "MemcacheProtocol", "CacheStorage"]),
         .executableTarget(name: "memcluster-node", dependencies: ["CacheNode"]),
         .target(name: "CacheProxy", dependencies: ["COpenSSLCrypto"]),
-        .target(name: "LoadGenerator", dependencies: ["EventLoop", "MemcacheProtocol"]),
+        .target(name: "LoadGenerator", dependencies: [
+            "EventLoop", "MemcacheProtocol",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
 
         .testTarget(name: "BuffersTests", dependencies: ["Buffers"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
