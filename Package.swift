@@ -12,9 +12,11 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "memcluster-node", targets: ["memcluster-node"]),
+        .executable(name: "memcluster-bench", targets: ["memcluster-bench"]),
     ],
     dependencies: [
-        // Only for the load generator's latency histograms.
+        // Both only for the load generator: its flags and its latency histograms.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
@@ -40,8 +42,10 @@ let package = Package(
         .target(name: "CacheProxy", dependencies: ["COpenSSLCrypto"]),
         .target(name: "LoadGenerator", dependencies: [
             "EventLoop", "MemcacheProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
+        .executableTarget(name: "memcluster-bench", dependencies: ["LoadGenerator"]),
 
         .testTarget(name: "BuffersTests", dependencies: ["Buffers"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
