@@ -402,9 +402,10 @@ final class BenchWorker: @unchecked Sendable {
             statistics.fillStored += 1
             return
         }
-        guard request.measured else { return }
         let latency = now &- request.origin
-        statistics.latencySum &+= latency
+        statistics.progressCompleted &+= 1
+        statistics.progressLatencySum &+= latency
+        guard request.measured else { return }
         statistics.lastCompletion = now
         switch request.kind {
         case .textSet, .metaSet:

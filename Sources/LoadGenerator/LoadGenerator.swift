@@ -99,7 +99,8 @@ public final class LoadGenerator {
             let seconds = Double(now - lastReport) / 1e9
             let rate = Double(completed - lastCompleted) / seconds
             let average = completed > lastCompleted ? Double(latencySum - lastLatencySum) / Double(completed - lastCompleted) / 1000 : 0
-            let phase = now < warmupEnd ? "warm-up" : "run"
+            // Named after the second the figures cover, not the moment they are printed.
+            let phase = lastReport < warmupEnd ? "warm-up" : "run"
             progressHandler?("\(phase) \(Int(Double(now - start) / 1e9)) s: \(Int(rate)) ops/s, \(completed) ops, avg \(Int(average)) us, \(errors) errors")
             lastReport = now
             lastCompleted = completed

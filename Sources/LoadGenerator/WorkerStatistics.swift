@@ -28,8 +28,10 @@ final class WorkerStatistics {
     var bytesReceived: UInt64 = 0
     var getLatency = LatencyHistogram()
     var setLatency = LatencyHistogram()
-    /// Sum of measured latencies, for the live progress line's average.
-    var latencySum: UInt64 = 0
+    /// Every completed request and its latency, warm-up included: the live progress
+    /// line's rate and average (the report uses the measured figures only).
+    var progressCompleted: UInt64 = 0
+    var progressLatencySum: UInt64 = 0
     var lastCompletion: UInt64 = 0
 
     // Open loop.
@@ -63,9 +65,9 @@ final class PublishedProgress: Sendable {
     let filled = Atomic<UInt64>(0)
 
     func publish(_ statistics: WorkerStatistics) {
-        completed.store(statistics.completed, ordering: .relaxed)
+        completed.store(statistics.progressCompleted, ordering: .relaxed)
         errors.store(statistics.errors, ordering: .relaxed)
-        latencySum.store(statistics.latencySum, ordering: .relaxed)
+        latencySum.store(statistics.progressLatencySum, ordering: .relaxed)
         filled.store(statistics.fillStored + statistics.fillFailed, ordering: .relaxed)
     }
 }
