@@ -488,7 +488,9 @@ final class BenchWorker: @unchecked Sendable {
             benchConnection.fillEnd = 0
             fillShareDone()
         }
-        if openConnections == 0 && (mode == .running || mode == .draining) { finish() }
+        if openConnections == 0 && (mode == .running || mode == .draining) { return finish() }
+        // The lost requests may have been the last ones the drain waited for.
+        if mode == .draining && outstanding == 0 && totalBacklog == 0 { finish() }
     }
 
     // MARK: Ending
@@ -530,7 +532,9 @@ final class BenchWorker: @unchecked Sendable {
     /// Main thread asked to stop early (Ctrl-C) or setup failed: end now.
     func abort() {
         for benchConnection in connections {
-            statistics.unfinished += UInt64(benchConnection.inFlight.count)
+            let lost = benchConnection.inFlight.removeAll()
+            outstanding -= lost.total
+            statistics.unfinished += UInt64(lost.measured)
         }
         finish()
     }

@@ -135,6 +135,26 @@ struct MemcachedIntegrationTests {
         #expect(report.servers.first?.version == "fake")
     }
 
+    @Test func aTimeoutDuringTheDrainEndsTheRunWhileOtherConnectionsIdle() throws {
+        // Answers 19 gets, never the 20th: the drain waits on one connection while the
+        // other has nothing out; the timeout must end the run, not leave it hanging.
+        let answered = Counter()
+        let stalling = try FakeServer { line in
+            if line == "version" { return "VERSION fake\r\n" }
+            return answered.increment() <= 19 ? "END\r\n" : ""
+        }
+        var configuration = BenchConfiguration()
+        configuration.servers = [ServerAddress(host: "127.0.0.1", port: stalling.port)]
+        configuration.connectionsPerThread = 2
+        configuration.ratio = try OperationRatio(sets: 0, gets: 1)
+        configuration.bound = .requests(20)
+        configuration.timeout = 0.3
+        let report = try LoadGenerator(configuration: configuration).run()
+        #expect(report.ops == 19)
+        #expect(report.errors.timeouts == 1 && report.errors.unfinishedRequests == 1)
+        #expect(report.errors.connectionErrors == 0)
+    }
+
     @Test func serverErrorRepliesAreCountedAndTheRunGoesOn() throws {
         let full = try FakeServer { line in
             if line == "version" { return "VERSION fake\r\n" }

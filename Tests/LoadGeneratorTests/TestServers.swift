@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import Glibc
+import Synchronization
 @testable import LoadGenerator
 
 /// A real memcached on a free loopback port, stopped by its pid.
@@ -117,4 +118,10 @@ final class FakeServer: @unchecked Sendable {
             }
         }
     }
+}
+
+final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    /// The count after this call.
+    func increment() -> Int { value.add(1, ordering: .relaxed).newValue }
 }
