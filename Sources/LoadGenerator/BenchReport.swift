@@ -113,15 +113,21 @@ public struct BenchReport: Codable, Sendable {
         public var targetRate: Double
         /// Requests due inside the measured window.
         public var scheduled: UInt64
-        /// Sent more than `late_threshold_us` after their scheduled time.
+        /// Sent more than `late_threshold_us` after their scheduled time (any cause).
         public var late: UInt64
         public var lateThresholdUs: Double
-        /// Found their connection with --pipeline requests out and waited for a reply.
+        /// Found their connection with --pipeline requests out and waited for a reply
+        /// (the server's slowness).
         public var waitedForPipeline: UInt64
         /// Due but never sent: the run ended first or their connection was gone.
         public var unsent: UInt64
-        /// How long after its scheduled time each request left (client-side delay).
-        public var sendLagUs: LatencySummary
+        /// How late the generator itself got to each scheduled request (its timer and
+        /// CPU), before any wait for the pipeline.
+        public var dispatchLagUs: LatencySummary
+        /// The generator could not keep its own schedule (dispatch lag p99 over
+        /// `late_threshold_us`): latencies include its delay, so they overstate the
+        /// server's. Give it a core of its own or a lower --rate.
+        public var generatorBehind: Bool
     }
 }
 

@@ -155,7 +155,7 @@ public final class LoadGenerator {
         // Safe to read every worker's statistics: their threads have been joined.
         var getLatency = LatencyHistogram()
         var setLatency = LatencyHistogram()
-        var sendLag = LatencyHistogram()
+        var dispatchLag = LatencyHistogram()
         let total = WorkerStatistics()
         var lastCompletion: UInt64 = 0
         var cpu = CPUTime()
@@ -163,7 +163,7 @@ public final class LoadGenerator {
             let s = worker.statistics
             getLatency.add(s.getLatency)
             setLatency.add(s.setLatency)
-            sendLag.add(s.sendLag)
+            dispatchLag.add(s.dispatchLag)
             total.add(s)
             lastCompletion = max(lastCompletion, s.lastCompletion)
             cpu = cpu + s.cpu
@@ -177,10 +177,11 @@ public final class LoadGenerator {
         fillReport?.stored = total.fillStored
         fillReport?.failed = total.fillFailed
         let openLoop = configuration.rate.map { rate in
-            BenchReport.OpenLoopReport(targetRate: rate, scheduled: total.scheduled, late: total.late,
-                                       lateThresholdUs: Double(WorkerStatistics.lateThreshold) / 1000,
-                                       waitedForPipeline: total.waitedForPipeline, unsent: total.unsent,
-                                       sendLagUs: sendLag.summary)
+            let lag = dispatchLag.summary
+            let threshold = Double(WorkerStatistics.lateThreshold) / 1000
+            return BenchReport.OpenLoopReport(targetRate: rate, scheduled: total.scheduled, late: total.late,
+                                              lateThresholdUs: threshold, waitedForPipeline: total.waitedForPipeline,
+                                              unsent: total.unsent, dispatchLagUs: lag, generatorBehind: lag.p99 > threshold)
         }
         return BenchReport(
             config: BenchReport.ReportConfiguration(configuration),

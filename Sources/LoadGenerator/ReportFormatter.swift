@@ -55,7 +55,11 @@ public enum ReportFormatter {
         if let first = errors.firstServerError { lines.append("  first server error: \(first)") }
         if let first = errors.firstVerifyFailure { lines.append("  first verify failure: \(first)") }
         if let open = report.openLoop {
-            lines.append("open loop: \(open.scheduled) scheduled at \(format(open.targetRate, 0)) req/s; \(open.late) sent > \(format(open.lateThresholdUs / 1000, 0)) ms late, \(open.waitedForPipeline) waited for the pipeline, \(open.unsent) unsent; send lag p50 \(format(open.sendLagUs.p50, 1)) us, p99 \(format(open.sendLagUs.p99, 1)) us, max \(format(open.sendLagUs.max, 1)) us")
+            lines.append("open loop: \(open.scheduled) scheduled at \(format(open.targetRate, 0)) req/s; \(open.late) sent > \(format(open.lateThresholdUs / 1000, 0)) ms late, \(open.waitedForPipeline) waited for the pipeline, \(open.unsent) unsent")
+            lines.append("generator's own dispatch lag: p50 \(format(open.dispatchLagUs.p50, 1)) us, p99 \(format(open.dispatchLagUs.p99, 1)) us, max \(format(open.dispatchLagUs.max, 1)) us")
+            if open.generatorBehind {
+                lines.append("WARNING: the load generator fell behind its own schedule (dispatch lag p99 over \(format(open.lateThresholdUs / 1000, 0)) ms); the latencies include its delay. Give it a core of its own or lower --rate.")
+            }
         }
         let cpu = report.clientCpu
         lines.append("client CPU: \(format(cpu.usPerRequest, 2)) us/request (user \(format(cpu.userSeconds, 2)) s, system \(format(cpu.systemSeconds, 2)) s over the measured window)")

@@ -42,7 +42,8 @@ final class WorkerStatistics {
     var waitedForPipeline: UInt64 = 0
     /// Scheduled but never sent (run ended first, or the connection was gone).
     var unsent: UInt64 = 0
-    var sendLag = LatencyHistogram()
+    /// How long after its scheduled time the generator got to each slot.
+    var dispatchLag = LatencyHistogram()
 
     // --fill.
     var fillStored: UInt64 = 0

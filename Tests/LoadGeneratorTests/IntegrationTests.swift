@@ -82,6 +82,7 @@ struct MemcachedIntegrationTests {
         let report = try LoadGenerator(configuration: configuration).run()
         let open = try #require(report.openLoop)
         #expect(open.scheduled == 1_000 && open.unsent == 0)
+        #expect(open.dispatchLagUs.count == 1_000)
         #expect(report.ops == 1_000 && report.errors.total == 0)
         // 1000 requests at 4000/s take a quarter of a second, not less.
         #expect(report.durationSeconds > 0.24 && report.durationSeconds < 2)

@@ -31,7 +31,8 @@ extension BenchReport {
             bytes: ByteReport(sent: 10, received: 20),
             clientCpu: CPUReport(userSeconds: 0.001, systemSeconds: 0.002, usPerRequest: 3, processTotalSeconds: 0.01),
             openLoop: openLoop ? OpenLoopReport(targetRate: 1000, scheduled: 1000, late: 1, lateThresholdUs: 1000,
-                                                waitedForPipeline: 2, unsent: 0, sendLagUs: LatencySummary()) : nil,
+                                                waitedForPipeline: 2, unsent: 0, dispatchLagUs: LatencySummary(),
+                                                generatorBehind: false) : nil,
             interrupted: false)
     }
 }
@@ -64,7 +65,8 @@ extension BenchReport {
     @Test func openLoopRunsReportTheirSchedule() throws {
         let object = try jsonObject(try .sample(openLoop: true))
         let open = try #require(object["open_loop"] as? [String: Any])
-        #expect(Set(open.keys) == ["target_rate", "scheduled", "late", "late_threshold_us", "waited_for_pipeline", "unsent", "send_lag_us"])
+        #expect(Set(open.keys) == ["target_rate", "scheduled", "late", "late_threshold_us", "waited_for_pipeline", "unsent",
+                                   "dispatch_lag_us", "generator_behind"])
     }
 
     @Test func tableShowsEveryOperationType() throws {
