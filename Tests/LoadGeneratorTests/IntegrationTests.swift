@@ -76,7 +76,8 @@ struct MemcachedIntegrationTests {
         defer { server.stop() }
         var configuration = BenchConfiguration()
         configuration.servers = [server.address]
-        configuration.connectionsPerThread = 4
+        configuration.threads = 2
+        configuration.connectionsPerThread = 2
         configuration.rate = 4_000
         configuration.bound = .requests(1_000)
         let report = try LoadGenerator(configuration: configuration).run()
@@ -86,6 +87,22 @@ struct MemcachedIntegrationTests {
         #expect(report.ops == 1_000 && report.errors.total == 0)
         // 1000 requests at 4000/s take a quarter of a second, not less.
         #expect(report.durationSeconds > 0.24 && report.durationSeconds < 2)
+    }
+
+    @Test func theCommandLineWritesItsJSONReport() throws {
+        let server = try MemcachedProcess()
+        defer { server.stop() }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memcluster-bench-\(server.port).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let command = try BenchCommand.parse([
+            "--server", server.address.description, "-c", "2", "--requests", "200", "--fill", "--keys", "100",
+            "--no-progress", "--json", path,
+        ])
+        try command.run()
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        #expect(object["ops"] as? Int == 200)
+        #expect(object["hit_ratio"] as? Double == 1)
+        #expect((object["errors"] as? [String: Any])?["total"] as? Int == 0)
     }
 }
 
