@@ -3,15 +3,16 @@ import PackageDescription
 
 // Dependencies point one way:
 //   Buffers <- EventLoop, MemcacheProtocol (byte buffers, no I/O)
-//   EventLoop, MemcacheProtocol <- CacheNode; CacheStorage <- CacheNode only.
-// The proxy and the load generator will sit beside CacheNode on the same two foundations.
-// CacheProxy's ring needs only COpenSSLCrypto (MD5); it depends on no other project module.
+//   EventLoop, MemcacheProtocol <- CacheNode, CacheProxy, LoadGenerator
+//   CacheStorage <- CacheNode only; COpenSSLCrypto (MD5 for the ring) <- CacheProxy only
+//   each program (memcluster-node, -proxy, -bench) is a thin main over its module.
 let package = Package(
     name: "memcluster",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "memcluster-node", targets: ["memcluster-node"]),
         .executable(name: "memcluster-proxy", targets: ["memcluster-proxy"]),
+        .executable(name: "memcluster-bench", targets: ["memcluster-bench"]),
     ],
     dependencies: [
         // YAML for the proxy's configuration file.
@@ -20,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         // The proxy's and the load generator's command lines.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The load generator's latency histograms.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(
@@ -50,6 +53,12 @@ let package = Package(
             "CacheProxy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .target(name: "LoadGenerator", dependencies: [
+            "EventLoop", "MemcacheProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
+        .executableTarget(name: "memcluster-bench", dependencies: ["LoadGenerator"]),
 
         .testTarget(name: "BuffersTests", dependencies: ["Buffers"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
@@ -58,5 +67,6 @@ let package = Package(
         .testTarget(name: "CacheNodeTests", dependencies: ["CacheNode"]),
         // Fixtures/ is read from the source tree (see RingFixture.swift), not bundled.
         .testTarget(name: "CacheProxyTests", dependencies: ["CacheProxy"], exclude: ["Fixtures"]),
+        .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "EventLoop"]),
     ]
 )

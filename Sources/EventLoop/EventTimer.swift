@@ -23,6 +23,13 @@ public final class EventTimer {
     /// Arms the timer (again); a pending one-shot is pushed back by a full interval.
     public func start() { event_add(event, &interval) }
 
+    /// Arms the timer to fire after `microseconds`, whatever its interval (for
+    /// deadlines finer than a millisecond; see `EventLoop(preciseTimers:)`).
+    public func start(afterMicroseconds microseconds: Int) {
+        var delay = timeval(tv_sec: microseconds / 1_000_000, tv_usec: microseconds % 1_000_000)
+        event_add(event, &delay)
+    }
+
     public func stop() { event_del(event) }
 
     public func setInterval(milliseconds: Int) {

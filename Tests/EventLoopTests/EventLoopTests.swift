@@ -87,6 +87,26 @@ private enum Client {
         loop.execute { timerBox.value?.stop(); timerBox.value = nil }
     }
 
+    @Test func firesSubMillisecondOneShotTimersOnAPreciseLoop() async throws {
+        let loop = try EventLoop(preciseTimers: true)
+        let thread = Task.detached { loop.run() }
+        defer { loop.stop() }
+        let fired = Atomic<Int>(0)
+        let timerBox = Box<EventTimer?>(nil)
+        loop.execute {
+            let timer = EventTimer(loop: loop, milliseconds: 0, repeating: false) {
+                if fired.add(1, ordering: .relaxed).newValue < 3 { timerBox.value?.start(afterMicroseconds: 200) }
+            }
+            timer.start(afterMicroseconds: 200)
+            timerBox.value = timer
+        }
+        for _ in 0..<500 where fired.load(ordering: .relaxed) < 3 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(fired.load(ordering: .relaxed) == 3)
+        loop.execute { timerBox.value = nil }
+        loop.stop()
+        await thread.value
+    }
+
     @Test func servesConnectionsThroughAHandler() async throws {
         let loop = try EventLoopThread.start(name: "test-echo")
         defer { loop.stop() }

@@ -1,0 +1,4 @@
+// Flags -> configuration -> run -> report; everything lives in LoadGenerator.
+import LoadGenerator
+
+BenchCommand.main()
