@@ -10,8 +10,8 @@ final class ClientConnection: ConnectionHandler {
     // unowned(unsafe): the worker outlives every connection it owns, and a
     // checked unowned reference costs a retain and release per use.
     private unowned(unsafe) let worker: NodeWorker
-    /// Bytes of a rejected data block still to be discarded as they arrive.
-    private var swallowRemaining = 0
+    /// Framing state across reads (a refused data block being dropped).
+    private var stream: RequestStream
     /// Set once the connection is closing; later input is ignored.
     private var finished = false
     /// Nothing has been read yet: the first byte tells the protocol.
@@ -26,6 +26,7 @@ final class ClientConnection: ConnectionHandler {
     init(worker: NodeWorker) {
         self.worker = worker
         self.lastActive = worker.context.clock.now
+        self.stream = RequestStream(parser: worker.parser)
     }
 
     func connectionReadable(_ connection: Connection) {
@@ -64,40 +65,27 @@ final class ClientConnection: ConnectionHandler {
         var request = Request(command: .get)
         var consumed = 0
         var needed: Int? = nil
-        parsing: while consumed < input.count {
-            if swallowRemaining > 0 {
-                let dropped = min(swallowRemaining, input.count - consumed)
-                swallowRemaining -= dropped
-                consumed += dropped
-                continue
-            }
+        parsing: while true {
             if isBackedUp(connection) {
                 connection.pauseReading()
                 break
             }
             // Safe because `input` stays valid: only `output` changes while parsing.
-            let pending = UnsafeRawBufferPointer(rebasing: input[consumed...])
-            switch worker.parser.parse(pending, into: &request) {
-            case .request:
-                consumed += request.length
-                switch worker.processor.execute(request, in: pending, output: &connection.output) {
-                case .proceed:
-                    continue
-                case .close:
+            switch stream.next(input, consumed: &consumed, into: &request) {
+            case .request(let start):
+                let bytes = UnsafeRawBufferPointer(rebasing: input[start...])
+                if worker.processor.execute(request, in: bytes, output: &connection.output) == .close {
                     finish(connection)
                     break parsing
                 }
             case .needMoreData(let totalLength):
                 needed = totalLength
                 break parsing
-            case .invalid(let error, let consume, let swallow, let quiet):
+            case .invalid(let error, let quiet):
                 if !quiet { worker.processor.replyError(error, output: &connection.output) }
-                consumed += consume
-                swallowRemaining = swallow
-            case .tooLarge(let consume, let swallow):
-                worker.processor.rejectTooLarge(request, in: pending, output: &connection.output)
-                consumed += consume
-                swallowRemaining = swallow
+            case .tooLarge(let start):
+                worker.processor.rejectTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]),
+                                                output: &connection.output)
             case .close:
                 finish(connection)
                 break parsing

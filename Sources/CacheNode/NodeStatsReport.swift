@@ -13,23 +13,18 @@ struct NodeStatsReport {
 
     func general() -> [(String, String)] {
         let now = context.clock
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let process = ProcessUsage.statsLines()
         let storage = context.storage.statistics()
         func total(_ counter: Counter) -> String { String(context.total(counter)) }
-        func rusageText(_ time: timeval) -> String {
-            let micros = String(time.tv_usec)
-            return "\(time.tv_sec).\(String(repeating: "0", count: max(0, 6 - micros.count)))\(micros)"
-        }
         return [
-            ("pid", String(getpid())),
+            ("pid", process.pid),
             ("uptime", String(uptime)),
             ("time", String(now.unixNow)),
             ("version", NodeFlags.version),
             ("libevent", EventLoop.libeventVersion),
             ("pointer_size", String(8 * MemoryLayout<UnsafeRawPointer>.size)),
-            ("rusage_user", rusageText(usage.ru_utime)),
-            ("rusage_system", rusageText(usage.ru_stime)),
+            ("rusage_user", process.user),
+            ("rusage_system", process.system),
             ("max_connections", String(context.settings.maxConnections)),
             ("curr_connections", String(context.currentConnections.load(ordering: .relaxed))),
             ("total_connections", String(context.totalConnections.load(ordering: .relaxed))),

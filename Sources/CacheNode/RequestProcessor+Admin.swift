@@ -183,9 +183,6 @@ extension RequestProcessor {
     }
 
     private func append(_ lines: [(String, String)], output: inout ByteBuffer) {
-        var text = ""
-        for (name, value) in lines { text += "STAT \(name) \(value)\r\n" }
-        text += "END\r\n"
-        output.append(string: text)
+        output.append(string: StatsReply.render(lines))
     }
 }

@@ -11,8 +11,8 @@ final class ClientSession: ConnectionHandler {
     private(set) var connection: Connection?
     private var slots = RingQueue<ReplySlot>(capacity: 16)
     private var spareSlots: [ReplySlot] = []
-    private let parser: RequestParser
-    private var swallowRemaining = 0
+    /// Framing state across reads (a refused data block being dropped).
+    private var stream: RequestStream
     /// A close is pending (quit, or a stream that cannot be framed): read nothing more.
     private var finished = false
     private var flushQueued = false
@@ -35,7 +35,8 @@ final class ClientSession: ConnectionHandler {
     init(worker: ProxyWorker) {
         self.worker = worker
         let configuration = worker.topology.configuration
-        parser = RequestParser(limits: RequestLimits(maxKeyLength: 250, itemSizeMax: configuration.itemSizeMax, casEnabled: true))
+        stream = RequestStream(parser: RequestParser(limits: RequestLimits(maxKeyLength: 250, itemSizeMax: configuration.itemSizeMax,
+                                                                           casEnabled: true)))
         affinity = worker.nextAffinity()
     }
 
@@ -77,28 +78,16 @@ final class ClientSession: ConnectionHandler {
         var request = Request(command: .get)
         var consumed = 0
         var needed: Int?
-        parsing: while consumed < input.count {
-            if swallowRemaining > 0 {
-                let dropped = min(swallowRemaining, input.count - consumed)
-                swallowRemaining -= dropped
-                consumed += dropped
-                continue
-            }
-            if isBackedUp(connection) {
-                connection.pauseReading()
-                break
-            }
-            if holdingSlot != nil {
+        parsing: while true {
+            if isBackedUp(connection) || holdingSlot != nil {
                 connection.pauseReading()
                 break
             }
             // Safe because `input` stays valid: routing copies what it keeps.
-            let pending = UnsafeRawBufferPointer(rebasing: input[consumed...])
-            switch parser.parse(pending, into: &request) {
-            case .request:
-                consumed += request.length
+            switch stream.next(input, consumed: &consumed, into: &request) {
+            case .request(let start):
                 let slot = newSlot()
-                Router.route(request, in: pending, slot: slot, session: self)
+                Router.route(request, in: UnsafeRawBufferPointer(rebasing: input[start...]), slot: slot, session: self)
                 if slot.closesSession {
                     finished = true
                     break parsing
@@ -106,18 +95,14 @@ final class ClientSession: ConnectionHandler {
             case .needMoreData(let total):
                 needed = total
                 break parsing
-            case .invalid(let error, let consume, let swallow, let quiet):
-                consumed += consume
-                swallowRemaining = swallow
+            case .invalid(let error, let quiet):
                 worker.counters.add(.clientErrors)
                 let slot = newSlot()
                 if quiet { slot.complete() } else { slot.complete(line: error.line) }
-            case .tooLarge(let consume, let swallow):
-                consumed += consume
-                swallowRemaining = swallow
+            case .tooLarge(let start):
                 let slot = newSlot()
                 // As memcached: a value that can never be stored also removes the old one.
-                Router.routeTooLarge(request, in: pending, slot: slot, session: self)
+                Router.routeTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]), slot: slot, session: self)
             case .close:
                 let slot = newSlot()
                 slot.closesSession = true

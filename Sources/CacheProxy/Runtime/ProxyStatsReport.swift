@@ -1,3 +1,4 @@
+import EventLoop
 import Glibc
 import MemcacheProtocol
 
@@ -25,20 +26,19 @@ enum ProxyStatsReport {
     }
 
     static func general(_ context: ProxyContext) -> [(String, String)] {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let process = ProcessUsage.statsLines()
         let now = Int64(time(nil))
         func total(_ counter: ProxyCounter) -> String { String(context.total(counter)) }
         let topology = context.topology
         let live = topology.nodes.filter(\.isUp).count
         return [
-            ("pid", String(getpid())),
+            ("pid", process.pid),
             ("uptime", String(now - context.startedAt)),
             ("time", String(now)),
             ("version", version),
             ("pointer_size", String(8 * MemoryLayout<UnsafeRawPointer>.size)),
-            ("rusage_user", "\(usage.ru_utime.tv_sec).\(String(format6(usage.ru_utime.tv_usec)))"),
-            ("rusage_system", "\(usage.ru_stime.tv_sec).\(String(format6(usage.ru_stime.tv_usec)))"),
+            ("rusage_user", process.user),
+            ("rusage_system", process.system),
             ("max_connections", String(topology.configuration.maxConnections)),
             ("curr_connections", String(context.currentConnections.load(ordering: .relaxed))),
             ("total_connections", total(.totalConnections)),
@@ -123,21 +123,13 @@ enum ProxyStatsReport {
             ("maxconns", String(configuration.maxConnections)),
         ]
     }
-
-    private static func format6(_ micros: Int) -> String {
-        let text = String(micros)
-        return String(repeating: "0", count: max(0, 6 - text.count)) + text
-    }
 }
 
 extension ReplySlot {
     /// Completes with `STAT <name> <value>` lines and `END`.
     func complete(lines: [(String, String)]) {
-        var text = ""
-        for (name, value) in lines { text += "STAT \(name) \(value)\r\n" }
-        text += "END\r\n"
         reply.removeAll()
-        reply.append(string: text)
+        reply.append(string: StatsReply.render(lines))
         complete()
     }
 }
