@@ -4,9 +4,12 @@ import CLibevent
 /// iteration has been handled, however many times it was scheduled meanwhile.
 ///
 /// A proxy worker uses it to flush: twenty clients' requests read in one
-/// iteration leave for a node in one write instead of twenty. libevent runs
-/// active events lowest priority number first, and this event has the lowest
-/// priority, so it waits for the iteration's I/O callbacks. Loop thread only.
+/// iteration leave for a node in one write instead of twenty. libevent queues
+/// every event that epoll reported ready before it runs any callback; this
+/// event, activated from inside a callback, joins the end of that queue, so it
+/// runs after the iteration's I/O callbacks and before the next epoll_wait.
+/// (At a lower priority it would wait for a whole extra iteration: libevent
+/// runs one priority level per iteration.) Loop thread only.
 public final class DeferredTask {
     private var event: OpaquePointer?
     private let action: () -> Void
@@ -16,7 +19,6 @@ public final class DeferredTask {
         self.action = action
         // The task outlives its event (freed in deinit), so the context is unretained.
         event = event_new(loop.base, -1, 0, deferredTaskCallback, Unmanaged.passUnretained(self).toOpaque())
-        event_priority_set(event, EventLoop.deferredPriority)
     }
 
     deinit { if let event { event_free(event) } }

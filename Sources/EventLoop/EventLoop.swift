@@ -27,9 +27,6 @@ public final class EventLoop: @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let stopped = Atomic<Bool>(false)
 
-    static let priorityCount: Int32 = 3
-    static let deferredPriority: Int32 = 2
-
     /// The libevent version in use, for `stats`.
     public static var libeventVersion: String { String(cString: event_get_version()) }
 
@@ -44,9 +41,6 @@ public final class EventLoop: @unchecked Sendable {
         event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue))
         if preciseTimers { event_config_set_flag(config, Int32(EVENT_BASE_FLAG_PRECISE_TIMER.rawValue)) }
         guard let base = event_base_new_with_config(config) else { throw SystemCallError("event_base_new", errno: ENOMEM) }
-        // Three priorities: I/O and timers run at the default (1); a `DeferredTask`
-        // runs at 2, after every ready event of the loop iteration (see there).
-        event_base_priority_init(base, EventLoop.priorityCount)
         self.base = base
         let fd = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
         guard fd >= 0 else {
