@@ -1,7 +1,7 @@
 // KetamaRing lookups as the proxy routes every key: owner(of:) and
 // replicaSet(of:count: 2) over rings of 3 and 30 nodes (libmemcached-weighted
 // ketama: MD5 of the key, binary search over 160 points per node), 32-byte keys in a
-// shuffled order. Time is per lookup (scalingFactor .kilo). Lookups must not
+// shuffled order; `hash-only` is the key's MD5 alone. Time is per lookup (scalingFactor .kilo). Lookups must not
 // allocate: Thresholds/RingBenchmarks.*.p90.json hold mallocCountTotal = 0.
 
 import Benchmark
@@ -35,6 +35,20 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 10_000,
         thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])]
     )
+
+    // The key's hash alone (MD5 of 32 bytes), to see what the ring search adds to it.
+    let hashRing = makeRing(nodes: 3)
+    let hashCursor = Cursor()
+    Benchmark("hash-only") { benchmark in
+        var position = hashCursor.position
+        var sum: UInt32 = 0
+        for _ in benchmark.scaledIterations {
+            sum &+= hashRing.hash(of: keys.key(order[position]))
+            position = position &+ 1 == keys.count ? 0 : position &+ 1
+        }
+        hashCursor.position = position
+        blackHole(sum)
+    }
 
     for nodeCount in [3, 30] {
         let ring = makeRing(nodes: nodeCount)
