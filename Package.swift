@@ -13,6 +13,11 @@ let package = Package(
         .executable(name: "memcluster-node", targets: ["memcluster-node"]),
         .executable(name: "memcluster-proxy", targets: ["memcluster-proxy"]),
         .executable(name: "memcluster-bench", targets: ["memcluster-bench"]),
+        // Libraries for packages that build on the modules, e.g. Benchmarks/ (micro-benchmarks).
+        .library(name: "Buffers", targets: ["Buffers"]),
+        .library(name: "MemcacheProtocol", targets: ["MemcacheProtocol"]),
+        .library(name: "CacheStorage", targets: ["CacheStorage"]),
+        .library(name: "CacheProxy", targets: ["CacheProxy"]),
     ],
     dependencies: [
         // YAML for the proxy's configuration file.
