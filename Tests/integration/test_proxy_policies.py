@@ -30,7 +30,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import socket
 import threading
 import time
 
