@@ -64,6 +64,20 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "c
         time.sleep(interval)
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of `pid` is in state T (stopped) or t (traced)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+        for tid in tids:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state not in ("T", "t"):
+                return False
+    except FileNotFoundError:
+        return False
+    return bool(tids)
+
+
 # --------------------------------------------------------------------------
 # Network namespaces (for a real link cut)
 # --------------------------------------------------------------------------
@@ -437,8 +451,14 @@ class Cluster:
         self.nodes[i] = srv
         return srv
 
-    def sigstop(self, i: int) -> None:
-        os.kill(self.nodes[i].pid, signal.SIGSTOP)
+    def sigstop(self, i: int, timeout: float = 2.0) -> None:
+        """SIGSTOP node i and wait until every thread of it is stopped:
+        kill() returns before the stop takes effect, and a request sent at
+        once is otherwise still answered about one time in ten."""
+        pid = self.nodes[i].pid
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: all_threads_stopped(pid), timeout, interval=0.001,
+                   what=f"every thread of node {i} (pid {pid}) stopped after SIGSTOP")
 
     def sigcont(self, i: int) -> None:
         os.kill(self.nodes[i].pid, signal.SIGCONT)
