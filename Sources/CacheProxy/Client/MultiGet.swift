@@ -29,6 +29,8 @@ final class MultiGet {
     /// Keys missed in the first round are moved from where they still are (see
     /// KeyMigration) once, then asked for again.
     private var migrationDone = false
+    /// With miss_failover, keys still missing are asked of their next replica once.
+    private var missFailoverDone = false
     private var migrationsPending = 0
     private var migrated: [Int] = []
 
@@ -86,7 +88,7 @@ final class MultiGet {
             let batchIndex = firstNewBatch
             firstNewBatch += 1
             let batch = batches[batchIndex]
-            guard batchIndex < 0xFFF, let backend = slot.worker.backend(for: batch.node, session: slot.session) else {
+            guard batchIndex < 0x7FF, let backend = slot.worker.backend(for: batch.node, session: slot.session) else {
                 failBatch(batchIndex)
                 continue
             }
@@ -172,6 +174,23 @@ final class MultiGet {
         return migrationsPending > 0
     }
 
+    /// miss_failover: every key still missing is asked of its next live replica.
+    private func retryMissesOnReplicas() -> Bool {
+        guard let topology = slot.topology, topology.configuration.missFailover else { return false }
+        var retry: [Int] = []
+        for index in 0..<keys.count where found[index] == nil {
+            // A miss stays a miss when no other replica is up to ask.
+            let set = replicaSets[index]
+            guard let next = ((attempts[index] + 1)..<set.count).first(where: { topology.nodes[set[$0]].isUp }) else { continue }
+            attempts[index] = next
+            retry.append(index)
+        }
+        guard !retry.isEmpty else { return false }
+        slot.worker.counters.add(.missFailovers, UInt64(retry.count))
+        send(retry)
+        return outstanding > 0
+    }
+
     /// The second round: the keys just moved, from their owners.
     private func askAgainForMigrated() {
         for index in migrated { attempts[index] = 0 }
@@ -184,6 +203,10 @@ final class MultiGet {
         if !migrationDone {
             migrationDone = true
             if startMigrations() { return }
+        }
+        if !missFailoverDone {
+            missFailoverDone = true
+            if retryMissesOnReplicas() { return }
         }
         let counters = slot.worker.counters
         slot.reply.removeAll()

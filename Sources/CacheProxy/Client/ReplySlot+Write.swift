@@ -19,7 +19,7 @@ extension ReplySlot {
             }
             positions.append(.pending)
             outstanding += 1
-            backend.send(call: self, tag: tag(position: position), shape: .single) { output in
+            backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: .single) { output in
                 output.append(request.readableBytes)
             }
         }
@@ -41,7 +41,7 @@ extension ReplySlot {
                 while positions.count < position { positions.append(.notSent) }
                 positions.append(.pending)
                 outstanding = 1
-                backend.send(call: self, tag: tag(position: position), shape: .single) { output in
+                backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: .single) { output in
                     output.append(request.readableBytes)
                 }
                 return
@@ -65,9 +65,6 @@ extension ReplySlot {
 
     func writeFailed(position: Int, node: BackendNode, failure: BackendFailure) {
         guard position < positions.count else { return }
-        // The node may or may not have applied the write: were it to serve again
-        // unflushed, it could return the value this write replaced.
-        if failure != .nodeDown && node.markDownAfterMissedWrite() { worker.nodeMarkedDown(node) }
         positions[position] = .failed
         outstanding -= 1
         finishWriteIfDecided()
@@ -135,7 +132,7 @@ extension ReplySlot {
         for node in topology.nodes {
             guard let backend = worker.backend(for: node, session: session) else { continue }
             outstanding += 1
-            backend.send(call: self, tag: tag(position: 0), shape: .single) { output in
+            backend.send(call: self, tag: tag(position: 0) | ReplySlot.writeTagBit, shape: .single) { output in
                 output.append(request.readableBytes)
             }
         }

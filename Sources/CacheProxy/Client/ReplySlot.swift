@@ -117,8 +117,11 @@ final class ReplySlot: BackendCall {
     /// The tag sent with a call: the slot's generation, and in the low bits the
     /// replica position (or a multi-get batch) the call went to.
     @inline(__always) func tag(position: Int) -> Int { generation << 12 | position }
+    /// Marks a call that changes data, so its failure is acted on even after the
+    /// client got its answer (write_policy primary) or the slot moved on.
+    static let writeTagBit = 1 << 11
     @inline(__always) func isCurrent(_ tag: Int) -> Bool { tag >> 12 == generation }
-    @inline(__always) static func position(of tag: Int) -> Int { tag & 0xFFF }
+    @inline(__always) static func position(of tag: Int) -> Int { tag & 0x7FF }
 
     /// The request's key bytes (valid until the slot is reused).
     var keyBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: request.readableBytes[key]) }
@@ -169,6 +172,9 @@ final class ReplySlot: BackendCall {
     }
 
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
+        // The node may or may not have applied a write: were it to serve again
+        // unflushed, it could return the value this write replaced.
+        if tag & ReplySlot.writeTagBit != 0 { BackendNode.missedWrite(on: node, failure: failure, worker: worker) }
         guard isCurrent(tag), !isComplete else { return }
         switch work {
         case .read:

@@ -27,8 +27,8 @@ final class ProxyWorker: @unchecked Sendable {
     /// Flushes what this iteration gathered; created on the loop thread at first use.
     private lazy var flushTask = DeferredTask(loop: loop) { [unowned self] in flushPending() }
     private var affinityCounter = 0
-    /// Replies nobody waits for (copies to other replicas) land here.
-    private(set) lazy var discard = DiscardCall()
+    /// Replies nobody waits for (copies to other replicas, deletes of moved keys) land here.
+    private(set) lazy var discard = DiscardCall(worker: self)
 
     init(loop: EventLoop, index: Int, context: ProxyContext, onNodeDown: @escaping @Sendable (BackendNode) -> Void) {
         self.loop = loop
@@ -211,9 +211,18 @@ final class BackendPool {
     }
 }
 
-/// Receives replies nobody waits for (the copy of a CAS result to the other
-/// replicas); their failures still count against the node.
+/// Receives replies nobody waits for: the writes the proxy makes on its own
+/// (a CAS result copied to the other replicas, a moved key deleted at its old
+/// owner). Such a write that fails leaves the node possibly stale, so it marks
+/// the node down like any other missed write.
 final class DiscardCall: BackendCall {
+    private unowned let worker: ProxyWorker
+
+    init(worker: ProxyWorker) { self.worker = worker }
+
     func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {}
-    func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {}
+
+    func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
+        BackendNode.missedWrite(on: node, failure: failure, worker: worker)
+    }
 }
