@@ -28,7 +28,7 @@ let package = Package(
         // Proves the malloc counter counts (see Control/ControlBenchmarks.swift).
         benchmarkTarget("ControlBenchmarks", path: "Control", products: []),
         // Workload helpers (keys, streams, access order) shared by the benchmarks.
-        .target(name: "BenchmarkSupport", path: "Support"),
+        .target(name: "BenchmarkSupport", dependencies: [.product(name: "Benchmark", package: "benchmark")], path: "Support"),
     ]
 )
 

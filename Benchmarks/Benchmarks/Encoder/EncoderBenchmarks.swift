@@ -74,14 +74,7 @@ enum EncoderInputs {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .mallocCountTotal],
-        warmupIterations: 10,
-        scalingFactor: .kilo,
-        maxDuration: .seconds(1),
-        maxIterations: 10_000,
-        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])]
-    )
+    Benchmark.defaultConfiguration = .zeroAllocation
 
     let keyCount = EncoderInputs.keys.count
     for kind in EncoderInputs.kinds {

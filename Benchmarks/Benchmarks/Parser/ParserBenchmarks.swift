@@ -55,15 +55,7 @@ enum ParserInputs {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .mallocCountTotal],
-        warmupIterations: 10,
-        scalingFactor: .kilo,
-        maxDuration: .seconds(1),
-        maxIterations: 10_000,
-        // Any allocation at all is a regression (the stored p90 is 0).
-        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])]
-    )
+    Benchmark.defaultConfiguration = .zeroAllocation
 
     var streams: [(String, ByteStream)] = ParserInputs.kinds.map { kind in
         (kind.name, ParserInputs.stream(kind.make, expect: { _ in kind.command }))

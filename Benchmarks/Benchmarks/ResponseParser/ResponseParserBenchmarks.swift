@@ -69,14 +69,7 @@ enum ResponseInputs {
 }
 
 let benchmarks: @Sendable () -> Void = {
-    Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .mallocCountTotal],
-        warmupIterations: 10,
-        scalingFactor: .kilo,
-        maxDuration: .seconds(1),
-        maxIterations: 10_000,
-        thresholds: [.mallocCountTotal: .init(absolute: [.p90: 0])]
-    )
+    Benchmark.defaultConfiguration = .zeroAllocation
 
     var streams = ResponseInputs.kinds.map { ($0.name, ResponseInputs.stream($0.make)) }
     let kinds = ResponseInputs.kinds
