@@ -74,9 +74,14 @@ final class HealthMonitor {
     }
 
     private func scheduleProbe(_ tracking: Tracking, after milliseconds: Int) {
+        schedule(tracking, after: milliseconds) { monitor, tracking in monitor.probe(tracking) }
+    }
+
+    /// Runs the node's next step after a delay (one timer per node, replaced each time).
+    private func schedule(_ tracking: Tracking, after milliseconds: Int, _ step: @escaping (HealthMonitor, Tracking) -> Void) {
         tracking.timer?.stop()
         let timer = EventTimer(loop: loop, milliseconds: milliseconds, repeating: false) { [unowned self, unowned tracking] in
-            probe(tracking)
+            step(self, tracking)
         }
         timer.start()
         tracking.timer = timer
@@ -99,12 +104,7 @@ final class HealthMonitor {
     }
 
     private func scheduleFlush(_ tracking: Tracking) {
-        tracking.timer?.stop()
-        let timer = EventTimer(loop: loop, milliseconds: tracking.holdMilliseconds, repeating: false) { [unowned self, unowned tracking] in
-            flush(tracking)
-        }
-        timer.start()
-        tracking.timer = timer
+        schedule(tracking, after: tracking.holdMilliseconds) { monitor, tracking in monitor.flush(tracking) }
     }
 
     private func flush(_ tracking: Tracking) {
