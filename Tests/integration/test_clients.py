@@ -19,7 +19,31 @@ EXISTS = "EXISTS"
 CAS_FAILED = "CAS_FAILED"   # python-memcached cannot tell EXISTS from NOT_FOUND
 
 
-class PymemcacheAdapter:
+class ForwardingAdapter:
+    """The commands every library takes as memcached does, passed on as is;
+    `_result` maps the library's answer where it needs mapping."""
+    _result = staticmethod(lambda answer: answer)
+
+    def delete(self, k):
+        return self._result(self.c.delete(k))
+
+    def add(self, k, v):
+        return self._result(self.c.add(k, v))
+
+    def replace(self, k, v):
+        return self._result(self.c.replace(k, v))
+
+    def append(self, k, v):
+        return self._result(self.c.append(k, v))
+
+    def prepend(self, k, v):
+        return self._result(self.c.prepend(k, v))
+
+    def touch(self, k, exp):
+        return self._result(self.c.touch(k, exp))
+
+
+class PymemcacheAdapter(ForwardingAdapter):
     name = "pymemcache"
 
     def __init__(self, host, port):
@@ -51,26 +75,8 @@ class PymemcacheAdapter:
     def decr(self, k, n):
         return self.c.decr(k, n)
 
-    def delete(self, k):
-        return self.c.delete(k)
 
-    def add(self, k, v):
-        return self.c.add(k, v)
-
-    def replace(self, k, v):
-        return self.c.replace(k, v)
-
-    def append(self, k, v):
-        return self.c.append(k, v)
-
-    def prepend(self, k, v):
-        return self.c.prepend(k, v)
-
-    def touch(self, k, exp):
-        return self.c.touch(k, exp)
-
-
-class PylibmcAdapter:
+class PylibmcAdapter(ForwardingAdapter):
     name = "pylibmc"
 
     def __init__(self, host, port):
@@ -113,26 +119,8 @@ class PylibmcAdapter:
         except pylibmc.NotFound:
             return None
 
-    def delete(self, k):
-        return self.c.delete(k)
 
-    def add(self, k, v):
-        return self.c.add(k, v)
-
-    def replace(self, k, v):
-        return self.c.replace(k, v)
-
-    def append(self, k, v):
-        return self.c.append(k, v)
-
-    def prepend(self, k, v):
-        return self.c.prepend(k, v)
-
-    def touch(self, k, exp):
-        return self.c.touch(k, exp)
-
-
-class PythonMemcachedAdapter:
+class PythonMemcachedAdapter(ForwardingAdapter):
     name = "python-memcached"
 
     def __init__(self, host, port):
@@ -168,23 +156,8 @@ class PythonMemcachedAdapter:
     def decr(self, k, n):
         return self.c.decr(k, n)
 
-    def delete(self, k):
-        return bool(self.c.delete(k))
-
-    def add(self, k, v):
-        return bool(self.c.add(k, v))
-
-    def replace(self, k, v):
-        return bool(self.c.replace(k, v))
-
-    def append(self, k, v):
-        return bool(self.c.append(k, v))
-
-    def prepend(self, k, v):
-        return bool(self.c.prepend(k, v))
-
-    def touch(self, k, exp):
-        return bool(self.c.touch(k, exp))
+    # The library answers these with 0/False or a true value.
+    _result = staticmethod(bool)
 
 
 ADAPTERS = [PymemcacheAdapter, PylibmcAdapter, PythonMemcachedAdapter]

@@ -15,17 +15,12 @@ import time
 import pytest
 
 import proxy_harness as ph
+import test_stats
 from conftest import require_tool
 
 # What test_stats.py requires of the node (PROTOCOL.md §9: "must-have for
 # clients/monitoring"); the proxy is what those clients now talk to.
-MUST_HAVE = """pid uptime time version pointer_size rusage_user rusage_system
-curr_connections total_connections max_connections curr_items total_items bytes
-limit_maxbytes threads cmd_get cmd_set cmd_flush cmd_touch cmd_meta get_hits
-get_misses get_expired get_flushed delete_hits delete_misses incr_hits
-incr_misses decr_hits decr_misses cas_hits cas_misses cas_badval touch_hits
-touch_misses store_too_large store_no_memory evictions reclaimed bytes_read
-bytes_written accepting_conns conn_yields""".split()
+MUST_HAVE = test_stats.MUST_HAVE
 
 # The ones a proxy sees itself, and what the brief names first.
 CORE = """pid uptime time version pointer_size rusage_user rusage_system
