@@ -18,6 +18,9 @@ final class ClientConnection: ConnectionHandler {
     private var atStart = true
     /// Server time of the last request, for `-o idle_timeout`.
     private(set) var lastActive: ServerTime
+    /// A multi-key get at the front of the input stopped at its output limit:
+    /// where it goes on (see `RequestProcessor.execute`), else 0.
+    private var resumeRetrieval = 0
 
     /// Stop answering and wait for the socket to drain past this much pending output,
     /// so a client that pipelines without reading cannot grow our memory without bound.
@@ -38,7 +41,19 @@ final class ClientConnection: ConnectionHandler {
     func connectionDrained(_ connection: Connection) {
         guard !finished, connection.isReadingPaused else { return }
         processInput(connection)
-        if !connection.isClosed && !isBackedUp(connection) { connection.resumeReading() }
+        if !connection.isClosed && !isBackedUp(connection) && resumeRetrieval == 0 { connection.resumeReading() }
+        finishIfInputEnded(connection)
+    }
+
+    /// The client half-closed: answer what it sent (as memcached does), then close.
+    func connectionInputEnded(_ connection: Connection) {
+        finishIfInputEnded(connection)
+    }
+
+    private func finishIfInputEnded(_ connection: Connection) {
+        // Still backed up: the rest is answered as the output drains.
+        guard connection.inputEnded, !finished, !isBackedUp(connection), resumeRetrieval == 0 else { return }
+        finish(connection)
     }
 
     func connectionClosed(_ connection: Connection) {
@@ -67,15 +82,29 @@ final class ClientConnection: ConnectionHandler {
         var needed: Int? = nil
         parsing: while true {
             if isBackedUp(connection) {
+                // Resumed from `connectionDrained` once the output is written.
                 connection.pauseReading()
+                connection.notifyWhenWritable()
                 break
             }
             // Safe because `input` stays valid: only `output` changes while parsing.
             switch stream.next(input, consumed: &consumed, into: &request) {
             case .request(let start):
                 let bytes = UnsafeRawBufferPointer(rebasing: input[start...])
-                if worker.processor.execute(request, in: bytes, output: &connection.output) == .close {
+                switch worker.processor.execute(request, in: bytes, output: &connection.output,
+                                                outputLimit: ClientConnection.outputHighWater,
+                                                resume: &resumeRetrieval) {
+                case .proceed:
+                    break
+                case .close:
                     finish(connection)
+                    break parsing
+                case .suspended:
+                    // The request stays in the input, to be executed again from
+                    // `resumeRetrieval` once the output has drained.
+                    consumed = start
+                    connection.pauseReading()
+                    connection.notifyWhenWritable()
                     break parsing
                 }
             case .needMoreData(let totalLength):
@@ -87,6 +116,10 @@ final class ClientConnection: ConnectionHandler {
                 worker.processor.rejectTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]),
                                                 output: &connection.output)
             case .close:
+                finish(connection)
+                break parsing
+            case .lineTooLong:
+                worker.processor.replyError(.lineTooLong, output: &connection.output)
                 finish(connection)
                 break parsing
             }

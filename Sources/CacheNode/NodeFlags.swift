@@ -123,6 +123,11 @@ public enum NodeFlags {
             case "idle_timeout":
                 guard let seconds = value.flatMap({ Int($0) }), seconds >= 0 else { return "Invalid idle_timeout: \(value ?? "")" }
                 settings.idleTimeoutSeconds = seconds
+            case "request_line_max":
+                guard let bytes = value.flatMap({ parseSize($0, defaultUnit: 1) }), bytes >= 2048 else {
+                    return "Invalid request_line_max: \(value ?? "") (a size of at least 2048 bytes, k/m suffix allowed)"
+                }
+                settings.requestLineMax = bytes
             case "hashpower", "maxconns_fast", "no_maxconns_fast", "tail_repair_time", "hash_algorithm",
                  "lru_crawler", "no_lru_crawler", "lru_crawler_sleep", "lru_crawler_tocrawl", "lru_maintainer",
                  "no_lru_maintainer", "hot_lru_pct", "warm_lru_pct", "hot_max_factor", "warm_max_factor",
@@ -178,6 +183,8 @@ public enum NodeFlags {
     -X, --disable-dumping     accepted for compatibility
     -W, --disable-watch       accepted for compatibility
     -o, --extended            comma separated extended options: idle_timeout=<s>;
+                              request_line_max=<size> (default 2m: a longer request
+                              line gets CLIENT_ERROR line too long and a close);
                               memcached's slab/LRU tuning options are accepted and ignored,
                               unknown ones are reported and ignored
     """

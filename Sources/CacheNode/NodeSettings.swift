@@ -39,6 +39,10 @@ public struct NodeSettings: Sendable {
     public var daemonize = false
     /// `-o idle_timeout=N`: close client connections idle this long (0 = never).
     public var idleTimeoutSeconds: Int = 0
+    /// `-o request_line_max=SIZE`: the longest request line (a multi-get's keys
+    /// included) before the client gets `CLIENT_ERROR line too long` and is
+    /// disconnected. memcached has no such bound.
+    public var requestLineMax: Int = 2 << 20
     /// Extended options given with `-o` that the node does not act on (kept for `stats settings`).
     public var ignoredExtendedOptions: [String] = []
 

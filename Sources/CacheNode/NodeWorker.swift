@@ -21,7 +21,8 @@ final class NodeWorker: @unchecked Sendable {
         self.counters = counters
         let settings = context.settings
         self.parser = RequestParser(limits: RequestLimits(maxKeyLength: 250, itemSizeMax: settings.itemSizeMax,
-                                                          casEnabled: settings.casEnabled))
+                                                          casEnabled: settings.casEnabled,
+                                                          maxLineLength: settings.requestLineMax))
         self.processor = RequestProcessor(context: context, counters: counters)
     }
 

@@ -5,13 +5,25 @@ import MemcacheProtocol
 extension RequestProcessor {
     // get|gets <key>+            gat|gats <exptime> <key>+
     // -> (VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n)* END\r\n
-    func retrieve(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
+    //
+    // `resume` is 0 for a fresh request, else the offset (in `bytes`) of the
+    // key to go on from after a `.suspended`.
+    func retrieve(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer,
+                  outputLimit: Int, resume: inout Int) -> Disposition {
         let command = request.command
         let withCas = command == .gets || command == .gats
         let touching = command == .gat || command == .gats
         let newExpiry = touching ? clock.expiry(fromExptime: request.exptime) : 0
         let now = clock.now
-        for keyRange in KeyTokens(bytes, request.keys) {
+        let start = resume > 0 ? resume : request.keys.lowerBound
+        var keysDone = 0
+        for keyRange in KeyTokens(bytes, start..<request.keys.upperBound) {
+            // At least one key per call, so a suspended get always moves on.
+            if keysDone > 0 && output.readableCount >= outputLimit {
+                resume = keyRange.lowerBound
+                return .suspended
+            }
+            keysDone += 1
             let key = slice(bytes, keyRange)
             let hash = CacheStorage.hash(key)
             let hit = storage.withShard(hash: hash) { shard -> Bool in
@@ -30,7 +42,9 @@ extension RequestProcessor {
                 counters.add(hit ? .getHits : .getMisses)
             }
         }
+        resume = 0
         output.append("END\r\n")
+        return .proceed
     }
 
     /// `VALUE <key> <flags> <bytes>[ <cas>]\r\n`

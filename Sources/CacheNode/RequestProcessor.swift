@@ -12,11 +12,14 @@ import MemcacheProtocol
 // in the Request (byte ranges into the connection's input) and the storage.
 
 /// What the connection does after a request has been answered.
-enum Disposition {
+enum Disposition: Equatable {
     case proceed
     /// `quit`, `shutdown`: write what is pending, then close; later pipelined
     /// requests are dropped.
     case close
+    /// A multi-key get filled the output to its limit: write it out, then
+    /// execute the same request again; `resume` says where it stopped.
+    case suspended
 }
 
 /// Executes parsed requests against the storage and writes memcached's replies.
@@ -40,10 +43,15 @@ final class RequestProcessor {
     deinit { decodedKey.deallocate() }
 
     /// Answers one request. `bytes` is the buffer the request's ranges point into.
-    func execute(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) -> Disposition {
+    /// A get of many keys stops adding values once `output` holds `outputLimit`
+    /// bytes and answers `.suspended`; executed again with the same `resume`,
+    /// it goes on from the next key. So naming one large item many times costs
+    /// the output limit, not the item's size times the count.
+    func execute(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer,
+                 outputLimit: Int = .max, resume: inout Int) -> Disposition {
         switch request.command {
         case .get, .gets, .gat, .gats:
-            retrieve(request, in: bytes, output: &output)
+            return retrieve(request, in: bytes, output: &output, outputLimit: outputLimit, resume: &resume)
         case .set, .add, .replace, .append, .prepend, .cas:
             storeClassic(request, in: bytes, output: &output)
         case .delete:

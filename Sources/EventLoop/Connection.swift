@@ -15,10 +15,15 @@ public protocol ConnectionHandler: AnyObject {
     func connectionClosed(_ connection: Connection)
     /// An outgoing connection finished connecting (see `Connection(connecting:)`).
     func connectionEstablished(_ connection: Connection)
+    /// The peer will send nothing more (it half-closed, `shutdown(SHUT_WR)`).
+    /// Reading has stopped; the connection stays open for replies until the
+    /// handler closes it. By default it is closed at once.
+    func connectionInputEnded(_ connection: Connection)
 }
 
 extension ConnectionHandler {
     public func connectionEstablished(_ connection: Connection) {}
+    public func connectionInputEnded(_ connection: Connection) { connection.close() }
 }
 
 /// A non-blocking TCP connection owned by one `EventLoop` for its whole life.
@@ -46,6 +51,8 @@ public final class Connection {
     private var readingPaused = false
     private var writeArmed = false
     private var closeWhenDrained = false
+    /// `notifyWhenWritable` was asked: keep the write event armed until it fires.
+    private var drainNoticeWanted = false
 
     /// Room made in `input` before each read.
     public static let readChunk = 16 * 1024
@@ -101,7 +108,7 @@ public final class Connection {
                 return
             }
         }
-        if writeArmed {
+        if writeArmed && !drainNoticeWanted {
             writeArmed = false
             event_del(writeEvent)
         }
@@ -117,12 +124,23 @@ public final class Connection {
     }
 
     public func resumeReading() {
-        guard readingPaused, !isClosed else { return }
+        guard readingPaused, !isClosed, !inputEnded else { return }
         readingPaused = false
         event_add(readEvent, nil)
     }
 
     public var isReadingPaused: Bool { readingPaused }
+    /// The peer half-closed: nothing more will be read.
+    public private(set) var inputEnded = false
+
+    /// Asks for `connectionDrained` once the socket can take more bytes, even
+    /// with nothing pending: a reply produced as the socket drains carries on
+    /// from the next loop iteration instead of starving other connections.
+    public func notifyWhenWritable() {
+        guard !isClosed else { return }
+        drainNoticeWanted = true
+        armWrite()
+    }
     /// True while output waits for the socket to accept more bytes.
     public var isWaitingForWritable: Bool { writeArmed }
 
@@ -180,7 +198,9 @@ public final class Connection {
         case .wouldBlock:
             return
         case .endOfFile:
-            close()
+            inputEnded = true
+            pauseReading()
+            handler?.connectionInputEnded(self)
         case .failed(let error):
             close(error: error)
         }
@@ -194,6 +214,7 @@ public final class Connection {
             handler?.connectionEstablished(self)
             if isClosed { return }
         }
+        drainNoticeWanted = false
         flush()
         if !isClosed && output.isEmpty { handler?.connectionDrained(self) }
     }

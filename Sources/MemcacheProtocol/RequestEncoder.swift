@@ -165,8 +165,50 @@ public enum RequestEncoder {
     }
 
     static func appendKeyBytes(_ key: UnsafeRawBufferPointer, to buffer: inout ByteBuffer) {
-        assert(key.count > 0 && key.count <= 250 && !key.contains(0x20) && !key.contains(0x0A) && !key.contains(0x0D),
+        // memcached takes any bytes but space as a key; a NUL or a line end would
+        // cut the line short.
+        assert(key.count > 0 && key.count <= 250 && !key.contains(0x20) && !key.contains(0x0A) && !key.contains(0),
                "memcached would not accept this key")
         buffer.append(key)
+    }
+
+    // MARK: A proxy's own requests
+
+    // The requests a proxy makes on its own to move or copy a key (warm-up,
+    // refill, a compare-and-swap result copied to other replicas) are meta
+    // commands, so a key a client sent in base64 (`b`) travels the same way.
+
+    /// `mg <key>[ b] v f t\r\n`: the value with its client flags and remaining TTL.
+    public static func appendFetch(_ key: UnsafeRawBufferPointer, base64: Bool, to buffer: inout ByteBuffer) {
+        buffer.append("mg ")
+        appendKeyBytes(key, to: &buffer)
+        buffer.append(base64 ? " b v f t\r\n" : " v f t\r\n")
+    }
+
+    /// `ms <key> <bytes>[ b] F<flags> T<exptime>[ ME]\r\n<value>\r\n`: a copy of a
+    /// value; `onlyIfAbsent` stores it only where the key is missing (mode E,
+    /// memcached's add), so an older copy never replaces a newer write.
+    public static func appendCopy(_ key: UnsafeRawBufferPointer, base64: Bool, value: UnsafeRawBufferPointer,
+                                  clientFlags: UInt32, exptime: Int64, onlyIfAbsent: Bool, to buffer: inout ByteBuffer) {
+        buffer.append("ms ")
+        appendKeyBytes(key, to: &buffer)
+        buffer.append(byte: 0x20)
+        buffer.appendDecimal(UInt64(value.count))
+        if base64 { buffer.append(" b") }
+        buffer.append(" F")
+        buffer.appendDecimal(UInt64(clientFlags))
+        buffer.append(" T")
+        buffer.appendDecimal(exptime)
+        if onlyIfAbsent { buffer.append(" ME") }
+        buffer.append("\r\n")
+        buffer.append(value)
+        buffer.append("\r\n")
+    }
+
+    /// `md <key>[ b]\r\n`
+    public static func appendMetaDelete(_ key: UnsafeRawBufferPointer, base64: Bool, to buffer: inout ByteBuffer) {
+        buffer.append("md ")
+        appendKeyBytes(key, to: &buffer)
+        buffer.append(base64 ? " b\r\n" : "\r\n")
     }
 }

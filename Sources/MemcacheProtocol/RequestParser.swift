@@ -45,6 +45,10 @@ public enum ParseOutcome: Sendable {
     /// drops the replies to earlier pipelined commands it has not written yet
     /// (`version\r\nGET / HTTP/1.1\r\n` gets nothing back); a node may flush them.
     case close
+    /// A line (a multi-get's, the only kind memcached lets grow) longer than
+    /// `RequestLimits.maxLineLength`: answer `CLIENT_ERROR line too long`, then
+    /// close, so one client cannot make the server buffer without bound.
+    case lineTooLong
 }
 
 /// Limits the parser enforces, with memcached's defaults.
@@ -56,6 +60,9 @@ public struct RequestLimits: Sendable {
     public var itemSizeMax: Int? = 1024 * 1024
     /// Whether CAS is enabled (`-C` off): it changes memcached's item size accounting.
     public var casEnabled: Bool = true
+    /// Longest request line accepted, a multi-get's included (memcached has no
+    /// such limit: it grows its buffer for `get` lines as long as they come).
+    public var maxLineLength: Int = 2 << 20
     /// Whether `flush_all` is allowed (`-F` off). memcached checks `-F` before it
     /// parses the delay, so with `false` the parser hands every well-formed-arity
     /// `flush_all` to the caller unvalidated, to be answered `CLIENT_ERROR flush_all
@@ -63,11 +70,12 @@ public struct RequestLimits: Sendable {
     public var flushAllEnabled: Bool = true
 
     public init(maxKeyLength: Int = 250, itemSizeMax: Int? = 1024 * 1024, casEnabled: Bool = true,
-                flushAllEnabled: Bool = true) {
+                flushAllEnabled: Bool = true, maxLineLength: Int = 2 << 20) {
         self.maxKeyLength = maxKeyLength
         self.itemSizeMax = itemSizeMax
         self.casEnabled = casEnabled
         self.flushAllEnabled = flushAllEnabled
+        self.maxLineLength = maxLineLength
     }
 
     /// memcached's `item_size_ok`: item header (48) + CAS (8 when enabled) + key + 1
@@ -142,6 +150,7 @@ public struct RequestParser: Sendable {
             return .invalid(error, consume: consume, swallow: swallow, quiet: quiet)
         case .tooLarge(let consume, let swallow): return .tooLarge(request, consume: consume, swallow: swallow)
         case .close: return .close
+        case .lineTooLong: return .lineTooLong
         }
     }
 
@@ -170,6 +179,8 @@ public enum ParseStatus: Sendable, Equatable {
     case tooLarge(consume: Int, swallow: Int)
     /// See `ParseOutcome.close`.
     case close
+    /// See `ParseOutcome.lineTooLong`.
+    case lineTooLong
 }
 
 /// One framed command line inside the buffer.
@@ -193,12 +204,14 @@ extension RequestParser {
             if available > Framing.lineWithoutNewlineLimit && !RequestParser.startsLikeMultiGet(base, available) {
                 return .close
             }
+            if available > limits.maxLineLength { return .lineTooLong }
             return .needMoreData(totalLength: nil)
         }
         let newline = UnsafeRawPointer(newlinePointer) - base
         if newline + 1 > Framing.readBufferSize && !RequestParser.startsLikeMultiGet(base, available) {
             return .close
         }
+        if newline > limits.maxLineLength { return .lineTooLong }
         var contentEnd = newline
         // memcached strips the '\r' only when the line has more than one byte.
         if contentEnd > 1 && base.byte(contentEnd - 1) == 0x0D { contentEnd -= 1 }

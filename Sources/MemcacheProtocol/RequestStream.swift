@@ -22,6 +22,8 @@ public struct RequestStream: Sendable {
         case needMoreData(totalLength: Int?)
         /// The stream cannot be framed: close the connection.
         case close
+        /// Answer `CLIENT_ERROR line too long`, then close (see `ParseOutcome.lineTooLong`).
+        case lineTooLong
     }
 
     public init(parser: RequestParser) {
@@ -55,6 +57,8 @@ public struct RequestStream: Sendable {
             return .tooLarge(start: start)
         case .close:
             return .close
+        case .lineTooLong:
+            return .lineTooLong
         }
     }
 }

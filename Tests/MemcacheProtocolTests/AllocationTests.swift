@@ -43,7 +43,7 @@ func parseProbePipeline(_ parser: RequestParser, _ all: UnsafeRawBufferPointer) 
         case .request(let request): offset += request.length
         case .invalid(_, let consume, let swallow, _): offset += consume + swallow
         case .tooLarge(_, let consume, _): offset += consume   // its data is not in the buffer
-        case .needMoreData, .close: offset = all.count
+        case .needMoreData, .close, .lineTooLong: offset = all.count
         }
         outcomes += 1
     }

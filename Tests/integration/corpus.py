@@ -107,7 +107,8 @@ MACROS = {
 
 def _eval_macro(expr: str, where: str) -> bytes:
     try:
-        v = eval(expr, {"__builtins__": {}}, dict(MACROS))  # our own data file
+        # Globals, not locals: a generator expression sees only globals.
+        v = eval(expr, {"__builtins__": {}, **MACROS})  # our own data file
     except Exception as e:  # pragma: no cover - corpus authoring error
         raise ValueError(f"{where}: bad macro {{{{{expr}}}}}: {e}") from e
     if isinstance(v, int):

@@ -23,6 +23,10 @@ final class BackendConnection: ConnectionHandler {
     private var inFlight = RingQueue<InFlight>(capacity: 64)
     private let parser = ResponseParser(maxLineLength: 64 * 1024)
     private var connectStarted: Int64
+    /// When the node last sent reply bytes: a node busy sending a large reply
+    /// is not slow, so a request's timeout counts from the later of its own
+    /// sending and this.
+    private var lastProgress: Int64
     private(set) var isClosed = false
     /// Queued in the worker's list of connections to flush at the end of this event.
     var flushPending = false
@@ -39,6 +43,7 @@ final class BackendConnection: ConnectionHandler {
         self.epoch = node.epoch
         self.worker = worker
         self.connectStarted = worker.now
+        self.lastProgress = connectStarted
         do {
             let fd = try Socket.connect(to: node.address)
             connection = Connection(connecting: fd, loop: worker.loop, handler: self)
@@ -83,7 +88,7 @@ final class BackendConnection: ConnectionHandler {
             if now - connectStarted > connectTimeout { fail(.timeout) }
             return
         }
-        if let oldest = inFlight.first, now - oldest.sentAt > requestTimeout {
+        if let oldest = inFlight.first, now - max(oldest.sentAt, lastProgress) > requestTimeout {
             node.timeouts.wrappingAdd(1, ordering: .relaxed)
             fail(.timeout)
         }
@@ -112,6 +117,7 @@ final class BackendConnection: ConnectionHandler {
     // MARK: ConnectionHandler
 
     func connectionReadable(_ connection: Connection) {
+        lastProgress = worker.now
         readReplies(connection)
     }
 
@@ -119,42 +125,36 @@ final class BackendConnection: ConnectionHandler {
         let input = connection.input.readableBytes
         var consumed = 0
         var units = 0
+        defer {
+            if !isClosed { connection.input.consume(consumed) }
+            if units > 0 { node.recordSuccess() }
+        }
         while consumed < input.count {
             let pending = UnsafeRawBufferPointer(rebasing: input[consumed...])
             switch parser.parse(pending) {
             case .response(let unit):
-                guard let entry = inFlight.first else {
-                    // A reply nobody asked for: the stream is out of step.
-                    connection.input.consume(consumed)
-                    return fail(.malformedReply)
-                }
-                let last = isLast(unit.kind, for: entry.shape)
-                if last { inFlight.removeFirst() }
+                // A reply nobody asked for, or one the request at the head could
+                // not have caused: the stream is out of step, and handing the
+                // unit on could give one client another's data.
+                guard let entry = inFlight.first else { return fail(.malformedReply) }
+                let verdict = entry.shape.judge(unit.kind)
+                if verdict == .outOfStep { return fail(.malformedReply) }
+                let last = verdict == .last
                 consumed += unit.length
                 units += 1
-                entry.call.backend(node, received: unit, in: pending, tag: entry.tag, last: last)
+                guard entry.call.backend(node, received: unit, in: pending, tag: entry.tag, last: last) else {
+                    return fail(.malformedReply)
+                }
                 if isClosed { return }
+                if last { inFlight.removeFirst() }
             case .needMoreData(let total):
                 connection.input.consume(consumed)
+                consumed = 0
                 if let total { connection.input.reserveWritable(total - connection.input.readableCount) }
-                if units > 0 { node.recordSuccess() }
                 return
             case .malformed:
-                connection.input.consume(consumed)
                 return fail(.malformedReply)
             }
-        }
-        connection.input.consume(consumed)
-        if units > 0 { node.recordSuccess() }
-    }
-
-    /// Whether `kind` ends a reply of `shape`. Errors end any reply.
-    @inline(__always)
-    private func isLast(_ kind: ResponseKind, for shape: ReplyShape) -> Bool {
-        switch shape {
-        case .single: return true
-        case .retrieval: return kind != .value
-        case .stats: return kind != .stat
         }
     }
 

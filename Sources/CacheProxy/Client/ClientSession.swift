@@ -6,6 +6,10 @@ import MemcacheProtocol
 /// as the node's (so malformed input gets memcached's answer without reaching a
 /// node), each gets a `ReplySlot` in request order, and replies are written in
 /// that order however the nodes interleave. Loop thread only.
+///
+/// A client costs only itself: it stops being read while its replies back up,
+/// the reply bytes it may have waiting in the proxy are capped
+/// (`client_reply_max`), and a large reply is written as its socket drains.
 final class ClientSession: ConnectionHandler {
     unowned let worker: ProxyWorker
     private(set) var connection: Connection?
@@ -15,6 +19,8 @@ final class ClientSession: ConnectionHandler {
     private var stream: RequestStream
     /// A close is pending (quit, or a stream that cannot be framed): read nothing more.
     private var finished = false
+    /// Nothing has been read yet: the first byte tells the protocol.
+    private var atStart = true
     private var flushQueued = false
     /// Inside `deliverCompleted`: a slot completing now is picked up by that loop.
     private var delivering = false
@@ -24,19 +30,25 @@ final class ClientSession: ConnectionHandler {
     private var holdingSlot: ReplySlot?
     /// Inside `processInput`.
     private var processing = false
+    /// Reply bytes collected from nodes for this client and not yet written to
+    /// its connection's output.
+    private(set) var heldReplyBytes = 0
+    private let replyLimit: Int
     /// Spreads sessions over a node's connections; a session always uses the
     /// same one, so its requests to a node are answered in the order it sent them.
     let affinity: Int
 
     /// Stop reading while this many requests wait or this much output is unsent.
-    static let maxPendingRequests = 2048
+    static let maxPendingRequests = 1024
     static let outputHighWater = 1 << 20
 
     init(worker: ProxyWorker) {
         self.worker = worker
         let configuration = worker.topology.configuration
-        stream = RequestStream(parser: RequestParser(limits: RequestLimits(maxKeyLength: 250, itemSizeMax: configuration.itemSizeMax,
-                                                                           casEnabled: true)))
+        stream = RequestStream(parser: RequestParser(limits: RequestLimits(
+            maxKeyLength: 250, itemSizeMax: configuration.itemSizeMax, casEnabled: true,
+            maxLineLength: configuration.requestLineMax)))
+        replyLimit = configuration.clientReplyMax
         affinity = worker.nextAffinity()
     }
 
@@ -50,26 +62,51 @@ final class ClientSession: ConnectionHandler {
     }
 
     func connectionDrained(_ connection: Connection) {
+        deliverCompleted()
         resumeIfRelieved(connection)
+    }
+
+    /// The client half-closed: answer everything it sent, then close.
+    func connectionInputEnded(_ connection: Connection) {
+        processInput(connection)
+        closeIfDone(connection)
     }
 
     func connectionClosed(_ connection: Connection) {
         self.connection = nil
         finished = true
-        // Replies still coming for this session go nowhere: the slots forget it.
-        slots.removeAll()
+        // Work still under way for this session ends here: replies still
+        // coming are dropped, multi-get rounds and key moves stop.
+        while let slot = slots.first {
+            slots.removeFirst()
+            slot.abandon()
+        }
+        holdingSlot = nil
         worker.sessionClosed(self)
     }
 
     // MARK: Requests
 
     private func isBackedUp(_ connection: Connection) -> Bool {
-        slots.count >= ClientSession.maxPendingRequests || connection.output.readableCount >= ClientSession.outputHighWater
+        slots.count >= ClientSession.maxPendingRequests
+            || connection.output.readableCount >= ClientSession.outputHighWater
+            || heldReplyBytes >= replyLimit
     }
 
     /// Routes every complete request in the input buffer (until backed up).
     private func processInput(_ connection: Connection) {
         guard !finished, !processing else { return }
+        if atStart, let first = connection.input.readableBytes.first {
+            atStart = false
+            // A binary-protocol request: the proxy speaks text and meta only.
+            // Close, as the node and memcached without -B do, rather than leave
+            // the client waiting for a reply.
+            if first == 0x80 {
+                finished = true
+                connection.close()
+                return
+            }
+        }
         processing = true
         defer { processing = false }
         let input = connection.input.readableBytes
@@ -81,6 +118,7 @@ final class ClientSession: ConnectionHandler {
         parsing: while true {
             if isBackedUp(connection) || holdingSlot != nil {
                 connection.pauseReading()
+                if isBackedUp(connection) { connection.notifyWhenWritable() }
                 break
             }
             // Safe because `input` stays valid: routing copies what it keeps.
@@ -104,18 +142,32 @@ final class ClientSession: ConnectionHandler {
                 // As memcached: a value that can never be stored also removes the old one.
                 Router.routeTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]), slot: slot, session: self)
             case .close:
-                let slot = newSlot()
-                slot.closesSession = true
-                slot.complete()
-                finished = true
+                closeAfterEarlierReplies(reply: nil)
+                break parsing
+            case .lineTooLong:
+                worker.counters.add(.clientErrors)
+                closeAfterEarlierReplies(reply: ProtocolError.lineTooLong.line)
                 break parsing
             }
         }
-        connection.input.consume(consumed)
-        if let needed, needed > connection.input.readableCount {
-            connection.input.reserveWritable(needed - connection.input.readableCount)
+        if finished {
+            // Nothing more will be parsed; drop the rest at once.
+            connection.input.removeAll()
+        } else {
+            connection.input.consume(consumed)
+            if let needed, needed > connection.input.readableCount {
+                connection.input.reserveWritable(needed - connection.input.readableCount)
+            }
         }
         deliverCompleted()
+    }
+
+    /// Ends the session once every earlier request is answered, after `reply`.
+    private func closeAfterEarlierReplies(reply: StaticString?) {
+        let slot = newSlot()
+        slot.closesSession = true
+        if let reply { slot.complete(line: reply) } else { slot.complete() }
+        finished = true
     }
 
     /// A slot at the back of the queue, ready for a new request.
@@ -129,6 +181,14 @@ final class ClientSession: ConnectionHandler {
     /// Stops routing this session's next requests until `slot` completes.
     func hold(until slot: ReplySlot) { holdingSlot = slot }
 
+    /// Takes `count` more bytes of replies waiting in the proxy; false (and
+    /// nothing taken) when that would go over `client_reply_max`.
+    func charge(_ count: Int) -> Bool {
+        guard heldReplyBytes + count <= replyLimit else { return false }
+        heldReplyBytes += count
+        return true
+    }
+
     /// A slot got its reply: write whatever is now first in line.
     func slotCompleted(_ slot: ReplySlot) {
         let released = slot === holdingSlot
@@ -141,7 +201,7 @@ final class ClientSession: ConnectionHandler {
 
     /// Moves finished replies at the front of the queue to the output, in order.
     private func deliverCompleted() {
-        guard let connection, !delivering else { return }
+        guard let connection, !connection.isClosed, !delivering else { return }
         // Work run at the front (stats) completes its slot from inside this loop.
         delivering = true
         defer { delivering = false }
@@ -152,12 +212,28 @@ final class ClientSession: ConnectionHandler {
                 work(head)
             }
             guard head.isComplete else { break }
-            slots.removeFirst()
+            let before = connection.output.readableCount
             if !head.reply.isEmpty {
-                worker.counters.add(.bytesWritten, UInt64(head.reply.readableCount))
                 connection.output.append(head.reply.readableBytes)
+                head.reply.removeAll()
             }
-            delivered = true
+            if let stream = head.stream {
+                // A large reply goes out as the socket drains: at most the high
+                // water mark is added now, the rest once it is written.
+                let done = stream.write(into: &connection.output, until: ClientSession.outputHighWater)
+                worker.counters.add(.bytesWritten, UInt64(connection.output.readableCount - before))
+                delivered = true
+                if !done {
+                    connection.notifyWhenWritable()
+                    break
+                }
+                head.stream = nil
+            } else {
+                worker.counters.add(.bytesWritten, UInt64(connection.output.readableCount - before))
+                delivered = true
+            }
+            slots.removeFirst()
+            heldReplyBytes -= head.heldBytes
             if head.closesSession {
                 connection.closeAfterFlush()
                 return
@@ -168,6 +244,15 @@ final class ClientSession: ConnectionHandler {
             flushQueued = true
             worker.sessionNeedsFlush(self)
         }
+        closeIfDone(connection)
+    }
+
+    /// After a half-close, the session ends once every request read is answered.
+    private func closeIfDone(_ connection: Connection) {
+        guard connection.inputEnded, slots.isEmpty, !connection.isClosed else { return }
+        // What could not be framed yet never will be.
+        finished = true
+        connection.closeAfterFlush()
     }
 
     /// Writes the replies gathered in this event. Called by the worker.
@@ -182,5 +267,6 @@ final class ClientSession: ConnectionHandler {
         guard connection.isReadingPaused, !finished, !connection.isClosed, !isBackedUp(connection), holdingSlot == nil else { return }
         processInput(connection)
         if !isBackedUp(connection) && !finished { connection.resumeReading() }
+        if connection.inputEnded { closeIfDone(connection) }
     }
 }

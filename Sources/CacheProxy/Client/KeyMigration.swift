@@ -9,7 +9,7 @@ import MemcacheProtocol
 /// next replica. Before such a key is read (on a miss) or changed (before a
 /// command that depends on the stored value), the proxy asks the source
 /// (`mg <key> v f t`: value, flags, remaining TTL) and copies a hit to the
-/// key's replicas with `add`, keeping flags and TTL; `add` never replaces a
+/// key's replicas with `ms ... ME` (add), keeping flags and TTL; an add never replaces a
 /// value written since. After a scale-out the source, when it no longer holds
 /// a replica of the key, then drops its copy, so a later delete cannot be
 /// undone by another migration.
@@ -18,6 +18,8 @@ import MemcacheProtocol
 ///                '-miss/failure--> done(not found)
 final class KeyMigration: BackendCall {
     private let key: [UInt8]
+    /// The key travels in base64 (meta `b`), as the client sent it.
+    private let base64: Bool
     private let source: BackendNode
     private let dropSource: Bool
     private let replicas: ReplicaSet
@@ -51,9 +53,10 @@ final class KeyMigration: BackendCall {
         return nil
     }
 
-    private init(key: UnsafeRawBufferPointer, source: Source, replicas: ReplicaSet, topology: Topology, worker: ProxyWorker,
-                 completion: @escaping (Bool) -> Void) {
+    private init(key: UnsafeRawBufferPointer, base64: Bool, source: Source, replicas: ReplicaSet, topology: Topology,
+                 worker: ProxyWorker, completion: @escaping (Bool) -> Void) {
         self.key = Array(key)
+        self.base64 = base64
         self.source = source.node
         self.dropSource = source.dropAfterCopy
         self.replicas = replicas
@@ -65,28 +68,34 @@ final class KeyMigration: BackendCall {
     /// Starts moving `key`; `completion(found)` runs once it is in place (or was
     /// not found). False, with no completion, when the source cannot be reached.
     @discardableResult
-    static func start(key: UnsafeRawBufferPointer, from source: Source, replicas: ReplicaSet, topology: Topology,
-                      worker: ProxyWorker, completion: @escaping (Bool) -> Void) -> Bool {
+    static func start(key: UnsafeRawBufferPointer, base64: Bool, from source: Source, replicas: ReplicaSet,
+                      topology: Topology, worker: ProxyWorker, completion: @escaping (Bool) -> Void) -> Bool {
         guard let backend = worker.backend(for: source.node, session: nil) else { return false }
-        let migration = KeyMigration(key: key, source: source, replicas: replicas, topology: topology, worker: worker,
-                                     completion: completion)
-        backend.send(call: migration, tag: 0, shape: .single) { output in
-            output.append("mg ")
-            output.append(key)
-            output.append(" v f t\r\n")
+        let migration = KeyMigration(key: key, base64: base64, source: source, replicas: replicas, topology: topology,
+                                     worker: worker, completion: completion)
+        backend.send(call: migration, tag: 0, shape: .meta) { output in
+            RequestEncoder.appendFetch(key, base64: base64, to: &output)
         }
         return true
     }
 
-    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
-        if tag > 0 { return copyAnswered() }
-        guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else { return finish(found: false) }
+    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int,
+                 last: Bool) -> Bool {
+        if tag > 0 {
+            copyAnswered()
+            return true
+        }
+        guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else {
+            finish(found: false)
+            return true
+        }
         copiesPending = key.withUnsafeBytes { key in
-            ReplicaCopy.send(.add, key: key, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
+            ReplicaCopy.send(.add, key: key, base64: base64, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
                              clientFlags: found.clientFlags, exptime: found.exptime, replicas: replicas,
                              topology: topology, skipping: -1, worker: worker, call: self, firstTag: 1)
         }
         if copiesPending == 0 { finish(found: false) }
+        return true
     }
 
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
@@ -97,14 +106,8 @@ final class KeyMigration: BackendCall {
     private func copyAnswered() {
         copiesPending -= 1
         guard copiesPending == 0 else { return }
-        if dropSource, let backend = worker.backend(for: source, session: nil) {
-            key.withUnsafeBytes { key in
-                backend.send(call: worker.discard, tag: 0, shape: .single) { output in
-                    output.append("delete ")
-                    output.append(key)
-                    output.append("\r\n")
-                }
-            }
+        if dropSource {
+            key.withUnsafeBytes { ReplicaCopy.delete($0, base64: base64, at: source, worker: worker, session: nil) }
         }
         worker.counters.add(.warmupHits)
         finish(found: true)

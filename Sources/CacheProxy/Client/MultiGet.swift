@@ -2,17 +2,26 @@ import Buffers
 import MemcacheProtocol
 
 /// A get of many keys, split by node: each node gets one request with all of
-/// its keys (never one request per key), the nodes answer in parallel, and the
-/// values are put back in the order the client asked for them under one `END`.
-/// A node that fails has its unanswered keys sent again to their next replica.
+/// its keys (never one request per key, and a key named twice is asked for
+/// once), the nodes answer in parallel, and the values are put back in the
+/// order the client asked for them under one `END`. A node that fails has its
+/// unanswered keys sent again to their next replica.
 ///
-///   get a b c d --> node1: get a c    node2: get b d      (sent together)
-///               <-- VALUE a, VALUE c, END    VALUE d, END
-///               --> VALUE a, VALUE c, VALUE d, END        (request order)
-final class MultiGet {
-    private unowned let slot: ReplySlot
+///   get a b c a --> node1: get a c    node2: get b        (sent together)
+///               <-- VALUE a, VALUE c, END    VALUE b, END
+///               --> VALUE a, VALUE b, VALUE c, VALUE a, END   (request order)
+///
+/// The reply is written to the client as its socket drains (`ReplyStream`),
+/// so naming one large key many times costs the proxy that value once.
+final class MultiGet: ReplyStream {
+    /// The request this serves; nil once it completed or its session closed,
+    /// which ends every round still under way.
+    private var slot: ReplySlot?
     /// Each key's bytes inside `slot.request`.
-    private var keys: [Range<Int>] = []
+    private let keys: [Range<Int>]
+    /// For each key, the first key with the same bytes: only those are asked for.
+    private let canonical: [Int]
+    private let distinctKeys: Int
     private var replicaSets: [ReplicaSet] = []
     /// The replica position each key is being asked at.
     private var attempts: [Int] = []
@@ -26,6 +35,8 @@ final class MultiGet {
     /// The command and, for gat/gats, the exptime: `get `, `gats 300 `.
     private let prefix: Range<Int>
     private var unavailableKeys = 0
+    /// The values came to more than the client may have waiting in the proxy.
+    private var overBudget = false
     /// Keys missed in the first round are moved from where they still are (see
     /// KeyMigration) once, then asked for again.
     private var migrationDone = false
@@ -33,6 +44,9 @@ final class MultiGet {
     private var missFailoverDone = false
     private var migrationsPending = 0
     private var migrated: [Int] = []
+    /// Writing the reply: the next key to write, and whether END is written.
+    private var nextToWrite = 0
+    private var endWritten = false
 
     private struct Batch {
         let node: BackendNode
@@ -46,22 +60,47 @@ final class MultiGet {
         self.slot = slot
         self.prefix = prefix
         self.keys = keys
+        let bytes = slot.request.readableBytes
+        var firstWithHash: [Int: Int] = [:]
+        var canonical = Array(0..<keys.count)
+        for (index, range) in keys.enumerated() {
+            let key = UnsafeRawBufferPointer(rebasing: bytes[range])
+            var hasher = Hasher()
+            hasher.combine(bytes: key)
+            let hash = hasher.finalize()
+            if let first = firstWithHash[hash] {
+                // Two different keys with one hash are both asked for.
+                if UnsafeRawBufferPointer(rebasing: bytes[keys[first]]).elementsEqual(key) { canonical[index] = first }
+            } else {
+                firstWithHash[hash] = index
+            }
+        }
+        self.canonical = canonical
+        distinctKeys = canonical.indices.filter { canonical[$0] == $0 }.count
         let topology = slot.topology!
-        replicaSets = keys.map { topology.replicaSet(of: UnsafeRawBufferPointer(rebasing: slot.request.readableBytes[$0])) }
+        replicaSets = keys.map { topology.replicaSet(of: UnsafeRawBufferPointer(rebasing: bytes[$0])) }
         attempts = Array(repeating: 0, count: keys.count)
         found = Array(repeating: nil, count: keys.count)
     }
 
-    /// Sends the first round: every key to its first live replica.
+    /// Sends the first round: every distinct key to its first live replica.
     func start() {
-        send(Array(0..<keys.count))
+        send((0..<keys.count).filter { canonical[$0] == $0 })
         finishIfDone()
+    }
+
+    /// The slot is done with this multi-get (completed or abandoned).
+    func cancel() { slot = nil }
+
+    /// A key's bytes; only while the slot is held.
+    private func key(_ index: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: slot!.request.readableBytes[keys[index]])
     }
 
     /// Groups `keyIndices` by the node each is to be asked at and sends one
     /// request per node.
     private func send(_ keyIndices: [Int]) {
-        guard let topology = slot.topology else { return }
+        guard let slot, let topology = slot.topology else { return }
         var byNode: [ObjectIdentifier: Int] = [:]
         var firstNewBatch = batches.count
         for index in keyIndices {
@@ -104,32 +143,42 @@ final class MultiGet {
         }
     }
 
-    func received(_ unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
+    /// One unit of a batch's reply. False when it cannot belong to the batch:
+    /// a VALUE for a key it did not ask for, or out of order.
+    func received(_ unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) -> Bool {
         let batchIndex = ReplySlot.position(of: tag)
-        guard batchIndex < batches.count else { return }
+        guard batchIndex < batches.count else { return false }
         if unit.kind == .value {
             let key = UnsafeRawBufferPointer(rebasing: bytes[unit.key])
-            let request = slot.request.readableBytes
             var batch = batches[batchIndex]
             // Nodes answer hits in the order asked, skipping misses.
+            var matched = false
             while batch.cursor < batch.keyIndices.count {
                 let index = batch.keyIndices[batch.cursor]
                 batch.cursor += 1
-                if UnsafeRawBufferPointer(rebasing: request[keys[index]]).elementsEqual(key) {
-                    let start = values.readableCount
-                    values.append(UnsafeRawBufferPointer(rebasing: bytes[0..<unit.length]))
-                    found[index] = start..<values.readableCount
+                if self.key(index).elementsEqual(key) {
+                    matched = true
+                    if !overBudget, slot?.hold(unit.length) == true {
+                        let start = values.readableCount
+                        values.append(UnsafeRawBufferPointer(rebasing: bytes[0..<unit.length]))
+                        found[index] = start..<values.readableCount
+                    } else {
+                        overBudget = true
+                    }
                     break
                 }
             }
             batches[batchIndex] = batch
+            if !matched { return false }
         } else if unit.kind != .end {
             // An error for the whole batch: ask the next replica for its keys.
-            return failed(tag: tag)
+            failed(tag: tag)
+            return true
         }
-        guard last else { return }
+        guard last else { return true }
         outstanding -= 1
         finishIfDone()
+        return true
     }
 
     func failed(tag: Int) {
@@ -155,16 +204,16 @@ final class MultiGet {
     /// scale-out, a replica of a node refilling after its return); true when
     /// some are under way.
     private func startMigrations() -> Bool {
-        guard let topology = slot.topology else { return false }
+        guard let slot, let topology = slot.topology else { return false }
         let now = slot.worker.now
-        let request = slot.request.readableBytes
-        let expected = slot.tag(position: 0)
-        for index in 0..<keys.count where found[index] == nil {
-            let key = UnsafeRawBufferPointer(rebasing: request[keys[index]])
-            guard let source = KeyMigration.source(for: key, replicas: replicaSets[index], topology: topology, now: now) else { continue }
-            let started = KeyMigration.start(key: key, from: source, replicas: replicaSets[index], topology: topology,
-                                             worker: slot.worker) { [self] wasFound in
-                guard slot.isCurrent(expected), !slot.isComplete else { return }
+        for index in 0..<keys.count where canonical[index] == index && found[index] == nil {
+            let key = self.key(index)
+            guard let source = KeyMigration.source(for: key, replicas: replicaSets[index], topology: topology, now: now)
+            else { continue }
+            let started = KeyMigration.start(key: key, base64: false, from: source, replicas: replicaSets[index],
+                                             topology: topology, worker: slot.worker) { [self] wasFound in
+                // The session may have closed meanwhile: then `slot` is nil.
+                guard self.slot != nil else { return }
                 if wasFound { migrated.append(index) }
                 migrationsPending -= 1
                 if migrationsPending == 0 { askAgainForMigrated() }
@@ -176,9 +225,9 @@ final class MultiGet {
 
     /// miss_failover: every key still missing is asked of its next live replica.
     private func retryMissesOnReplicas() -> Bool {
-        guard let topology = slot.topology, topology.configuration.missFailover else { return false }
+        guard let slot, let topology = slot.topology, topology.configuration.missFailover else { return false }
         var retry: [Int] = []
-        for index in 0..<keys.count where found[index] == nil {
+        for index in 0..<keys.count where canonical[index] == index && found[index] == nil {
             // A miss stays a miss when no other replica is up to ask.
             let set = replicaSets[index]
             guard let next = ((attempts[index] + 1)..<set.count).first(where: { topology.nodes[set[$0]].isUp }) else { continue }
@@ -199,7 +248,12 @@ final class MultiGet {
     }
 
     private func finishIfDone() {
-        guard outstanding == 0, migrationsPending == 0, !slot.isComplete else { return }
+        guard outstanding == 0, migrationsPending == 0, let slot, !slot.isComplete else { return }
+        if overBudget {
+            // memcached's answer when it cannot hold a get's reply.
+            slot.complete(line: "SERVER_ERROR out of memory writing get response")
+            return
+        }
         if !migrationDone {
             migrationDone = true
             if startMigrations() { return }
@@ -209,21 +263,35 @@ final class MultiGet {
             if retryMissesOnReplicas() { return }
         }
         let counters = slot.worker.counters
-        slot.reply.removeAll()
         var hits = 0
-        for range in found {
-            guard let range else { continue }
-            hits += 1
-            slot.reply.append(UnsafeRawBufferPointer(rebasing: values.readableBytes[range]))
-        }
+        for index in 0..<keys.count where found[canonical[index]] != nil { hits += 1 }
         counters.add(.getHits, UInt64(hits))
         counters.add(.getMisses, UInt64(keys.count - hits))
         if unavailableKeys > 0 { counters.add(.unavailable) }
-        if unavailableKeys == keys.count {
+        if unavailableKeys > 0 && unavailableKeys == distinctKeys {
             slot.complete(line: "SERVER_ERROR no live node holds these keys")
             return
         }
-        slot.reply.append("END\r\n")
+        slot.reply.removeAll()
+        slot.stream = self
         slot.complete()
+    }
+
+    // MARK: ReplyStream
+
+    func write(into output: inout ByteBuffer, until limit: Int) -> Bool {
+        let bytes = values.readableBytes
+        while nextToWrite < keys.count {
+            if output.readableCount >= limit { return false }
+            if let range = found[canonical[nextToWrite]] {
+                output.append(UnsafeRawBufferPointer(rebasing: bytes[range]))
+            }
+            nextToWrite += 1
+        }
+        if !endWritten {
+            output.append("END\r\n")
+            endWritten = true
+        }
+        return true
     }
 }

@@ -14,32 +14,33 @@ enum ReplicaCopy {
         case add
     }
 
-    /// `set|add <key> <flags> <exptime> <bytes>\r\n<data>\r\n` to every live replica
-    /// of `key` except the one at `skipping` (pass -1 to skip none). Replies are
-    /// awaited by `call` with tags `firstTag + position`.
-    static func send(_ mode: Mode, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, clientFlags: UInt32, exptime: Int64,
-                        replicas: ReplicaSet, topology: Topology, skipping: Int, worker: ProxyWorker,
-                        call: BackendCall, firstTag: Int) -> Int {
+    /// A copy of `value` to every live replica of `key` except the one at
+    /// `skipping` (pass -1 to skip none). Replies are awaited by `call` with
+    /// tags `firstTag + position`. Returns how many copies were sent.
+    static func send(_ mode: Mode, key: UnsafeRawBufferPointer, base64: Bool, value: UnsafeRawBufferPointer,
+                     clientFlags: UInt32, exptime: Int64, replicas: ReplicaSet, topology: Topology, skipping: Int,
+                     worker: ProxyWorker, call: BackendCall, firstTag: Int) -> Int {
         var sent = 0
         for position in 0..<replicas.count where position != skipping {
             let node = topology.nodes[replicas[position]]
             guard let backend = worker.backend(for: node, session: nil) else { continue }
             sent += 1
-            backend.send(call: call, tag: firstTag + position, shape: .single) { output in
-                output.append(mode == .set ? "set " : "add ")
-                output.append(key)
-                output.append(byte: UInt8(ascii: " "))
-                output.appendDecimal(UInt64(clientFlags))
-                output.append(byte: UInt8(ascii: " "))
-                output.appendDecimal(exptime)
-                output.append(byte: UInt8(ascii: " "))
-                output.appendDecimal(UInt64(value.count))
-                output.append("\r\n")
-                output.append(value)
-                output.append("\r\n")
+            backend.send(call: call, tag: firstTag + position, shape: .meta) { output in
+                RequestEncoder.appendCopy(key, base64: base64, value: value, clientFlags: clientFlags, exptime: exptime,
+                                          onlyIfAbsent: mode == .add, to: &output)
             }
         }
         return sent
+    }
+
+    /// Deletes `key` at `node`, a copy the proxy no longer wants there (a key
+    /// moved away from its old owner, a value too large to store). A delete
+    /// that fails marks the node down like any missed write.
+    static func delete(_ key: UnsafeRawBufferPointer, base64: Bool, at node: BackendNode, worker: ProxyWorker,
+                       session: ClientSession?) {
+        worker.backend(for: node, session: session)?.send(call: worker.discard, tag: 0, shape: .meta) { output in
+            RequestEncoder.appendMetaDelete(key, base64: base64, to: &output)
+        }
     }
 }
 
@@ -54,7 +55,8 @@ enum CompareAndSwapCopy {
             return
         }
         let value = UnsafeRawBufferPointer(rebasing: slot.request.readableBytes[slot.copy.data])
-        _ = ReplicaCopy.send(.set, key: slot.keyBytes, value: value, clientFlags: slot.copy.clientFlags,
+        _ = ReplicaCopy.send(.set, key: slot.keyBytes, base64: slot.keyIsBase64, value: value,
+                             clientFlags: slot.copy.clientFlags,
                                 exptime: slot.copy.exptime, replicas: slot.replicas, topology: topology,
                                 skipping: position, worker: worker, call: worker.discard, firstTag: 0)
     }
@@ -64,13 +66,15 @@ enum CompareAndSwapCopy {
 /// result, so it is read back (`mg <key> v f t`) and then set on the others.
 final class ReadBackCopy: BackendCall {
     private let key: [UInt8]
+    private let base64: Bool
     private let replicas: ReplicaSet
     private let topology: Topology
     private let skipping: Int
     private unowned let worker: ProxyWorker
 
-    private init(key: [UInt8], replicas: ReplicaSet, topology: Topology, skipping: Int, worker: ProxyWorker) {
+    private init(key: [UInt8], base64: Bool, replicas: ReplicaSet, topology: Topology, skipping: Int, worker: ProxyWorker) {
         self.key = key
+        self.base64 = base64
         self.replicas = replicas
         self.topology = topology
         self.skipping = skipping
@@ -79,23 +83,23 @@ final class ReadBackCopy: BackendCall {
 
     static func start(slot: ReplySlot, casNode: BackendNode, skipping: Int) {
         guard let topology = slot.topology, let backend = slot.worker.backend(for: casNode, session: nil) else { return }
-        let call = ReadBackCopy(key: Array(slot.keyBytes), replicas: slot.replicas, topology: topology,
-                                skipping: skipping, worker: slot.worker)
-        backend.send(call: call, tag: 0, shape: .single) { output in
-            output.append("mg ")
-            call.key.withUnsafeBytes { output.append($0) }
-            output.append(" v f t\r\n")
+        let call = ReadBackCopy(key: Array(slot.keyBytes), base64: slot.keyIsBase64, replicas: slot.replicas,
+                                topology: topology, skipping: skipping, worker: slot.worker)
+        backend.send(call: call, tag: 0, shape: .meta) { output in
+            call.key.withUnsafeBytes { RequestEncoder.appendFetch($0, base64: call.base64, to: &output) }
         }
     }
 
-    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
-        guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else { return }
+    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int,
+                 last: Bool) -> Bool {
+        guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else { return true }
         key.withUnsafeBytes { key in
-            _ = ReplicaCopy.send(.set, key: key, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
+            _ = ReplicaCopy.send(.set, key: key, base64: base64, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
                                     clientFlags: found.clientFlags, exptime: found.exptime, replicas: replicas,
                                     topology: topology, skipping: skipping, worker: worker, call: worker.discard,
                                     firstTag: 0)
         }
+        return true
     }
 
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {}

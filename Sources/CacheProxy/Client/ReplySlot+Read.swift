@@ -26,20 +26,35 @@ extension ReplySlot {
 
     func readReceived(_ unit: Response, _ bytes: UnsafeRawBufferPointer, last: Bool, node: BackendNode) {
         if unit.kind == .value { valuesSeen += 1 }
-        reply.append(bytes)
+        // A quiet request's reply ends with the MN the proxy asked for; the
+        // client did not ask for it.
+        let endsQuiet = shape == .quietMeta && last
+        if !endsQuiet && !overBudget {
+            if hold(bytes.count) { reply.append(bytes) } else { overBudget = true }
+        }
         guard last else { return }
-        let miss = (shape == .retrieval && unit.kind == .end && valuesSeen == 0) || unit.kind == .metaMiss
+        if overBudget {
+            // memcached's answer when it cannot hold a get's reply.
+            return complete(line: "SERVER_ERROR out of memory writing get response")
+        }
+        let miss: Bool
+        switch shape {
+        case .retrieval: miss = unit.kind == .end && valuesSeen == 0
+        // mg q: the node hid the miss, so nothing came before MN.
+        case .quietMeta: miss = command == .metaGet && reply.isEmpty
+        default: miss = unit.kind == .metaMiss
+        }
         if miss && !retriedMiss && retryMiss(at: node) { return }
         if shape == .retrieval || command == .metaGet {
-            let hit = !miss && unit.kind != .error && unit.kind != .clientError && unit.kind != .serverError
-            worker.counters.add(hit ? .getHits : .getMisses)
+            let failed = unit.kind == .error || unit.kind == .clientError || unit.kind == .serverError
+            worker.counters.add(!miss && !failed ? .getHits : .getMisses)
         }
-        if miss && quiet == .hideMiss { reply.removeAll() }
         complete()
     }
 
     func readFailed() {
         reply.removeAll()
+        overBudget = false
         valuesSeen = 0
         attempt += 1
         sendRead()
@@ -51,7 +66,7 @@ extension ReplySlot {
     private func retryMiss(at node: BackendNode) -> Bool {
         guard let topology else { return false }
         retriedMiss = true
-        if let source = KeyMigration.source(for: keyBytes, replicas: replicas, topology: topology, now: worker.now),
+        if let source = KeyMigration.source(for: placementKey, replicas: replicas, topology: topology, now: worker.now),
            migrate(from: source, then: { slot in
                slot.reply.removeAll()
                slot.valuesSeen = 0
@@ -76,7 +91,8 @@ extension ReplySlot {
     func migrate(from source: KeyMigration.Source, then next: @escaping (ReplySlot) -> Void) -> Bool {
         guard let topology else { return false }
         let expected = tag(position: 0)
-        let started = KeyMigration.start(key: keyBytes, from: source, replicas: replicas, topology: topology, worker: worker) { [self] _ in
+        let started = KeyMigration.start(key: keyBytes, base64: keyIsBase64, from: source, replicas: replicas,
+                                         topology: topology, worker: worker) { [self] _ in
             guard isCurrent(expected), !isComplete else { return }
             next(self)
         }

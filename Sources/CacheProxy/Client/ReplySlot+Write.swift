@@ -19,7 +19,7 @@ extension ReplySlot {
             }
             positions.append(.pending)
             outstanding += 1
-            backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: .single) { output in
+            backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: shape) { output in
                 output.append(request.readableBytes)
             }
         }
@@ -41,7 +41,7 @@ extension ReplySlot {
                 while positions.count < position { positions.append(.notSent) }
                 positions.append(.pending)
                 outstanding = 1
-                backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: .single) { output in
+                backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: shape) { output in
                     output.append(request.readableBytes)
                 }
                 return
@@ -51,16 +51,42 @@ extension ReplySlot {
         complete(line: "SERVER_ERROR no live node holds this key")
     }
 
-    func writeReceived(_ unit: Response, _ bytes: UnsafeRawBufferPointer, position: Int, node: BackendNode) {
-        guard position < positions.count else { return }
-        let start = answers.readableCount
-        answers.append(bytes)
-        positions[position] = .answered(start..<answers.readableCount)
+    /// One unit of a replica's answer. False when it cannot belong to it.
+    func writeReceived(_ unit: Response, _ bytes: UnsafeRawBufferPointer, position: Int, last: Bool,
+                       node: BackendNode) -> Bool {
+        guard position < positions.count else { return true }
+        let answer: Range<Int>
+        let succeeded: Bool
+        if shape == .quietMeta {
+            if !last {
+                // A quiet request gets at most one line before its MN.
+                guard positions[position] == .pending else { return false }
+                let start = answers.readableCount
+                answers.append(bytes)
+                positions[position] = .heard(start..<answers.readableCount)
+                return true
+            }
+            if case .heard(let range) = positions[position] {
+                answer = range
+                succeeded = false
+            } else {
+                // The node hid the answer: the nominal success (HD).
+                answer = answers.readableCount..<answers.readableCount
+                succeeded = true
+            }
+        } else {
+            let start = answers.readableCount
+            answers.append(bytes)
+            answer = start..<answers.readableCount
+            succeeded = unit.kind == .stored || unit.kind == .metaHit
+        }
+        positions[position] = .answered(answer)
         outstanding -= 1
-        if case .compareAndSwap = work, unit.kind == .stored || unit.kind == .metaHit {
+        if case .compareAndSwap = work, succeeded {
             CompareAndSwapCopy.copy(from: self, except: position)
         }
         finishWriteIfDecided()
+        return true
     }
 
     func writeFailed(position: Int, node: BackendNode, failure: BackendFailure) {
@@ -78,7 +104,7 @@ extension ReplySlot {
             switch state {
             case .notSent, .failed:
                 continue
-            case .pending:
+            case .pending, .heard:
                 return
             case .answered(let range):
                 return completeWithAnswer(range)
@@ -94,9 +120,7 @@ extension ReplySlot {
         let answer = UnsafeRawBufferPointer(rebasing: answers.readableBytes[range])
         countOutcome(answer)
         reply.removeAll()
-        if !(quiet == .hideSuccess && ReplySlot.isNominalSuccess(answer)) {
-            reply.append(answer)
-        }
+        reply.append(answer)
         complete()
     }
 
@@ -119,12 +143,6 @@ extension ReplySlot {
         }
     }
 
-    /// The answers a meta `q` hides: `HD`, and `VA` for ma.
-    static func isNominalSuccess(_ answer: UnsafeRawBufferPointer) -> Bool {
-        answer.count >= 2 && ((answer[0] == UInt8(ascii: "H") && answer[1] == UInt8(ascii: "D"))
-            || (answer[0] == UInt8(ascii: "V") && answer[1] == UInt8(ascii: "A")))
-    }
-
     // flush_all goes to every live node; OK once all of them said OK.
     func sendFlushAll() {
         guard let topology else { return }
@@ -132,7 +150,7 @@ extension ReplySlot {
         for node in topology.nodes {
             guard let backend = worker.backend(for: node, session: session) else { continue }
             outstanding += 1
-            backend.send(call: self, tag: tag(position: 0) | ReplySlot.writeTagBit, shape: .single) { output in
+            backend.send(call: self, tag: tag(position: 0) | ReplySlot.writeTagBit, shape: shape) { output in
                 output.append(request.readableBytes)
             }
         }

@@ -1,6 +1,14 @@
 import Buffers
 import MemcacheProtocol
 
+/// A reply too large to hold whole, written into the client's output as the
+/// socket drains (a multi-get naming one large value many times).
+protocol ReplyStream: AnyObject {
+    /// Appends more of the reply while `output` holds fewer than `limit` bytes;
+    /// true once all of it is written.
+    func write(into output: inout ByteBuffer, until limit: Int) -> Bool
+}
+
 /// One client request on its way through the proxy, and the reply it will get.
 /// A session keeps its slots in request order and writes each reply only when
 /// every earlier one has been written, whatever order the nodes answer in.
@@ -25,17 +33,6 @@ final class ReplySlot: BackendCall {
         case multiGet(MultiGet)
     }
 
-    /// Which replies a quiet client does not want (classic `noreply`, meta `q`).
-    enum Quiet {
-        case none
-        /// mg q: hide a miss (`EN`).
-        case hideMiss
-        /// ms/md/ma q: hide the nominal success (`HD`, or ma's `VA`).
-        case hideSuccess
-        /// Classic noreply on a request that waits for its nodes: hide everything.
-        case hideAll
-    }
-
     /// How a successful compare-and-swap reaches the other replicas.
     struct CopySpec {
         var clientFlags: UInt32 = 0
@@ -50,19 +47,33 @@ final class ReplySlot: BackendCall {
     private(set) var generation = 0
     /// The session waiting for this slot; nil once that session has closed.
     private(set) weak var session: ClientSession?
-    /// The bytes the client will get.
+    /// The bytes the client will get (then `stream`'s, if any).
     var reply = ByteBuffer(capacity: 128)
-    /// The request as it is sent to nodes (noreply and q removed).
+    /// The rest of a reply too large to hold whole.
+    var stream: ReplyStream?
+    /// Reply bytes charged to the session (`ClientSession.charge`), given back
+    /// once the reply is written.
+    private(set) var heldBytes = 0
+    /// A read's reply went over the session's `client_reply_max`: the rest is
+    /// dropped as it comes and the client gets memcached's out-of-memory error.
+    var overBudget = false
+    /// The request as it is sent to nodes (see `Router.forward`).
     var request = ByteBuffer(capacity: 128)
-    /// The key's bytes inside `request`.
+    /// The key's bytes inside `request`, as the client sent them.
     var key: Range<Int> = 0..<0
+    /// The key was sent in base64 (meta `b`): it is placed on the ring by its
+    /// decoded bytes, like the same key sent as text.
+    var keyIsBase64 = false
+    /// The decoded key of a base64 key.
+    private var decodedKey = ByteBuffer(capacity: 64)
     private(set) var isComplete = false
     /// quit, or a stream that cannot be framed: close once this reply is written.
     var closesSession = false
 
     var work = Work.local
-    var quiet = Quiet.none
-    var shape = ReplyShape.single
+    /// Classic `noreply`: the client gets nothing, whatever the nodes answer.
+    var noreply = false
+    var shape = ReplyShape.meta
     var command = Command.get
     var topology: Topology?
     var replicas = ReplicaSet()
@@ -76,6 +87,8 @@ final class ReplySlot: BackendCall {
 
     enum PositionState: Equatable {
         case notSent, pending, failed
+        /// A quiet request's line came; its MN has not.
+        case heard(Range<Int>)
         case answered(Range<Int>)
     }
     /// Work that must wait until every earlier request of the session has its
@@ -96,14 +109,18 @@ final class ReplySlot: BackendCall {
         self.session = session
         self.worker = worker
         reply.removeAll()
+        stream = nil
+        heldBytes = 0
+        overBudget = false
         request.removeAll()
         answers.removeAll()
         positions.removeAll(keepingCapacity: true)
         isComplete = false
         closesSession = false
-        work = .local
-        quiet = .none
-        shape = .single
+        cancelWork()
+        noreply = false
+        keyIsBase64 = false
+        shape = .meta
         topology = nil
         replicas = ReplicaSet()
         attempt = 0
@@ -123,17 +140,55 @@ final class ReplySlot: BackendCall {
     @inline(__always) func isCurrent(_ tag: Int) -> Bool { tag >> 12 == generation }
     @inline(__always) static func position(of tag: Int) -> Int { tag & 0x7FF }
 
-    /// The request's key bytes (valid until the slot is reused).
+    /// Charges `count` reply bytes to the session; false when it may not hold them.
+    func hold(_ count: Int) -> Bool {
+        guard let session, session.charge(count) else { return false }
+        heldBytes += count
+        return true
+    }
+
+    /// The request's key bytes as sent (valid until the slot is reused).
     var keyBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: request.readableBytes[key]) }
+
+    /// The bytes that place the key on the ring: the key, decoded when it was
+    /// sent in base64. False when a base64 key does not decode (the parser
+    /// checked it, so only a bug gets there).
+    func decodeKeyIfNeeded() -> Bool {
+        guard keyIsBase64 else { return true }
+        decodedKey.removeAll()
+        decodedKey.reserveWritable(key.count)
+        guard let length = Base64.decode(keyBytes, into: decodedKey.writableSpace) else { return false }
+        decodedKey.commitWritten(length)
+        return true
+    }
+
+    var placementKey: UnsafeRawBufferPointer { keyIsBase64 ? decodedKey.readableBytes : keyBytes }
 
     /// The reply is final: hand it to the session.
     func complete() {
         guard !isComplete else { return }
         isComplete = true
-        if quiet == .hideAll { reply.removeAll() }
+        if noreply { reply.removeAll() }
         topology = nil
-        if case .multiGet = work { work = .local }
+        cancelWork()
         session?.slotCompleted(self)
+    }
+
+    /// The session closed before the reply was written: replies still coming
+    /// are dropped (the generation no longer matches), and work that outlives
+    /// the request (a multi-get's rounds, a key being moved) sees it is over.
+    func abandon() {
+        generation &+= 1
+        isComplete = true
+        topology = nil
+        stream = nil
+        cancelWork()
+    }
+
+    /// Breaks the multi-get's reference back to this slot.
+    private func cancelWork() {
+        if case .multiGet(let state) = work { state.cancel() }
+        work = .local
     }
 
     /// Completes with one line (an error or status) and `\r\n`.
@@ -154,21 +209,29 @@ final class ReplySlot: BackendCall {
 
     // MARK: BackendCall
 
-    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {
-        guard isCurrent(tag), !isComplete else { return }
+    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int,
+                 last: Bool) -> Bool {
+        // A reply for an earlier request of this slot, or one nobody waits for
+        // any more, is dropped; the connection has already checked its shape.
+        guard isCurrent(tag), !isComplete else { return true }
         let unitBytes = UnsafeRawBufferPointer(rebasing: bytes[0..<unit.length])
         switch work {
         case .read:
+            // A VALUE for a key this request did not ask for: out of step.
+            if unit.kind == .value && !UnsafeRawBufferPointer(rebasing: bytes[unit.key]).elementsEqual(keyBytes) {
+                return false
+            }
             readReceived(unit, unitBytes, last: last, node: node)
         case .write, .compareAndSwap:
-            writeReceived(unit, unitBytes, position: ReplySlot.position(of: tag), node: node)
+            return writeReceived(unit, unitBytes, position: ReplySlot.position(of: tag), last: last, node: node)
         case .flushAll:
             flushReceived(unit, unitBytes)
         case .multiGet(let state):
-            state.received(unit, in: bytes, tag: tag, last: last)
+            return state.received(unit, in: bytes, tag: tag, last: last)
         case .local:
             break
         }
+        return true
     }
 
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {

@@ -31,17 +31,16 @@ enum Router {
                 // `gat <exptime>` with no key: memcached answers an empty result.
                 slot.complete(line: "END")
             } else if keyCount == 1 {
-                routeRead(request, in: bytes, slot: slot, worker: worker, shape: .retrieval)
+                routeRead(request, in: bytes, slot: slot, worker: worker)
             } else {
                 routeMultiGet(request, in: bytes, slot: slot, worker: worker)
             }
         case .metaGet:
             counters.add(.cmdGet)
-            if request.meta.has(UInt8(ascii: "q")) { slot.quiet = .hideMiss }
-            routeRead(request, in: bytes, slot: slot, worker: worker, shape: .single)
+            routeRead(request, in: bytes, slot: slot, worker: worker)
         case .metaDebug:
             counters.add(.cmdMeta)
-            routeRead(request, in: bytes, slot: slot, worker: worker, shape: .single)
+            routeRead(request, in: bytes, slot: slot, worker: worker)
         case .set, .add, .replace, .append, .prepend:
             counters.add(.cmdSet)
             routeWrite(request, in: bytes, slot: slot, worker: worker)
@@ -96,15 +95,15 @@ enum Router {
         let quiet = request.command != .metaSet && request.noreply
         if request.command == .set || request.command == .metaSet {
             let key = UnsafeRawBufferPointer(rebasing: bytes[request.key])
-            let topology = worker.topology
-            let replicas = topology.replicaSet(of: key)
-            for position in 0..<replicas.count {
-                worker.backend(for: topology.nodes[replicas[position]], session: session)?
-                    .send(call: worker.discard, tag: 0, shape: .single) { output in
-                        output.append("delete ")
-                        output.append(key)
-                        output.append("\r\n")
-                    }
+            let base64 = request.command == .metaSet && request.meta.has(UInt8(ascii: "b"))
+            slot.request.append(key)
+            slot.key = 0..<key.count
+            slot.keyIsBase64 = base64
+            if slot.decodeKeyIfNeeded() {
+                let topology = worker.topology
+                for node in topology.replicaSet(of: slot.placementKey).map({ topology.nodes[$0] }) {
+                    ReplicaCopy.delete(key, base64: base64, at: node, worker: worker, session: session)
+                }
             }
         }
         if quiet { slot.complete() } else { slot.complete(line: ProtocolError.objectTooLarge.line) }
@@ -113,26 +112,16 @@ enum Router {
     // MARK: Reads
 
     private static func routeRead(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot,
-                                  worker: ProxyWorker, shape: ReplyShape) {
-        let keyRange = request.command.isMultiKeyRetrieval ? firstKey(request, in: bytes) : request.key
-        copyForwarded(request, in: bytes, into: slot, key: keyRange)
-        let topology = worker.topology
-        slot.topology = topology
-        slot.replicas = topology.replicaSet(of: slot.keyBytes)
-        slot.shape = shape
+                                  worker: ProxyWorker) {
+        guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
         slot.work = .read
         slot.sendRead()
     }
 
-    private static func firstKey(_ request: Request, in bytes: UnsafeRawBufferPointer) -> Range<Int> {
-        var tokens = KeyTokens(bytes, request.keys)
-        return tokens.next() ?? request.keys
-    }
-
     private static func routeMultiGet(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
-        // The request keeps the command line's prefix (`get `, `gat 300 `) and the keys.
-        let lineStart = request.line.lowerBound
-        slot.request.append(UnsafeRawBufferPointer(rebasing: bytes[lineStart..<request.keys.lowerBound]))
+        // The request keeps the command's prefix (`get `, `gat 300 `) and the keys.
+        RequestEncoder.appendRetrievalStart(request.command, exptime: request.exptime, to: &slot.request)
+        slot.request.append(byte: UInt8(ascii: " "))
         let prefix = 0..<slot.request.readableCount
         var keys: [Range<Int>] = []
         for key in KeyTokens(bytes, request.keys) {
@@ -150,13 +139,8 @@ enum Router {
     // MARK: Writes
 
     private static func routeWrite(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
-        copyForwarded(request, in: bytes, into: slot, key: request.key)
-        let topology = worker.topology
-        slot.topology = topology
-        slot.replicas = topology.replicaSet(of: slot.keyBytes)
+        guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
         slot.work = .write
-        if isMeta(request.command) && request.meta.has(UInt8(ascii: "q")) { slot.quiet = .hideSuccess }
-        if request.noreply { slot.quiet = .hideAll }
         if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendWrite() }) { return }
         slot.sendWrite()
         // noreply: nothing will be written back, so later replies need not wait.
@@ -174,19 +158,15 @@ enum Router {
     private static func migrateFirst(_ request: Request, slot: ReplySlot, worker: ProxyWorker,
                                      then next: @escaping (ReplySlot) -> Void) -> Bool {
         guard let topology = slot.topology,
-              let source = KeyMigration.source(for: slot.keyBytes, replicas: slot.replicas, topology: topology, now: worker.now)
+              let source = KeyMigration.source(for: slot.placementKey, replicas: slot.replicas, topology: topology,
+                                               now: worker.now)
         else { return false }
         let overwrites = request.command == .set
             || (request.command == .metaSet && !request.meta.has(UInt8(ascii: "C"))
                 && (request.meta.mode == 0 || request.meta.mode == UInt8(ascii: "S")))
         if overwrites {
-            if source.dropAfterCopy, let backend = worker.backend(for: source.node, session: nil) {
-                let key = slot.keyBytes
-                backend.send(call: worker.discard, tag: 0, shape: .single) { output in
-                    output.append("delete ")
-                    output.append(key)
-                    output.append("\r\n")
-                }
+            if source.dropAfterCopy {
+                ReplicaCopy.delete(slot.keyBytes, base64: slot.keyIsBase64, at: source.node, worker: worker, session: nil)
             }
             return false
         }
@@ -194,13 +174,9 @@ enum Router {
     }
 
     private static func routeCompareAndSwap(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
-        copyForwarded(request, in: bytes, into: slot, key: request.key)
-        let topology = worker.topology
-        slot.topology = topology
-        slot.replicas = topology.replicaSet(of: slot.keyBytes)
+        guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
         slot.work = .compareAndSwap
         if request.command == .metaSet {
-            if request.meta.has(UInt8(ascii: "q")) { slot.quiet = .hideSuccess }
             slot.copy.clientFlags = request.meta.clientFlags
             slot.copy.exptime = request.meta.has(UInt8(ascii: "T")) ? request.meta.ttl : 0
             let mode = request.meta.mode
@@ -209,7 +185,6 @@ enum Router {
             slot.copy.clientFlags = request.flags
             slot.copy.exptime = request.exptime
         }
-        if request.noreply { slot.quiet = .hideAll }
         if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendCompareAndSwap() }) { return }
         slot.sendCompareAndSwap()
         if request.noreply && !slot.isComplete {
@@ -223,7 +198,7 @@ enum Router {
             if request.noreply { slot.complete() } else { slot.complete(line: "CLIENT_ERROR flush_all not allowed") }
             return
         }
-        copyForwarded(request, in: bytes, into: slot, key: 0..<0)
+        forward(request, in: bytes, into: slot)
         slot.topology = worker.topology
         slot.work = .flushAll
         slot.sendFlushAll()
@@ -242,38 +217,36 @@ enum Router {
         }
     }
 
-    /// Copies the request into the slot as nodes will get it: the line without
-    /// `noreply` (classic) or `q` (meta), then the data block. `key` (a range of
-    /// `bytes`) is found again in the copy.
-    private static func copyForwarded(_ request: Request, in bytes: UnsafeRawBufferPointer, into slot: ReplySlot, key: Range<Int>) {
-        let line = request.line
-        var keyOffset = -1
-        func appendToken(_ token: Range<Int>, first: Bool) {
-            if !first { slot.request.append(byte: UInt8(ascii: " ")) }
-            if token == key { keyOffset = slot.request.readableCount }
-            slot.request.append(UnsafeRawBufferPointer(rebasing: bytes[token]))
+    /// Writes the request into the slot as nodes will get it: rebuilt from what
+    /// the parser parsed (see `RequestEncoder.appendForwarded`), classic
+    /// `noreply` left out, and a quiet meta request followed by `mn`, so every
+    /// request a node gets has exactly one reply with a known end. Sets the
+    /// slot's key, value and reply shape.
+    private static func forward(_ request: Request, in bytes: UnsafeRawBufferPointer, into slot: ReplySlot) {
+        let layout = RequestEncoder.appendForwarded(request, in: bytes, to: &slot.request)
+        let quiet = isMeta(request.command) && request.meta.has(UInt8(ascii: "q"))
+        if quiet { RequestEncoder.appendMetaNoop(to: &slot.request) }
+        slot.key = layout.key
+        slot.copy.data = layout.data
+        slot.shape = ReplyShape.of(request.command, quiet: quiet)
+        slot.noreply = request.noreply
+    }
+
+    /// `forward` for a request on one key, which it then places on the ring: by
+    /// its decoded bytes when it came in base64 (meta `b`), so the same key sent
+    /// as text or as base64 lands on the same nodes. False (and the slot
+    /// answered) when the key cannot be decoded.
+    private static func forwardKeyed(_ request: Request, in bytes: UnsafeRawBufferPointer, into slot: ReplySlot,
+                                     worker: ProxyWorker) -> Bool {
+        forward(request, in: bytes, into: slot)
+        slot.keyIsBase64 = isMeta(request.command) && request.meta.has(UInt8(ascii: "b"))
+        guard slot.decodeKeyIfNeeded() else {
+            slot.complete(line: ProtocolError.metaKeyDecoding.line)
+            return false
         }
-        var first = true
-        let meta = isMeta(request.command)
-        var tokens = Array(KeyTokens(bytes, line))
-        if request.noreply && !meta, let last = tokens.last,
-           UnsafeRawBufferPointer(rebasing: bytes[last]).elementsEqual("noreply".utf8) {
-            tokens.removeLast()
-        }
-        for token in tokens {
-            if meta && token.count == 1 && bytes[token.lowerBound] == UInt8(ascii: "q") && token.lowerBound >= request.meta.tokens.lowerBound {
-                continue
-            }
-            appendToken(token, first: first)
-            first = false
-        }
-        slot.request.append("\r\n")
-        if request.command.carriesData {
-            let dataStart = slot.request.readableCount
-            slot.request.append(UnsafeRawBufferPointer(rebasing: bytes[request.data]))
-            slot.copy.data = dataStart..<slot.request.readableCount
-            slot.request.append("\r\n")
-        }
-        slot.key = keyOffset >= 0 ? keyOffset..<(keyOffset + key.count) : 0..<0
+        let topology = worker.topology
+        slot.topology = topology
+        slot.replicas = topology.replicaSet(of: slot.placementKey)
+        return true
     }
 }

@@ -130,6 +130,9 @@ public enum ConfigurationFile {
                 case "warmup_s": config.warmupSeconds = try integer(value, key, minimum: 0, maximum: 86_400)
                 case "item_size_max": config.itemSizeMax = try size(value, key)
                 case "max_connections": config.maxConnections = try integer(value, key, minimum: 1, maximum: 1_000_000)
+                case "client_reply_max": config.clientReplyMax = try size(value, key)
+                case "request_line_max": config.requestLineMax = try size(value, key)
+                case "shutdown_grace_ms": config.shutdownGraceMilliseconds = try integer(value, key, minimum: 0, maximum: 600_000)
                 case "metrics_listen": config.metricsListen = try hostPort(value, key)
                 case "nodes":
                     config.nodes = try nodes(value)

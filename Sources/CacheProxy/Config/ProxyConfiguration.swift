@@ -46,6 +46,19 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var itemSizeMax = 1 << 20
     /// Most simultaneous client connections. Default 4096.
     public var maxConnections = 4096
+    /// Most reply bytes one client connection may have waiting in the proxy
+    /// (values collected from nodes, not yet written to the client). A request
+    /// whose reply would go over is answered `SERVER_ERROR out of memory
+    /// writing get response`, as memcached answers when it cannot hold a reply.
+    /// Default 64 MiB.
+    public var clientReplyMax = 64 << 20
+    /// Longest request line (a multi-get's keys included) accepted from a
+    /// client; over it the client gets `CLIENT_ERROR line too long` and is
+    /// disconnected. Default 2 MiB.
+    public var requestLineMax = 2 << 20
+    /// On SIGTERM or SIGINT the proxy stops accepting, answers what it has
+    /// read, and exits after at most this long. Default 5000 ms.
+    public var shutdownGraceMilliseconds = 5000
     /// Prometheus metrics endpoint (`/metrics`), or nil for none. Default none.
     public var metricsListen: HostPort?
 

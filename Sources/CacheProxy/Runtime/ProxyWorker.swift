@@ -220,7 +220,8 @@ final class DiscardCall: BackendCall {
 
     init(worker: ProxyWorker) { self.worker = worker }
 
-    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) {}
+    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int,
+                 last: Bool) -> Bool { true }
 
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
         BackendNode.missedWrite(on: node, failure: failure, worker: worker)

@@ -39,11 +39,13 @@ struct ConnectionDriver {
                     return (outcome(parsed, in: bytes), consume, swallow)
                 case .close:
                     return (.close, 0, 0)
+                case .lineTooLong:
+                    return (.lineTooLong, 0, 0)
                 }
             }
             guard let result else { return }
             outcomes.append(result)
-            if result == .close { closed = true; return }
+            if result == .close || result == .lineTooLong { closed = true; return }
             precondition(consumed > 0 && consumed <= buffer.count, "outcome consumes \(consumed) of \(buffer.count)")
             buffer.removeFirst(consumed)
             swallowing = swallow

@@ -61,7 +61,7 @@ struct RequestCase: Sendable, CustomTestStringConvertible {
         case .request(let summary): return summary.length ?? input.count
         case .invalid(_, let consume, _, _): return consume
         case .tooLarge(_, let consume, _): return consume
-        case .close, .needMoreData: return input.count
+        case .close, .lineTooLong, .needMoreData: return input.count
         }
     }
 }

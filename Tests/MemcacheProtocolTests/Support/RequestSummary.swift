@@ -93,6 +93,7 @@ enum Outcome: Equatable, Sendable, CustomStringConvertible {
     case invalid(ProtocolError, consume: Int, swallow: Int, quiet: Bool)
     case tooLarge(Summary, consume: Int, swallow: Int)
     case close
+    case lineTooLong
 
     var description: String {
         switch self {
@@ -103,6 +104,7 @@ enum Outcome: Equatable, Sendable, CustomStringConvertible {
         case .tooLarge(let summary, let consume, let swallow):
             return "tooLarge(\(summary), consume: \(consume), swallow: \(swallow))"
         case .close: return "close"
+        case .lineTooLong: return "lineTooLong"
         }
     }
 }
@@ -148,6 +150,7 @@ func outcome(_ parsed: ParseOutcome, in bytes: UnsafeRawBufferPointer) -> Outcom
     case .tooLarge(let request, let consume, let swallow):
         return .tooLarge(summarize(request, in: bytes), consume: consume, swallow: swallow)
     case .close: return .close
+    case .lineTooLong: return .lineTooLong
     }
 }
 
@@ -174,6 +177,7 @@ func parseInto(_ bytes: [UInt8], _ parser: RequestParser = RequestParser()) -> O
         case .tooLarge(let consume, let swallow):
             return .tooLarge(summarize(request, in: raw), consume: consume, swallow: swallow)
         case .close: return .close
+        case .lineTooLong: return .lineTooLong
         }
     }
 }

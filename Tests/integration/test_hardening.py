@@ -1,0 +1,315 @@
+"""Hostile and unlucky clients must not hurt other clients or the tier.
+
+Each test is a regression test for one way a client (or an operator) once
+hurt the node or the proxy, named after what it protects:
+
+- one client's values reaching another through a shared node connection
+  (a line whose `noreply` sits next to a NUL byte);
+- the proxy crashing when a multi-get outlives its client;
+- one small request growing a node (and, through the proxy, every replica)
+  by the size of a large value times the number of times it is named;
+- a request line without end growing a server without bound;
+- replies lost when a client half-closes, and a binary-protocol request
+  left hanging.
+
+Every load loop is bounded in count and time; only 127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+
+import harness
+import proxy_harness as ph
+
+MIB = 1 << 20
+
+
+def big_value_line(n: int = MIB - 512) -> tuple[bytes, int]:
+    value = bytes((i * 7) & 0xFF for i in range(256)) * (n // 256)
+    return b"set big 0 0 %d\r\n" % len(value) + value + b"\r\n", len(value)
+
+
+def read_exactly(conn: harness.RawConn, total: int, timeout: float) -> int:
+    """Reads and discards `total` bytes (or until EOF/timeout); returns the count read."""
+    got = 0
+    deadline = time.monotonic() + timeout
+    sock = conn.sock
+    sock.setblocking(True)
+    sock.settimeout(1.0)
+    try:
+        if conn.buf:
+            got += len(conn.buf)
+            conn.buf.clear()
+        while got < total and time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(min(1 << 20, total - got))
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            got += len(chunk)
+    finally:
+        sock.setblocking(False)
+    return got
+
+
+def peak_rss_kib(pid: int) -> int:
+    return harness.proc_status_kib(pid, "VmHWM")
+
+
+def reset_close(sock: socket.socket) -> None:
+    """Closes with a TCP reset: what a client killed mid-request does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+# --------------------------------------------------------------------------
+# One client's data never reaches another
+# --------------------------------------------------------------------------
+
+def test_nul_noreply_line_does_not_shift_replies_between_clients(cluster):
+    """A storage line with `noreply` next to a NUL byte once made the proxy
+    forward `noreply` while expecting a reply, so every later reply on the
+    shared node connection went to the wrong request: clients read each
+    other's values. Victims read their own keys while an attacker sends such
+    lines; every reply must be the victim's own."""
+    victims = 6
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def victim(n: int):
+        c = cluster.raw(timeout=10)
+        i = 0
+        deadline = time.monotonic() + 4
+        while not stop.is_set() and time.monotonic() < deadline and i < 3000:
+            key = f"victim{n}-{i % 50}"
+            value = f"secret-{n}-{i}".encode()
+            reply = c.request(b"set %s 0 0 %d\r\n%s\r\nget %s\r\n" % (key.encode(), len(value), value, key.encode()),
+                              done=b"END\r\n", timeout=5)
+            want = b"STORED\r\nVALUE %s 0 %d\r\n%s\r\nEND\r\n" % (key.encode(), len(value), value)
+            if reply != want:
+                problems.append(f"victim {n} got {reply[:120]!r}, wanted {want!r}")
+                return
+            i += 1
+
+    threads = [threading.Thread(target=victim, args=(n,)) for n in range(victims)]
+    for t in threads:
+        t.start()
+    attacker = cluster.raw(timeout=10)
+    for i in range(200):
+        reply = attacker.request(b"set foo 0 0 3 noreply \x00\r\nbar\r\nset x 0 0 1\r\n1\r\n", timeout=5)
+        if reply != b"STORED\r\n":
+            problems.append(f"attacker's set x answered {reply[:120]!r}")
+            break
+        reply = attacker.request(b"set foo 0 0 3 \x00noreply\r\nbar\r\n", timeout=5)
+        if reply != b"STORED\r\n":
+            problems.append(f"attacker's set foo (NUL before noreply) answered {reply[:120]!r}")
+            break
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not problems, problems[:5]
+    assert cluster.proxy.alive()
+
+
+# --------------------------------------------------------------------------
+# Work that outlives a client
+# --------------------------------------------------------------------------
+
+def test_multiget_reset_during_refill_does_not_crash_the_proxy(cluster):
+    """After a node comes back (flushed, its keys refilled from replicas on
+    first read), multi-gets of its keys whose client resets before the
+    reply: the refill finishes after the session is gone, and once crashed
+    the proxy reading a reference to it."""
+    keys = [f"refill{i}" for i in range(300)]
+    c = cluster.raw(timeout=10)
+    ph.set_many(c, [(k, b"v" + k.encode()) for k in keys])
+    cluster.kill_node(0)
+    c2 = cluster.client()
+    # Reads of node 0's keys fail over and mark it down.
+    ph.wait_until(lambda: (c2.conn.request(b"get " + " ".join(keys[:50]).encode() + b"\r\n", done=b"END\r\n"),
+                           cluster.node_states()[0] != "up")[1], 10, what="node 0 marked down")
+    cluster.restart_node(0)
+    cluster.wait_node_state(0, "up", timeout=15)
+    line = b"get " + " ".join(keys).encode() + b"\r\n"
+    for _ in range(40):
+        s = socket.create_connection(cluster.addr, timeout=5)
+        s.sendall(line)
+        reset_close(s)
+    # The refills started above finish after their sessions are gone.
+    time.sleep(0.5)
+    assert cluster.proxy.alive(), cluster.describe()
+    got = ph.multi_get(cluster.raw(timeout=10), keys)
+    assert len(got) == len(keys)
+
+
+# --------------------------------------------------------------------------
+# One small request must not grow a server by a value times its count
+# --------------------------------------------------------------------------
+
+def _big_multiget(addr, pid: int, names: int, read: bool) -> tuple[int, int]:
+    """Sets a ~1 MiB value, then asks for it `names` times in one get.
+    Returns (bytes of reply read, peak RSS growth in KiB)."""
+    setter = harness.RawConn(addr, timeout=10)
+    line, size = big_value_line()
+    assert setter.request(line) == b"STORED\r\n"
+    setter.close()
+    base = peak_rss_kib(pid)
+    c = harness.RawConn(addr, timeout=10)
+    c.send(b"get " + b" ".join([b"big"] * names) + b"\r\n")
+    each = len(b"VALUE big 0 %d\r\n" % size) + size + 2
+    total = each * names + len(b"END\r\n")
+    got = 0
+    if read:
+        got = read_exactly(c, total, timeout=60)
+    else:
+        time.sleep(1.5)
+    c.close()
+    return (got if read else total), peak_rss_kib(pid) - base
+
+
+def test_node_streams_a_multiget_of_one_large_value(server):
+    """805 bytes of request once took a node to 216 MB (and 100,000 keys
+    aborted it): each key copied the value into the output. The reply now
+    comes out as the socket drains; memory stays flat."""
+    host, port, proc = server
+    total, growth = _big_multiget((host, port), proc.pid, names=400, read=True)
+    each = total // 400
+    assert total > 400 * MIB * 0.9
+    assert growth < 48 * 1024, f"node grew by {growth} KiB for a {total}-byte reply"
+    # A client that never reads costs no more.
+    _, growth = _big_multiget((host, port), proc.pid, names=3000, read=False)
+    assert growth < 48 * 1024, f"node grew by {growth} KiB while its client did not read"
+    with harness.TextClient((host, port)) as c:
+        assert c.line("version").startswith(b"VERSION")
+    assert each > 0
+
+
+def test_proxy_asks_for_a_repeated_key_once_and_streams_the_reply(cluster):
+    """Through the proxy the same request once killed the primary, then the
+    replica it was retried on. The proxy asks each node for a key once, and
+    writes the repeated values as the client reads."""
+    names = 400
+    total, growth = _big_multiget(cluster.addr, cluster.proxy.pid, names=names, read=True)
+    assert total > names * MIB * 0.9
+    assert growth < 64 * 1024, f"proxy grew by {growth} KiB for a {total}-byte reply"
+    _, growth = _big_multiget(cluster.addr, cluster.proxy.pid, names=3000, read=False)
+    assert growth < 64 * 1024, f"proxy grew by {growth} KiB while its client did not read"
+    for i, node in enumerate(cluster.nodes):
+        assert node.alive(), f"node {i} died"
+        assert peak_rss_kib(node.pid) < 200 * 1024, f"node {i} peak RSS {peak_rss_kib(node.pid)} KiB"
+    assert cluster.node_states() == ["up"] * len(cluster.nodes)
+
+
+def test_proxy_caps_what_one_client_may_have_waiting(cluster_factory):
+    """A multi-get whose distinct values exceed client_reply_max is answered
+    with memcached's out-of-memory error; the connection stays usable."""
+    cluster = cluster_factory(n=3, replicas=2, options={"client_reply_max": "4m"})
+    c = cluster.raw(timeout=20)
+    value = b"x" * (512 * 1024)
+    ph.set_many(c, [(f"wide{i}", value) for i in range(12)])
+    reply = c.request(b"get " + b" ".join(b"wide%d" % i for i in range(12)) + b"\r\n",
+                      done=b"\r\n", timeout=10)
+    assert reply == b"SERVER_ERROR out of memory writing get response\r\n"
+    reply = c.request(b"get wide0 wide1\r\n", done=b"END\r\n", timeout=10)
+    assert reply.count(b"VALUE ") == 2 and reply.endswith(b"END\r\n")
+
+
+# --------------------------------------------------------------------------
+# Request lines have an end
+# --------------------------------------------------------------------------
+
+def _unbounded_line(addr, pid: int) -> tuple[bytes, bool, int]:
+    base = peak_rss_kib(pid)
+    c = harness.RawConn(addr, timeout=10)
+    c.send(b"get " + b"k" * (3 * MIB))
+    reply = c.read_until(b"\r\n", quiet=5, timeout=10)
+    closed = c.wait_closed(5)
+    return reply, closed, peak_rss_kib(pid) - base
+
+
+def test_node_refuses_an_endless_request_line(server):
+    host, port, proc = server
+    reply, closed, growth = _unbounded_line((host, port), proc.pid)
+    assert reply == b"CLIENT_ERROR line too long\r\n"
+    assert closed
+    assert growth < 32 * 1024
+    with harness.TextClient((host, port)) as c:
+        assert c.line("version").startswith(b"VERSION")
+
+
+def test_node_request_line_limit_is_an_option(server_factory):
+    srv = server_factory(["-o", "request_line_max=64k"])
+    c = harness.RawConn(srv.addr, timeout=10)
+    keys = b" ".join(b"k%05d" % i for i in range(12000))   # ~84 KB
+    c.send(b"get " + keys + b"\r\n")
+    assert c.read_until(b"\r\n", quiet=5) == b"CLIENT_ERROR line too long\r\n"
+    assert c.wait_closed(5)
+    c = harness.RawConn(srv.addr, timeout=10)
+    keys = b" ".join(b"k%05d" % i for i in range(8000))    # ~56 KB
+    assert c.request(b"get " + keys + b"\r\n", done=b"END\r\n") == b"END\r\n"
+
+
+def test_proxy_refuses_an_endless_request_line(cluster):
+    reply, closed, growth = _unbounded_line(cluster.addr, cluster.proxy.pid)
+    assert reply == b"CLIENT_ERROR line too long\r\n"
+    assert closed
+    assert growth < 32 * 1024
+    assert cluster.client().line("version").startswith(b"VERSION")
+
+
+# --------------------------------------------------------------------------
+# Half-closed clients and the binary protocol
+# --------------------------------------------------------------------------
+
+def _half_closed_exchange(addr, payload: bytes, timeout: float = 10) -> bytes:
+    s = socket.create_connection(addr, timeout=timeout)
+    try:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                return bytes(out)
+            out += chunk
+        raise AssertionError(f"no close after {timeout} s; got {bytes(out)[-200:]!r}")
+    finally:
+        s.close()
+
+
+def _half_close_payload() -> tuple[bytes, bytes]:
+    sets = b"".join(b"set hc%d 0 0 2\r\nv%d\r\n" % (i, i % 10) for i in range(100))
+    gets = b"".join(b"get hc%d\r\n" % i for i in range(100))
+    want = b"STORED\r\n" * 100 + b"".join(b"VALUE hc%d 0 2\r\nv%d\r\nEND\r\n" % (i, i % 10) for i in range(100))
+    return sets + gets, want
+
+
+def test_node_answers_everything_before_a_half_close(server):
+    payload, want = _half_close_payload()
+    assert _half_closed_exchange(server.addr, payload) == want
+
+
+def test_proxy_answers_everything_before_a_half_close(cluster):
+    """`printf 'get k\\r\\n' | nc -N`: the proxy once closed with nothing."""
+    payload, want = _half_close_payload()
+    assert _half_closed_exchange(cluster.addr, payload) == want
+    assert _half_closed_exchange(cluster.addr, b"get hc1\r\n") == b"VALUE hc1 0 2\r\nv1\r\nEND\r\n"
+    assert _half_closed_exchange(cluster.addr, b"set hc2 0 0 1\r\nz\r\n") == b"STORED\r\n"
+
+
+def test_proxy_closes_a_binary_protocol_connection(cluster):
+    """A binary-protocol request (first byte 0x80) once got no reply and no
+    close: the client waited for its timeout."""
+    c = cluster.raw(timeout=5)
+    c.send(bytes([0x80, 0x0A, 0, 0, 0, 0, 0, 0]) + bytes(16))   # a binary noop
+    t0 = time.monotonic()
+    assert c.wait_closed(3)
+    assert time.monotonic() - t0 < 2
+    assert cluster.client().line("version").startswith(b"VERSION")
