@@ -313,3 +313,42 @@ def test_proxy_closes_a_binary_protocol_connection(cluster):
     assert c.wait_closed(3)
     assert time.monotonic() - t0 < 2
     assert cluster.client().line("version").startswith(b"VERSION")
+
+
+# --------------------------------------------------------------------------
+# A slow or greedy client costs only itself
+# --------------------------------------------------------------------------
+
+def test_greedy_client_does_not_stall_others_or_get_a_node_flushed(cluster):
+    """One 8 MB multi-get, repeated by a client that never reads its replies,
+    once stalled another client's write on the shared node connection for
+    2.4 s: the write timed out, the node was marked down and flushed. Others
+    must not notice it."""
+    c = cluster.raw(timeout=20)
+    value = b"g" * (MIB - 1024)
+    ph.set_many(c, [(f"greedy{i}", value) for i in range(8)])
+    ph.set_many(c, [(f"mine{i}", b"v%d" % i) for i in range(200)])
+    items_before = [int(cluster.node_client(i).stats()["curr_items"]) for i in range(len(cluster.nodes))]
+    greedy = [cluster.raw(timeout=20) for _ in range(3)]
+    line = b"get " + b" ".join(b"greedy%d" % i for i in range(8)) + b"\r\n"
+    for g in greedy:
+        for _ in range(30):
+            g._sendall(line)   # and never read
+    worst = 0.0
+    other = cluster.raw(timeout=10)
+    deadline = time.monotonic() + 4
+    n = 0
+    while time.monotonic() < deadline and n < 2000:
+        t0 = time.monotonic()
+        reply = other.request(b"set mine%d 0 0 2\r\nw%d\r\n" % (n % 200, n % 10), timeout=5)
+        worst = max(worst, time.monotonic() - t0)
+        assert reply == b"STORED\r\n", f"write {n} answered {reply!r}"
+        n += 1
+    assert worst < 0.4, f"a write waited {worst:.3f} s behind another client's replies"
+    assert cluster.node_states() == ["up"] * len(cluster.nodes)
+    stats = cluster.stats("nodes")
+    assert all(stats.get(f"node:{i}:marked_down", "0") == "0" for i in range(len(cluster.nodes))), stats
+    items_after = [int(cluster.node_client(i).stats()["curr_items"]) for i in range(len(cluster.nodes))]
+    assert items_after == items_before, "a node lost items (flushed?)"
+    for g in greedy:
+        g.close()

@@ -30,6 +30,14 @@ final class ClientSession: ConnectionHandler {
     private var holdingSlot: ReplySlot?
     /// Inside `processInput`.
     private var processing = false
+    /// The lane (see `Lane`) this session's requests to nodes go in, and how
+    /// many of them await an answer in each. Replies come back in order only
+    /// within one connection, so a request for the other lane waits until the
+    /// node has answered everything sent before it: a pipelined `set` then
+    /// `get a b` must read what the set stored, as on one memcached.
+    private var lane = Lane.requests
+    private var inFlight = (requests: 0, bulk: 0)
+    private var waitingForLane = false
     /// Reply bytes collected from nodes for this client and not yet written to
     /// its connection's output.
     private(set) var heldReplyBytes = 0
@@ -116,7 +124,7 @@ final class ClientSession: ConnectionHandler {
         var consumed = 0
         var needed: Int?
         parsing: while true {
-            if isBackedUp(connection) || holdingSlot != nil {
+            if isBackedUp(connection) || holdingSlot != nil || waitingForLane {
                 connection.pauseReading()
                 if isBackedUp(connection) { connection.notifyWhenWritable() }
                 break
@@ -124,8 +132,20 @@ final class ClientSession: ConnectionHandler {
             // Safe because `input` stays valid: routing copies what it keeps.
             switch stream.next(input, consumed: &consumed, into: &request) {
             case .request(let start):
+                let bytes = UnsafeRawBufferPointer(rebasing: input[start...])
+                let wanted = Router.lane(of: request, in: bytes)
+                if wanted != lane {
+                    if inFlight(lane) > 0 {
+                        // Parsed again once the other lane is answered.
+                        consumed = start
+                        waitingForLane = true
+                        connection.pauseReading()
+                        break parsing
+                    }
+                    lane = wanted
+                }
                 let slot = newSlot()
-                Router.route(request, in: UnsafeRawBufferPointer(rebasing: input[start...]), slot: slot, session: self)
+                Router.route(request, in: bytes, slot: slot, session: self)
                 if slot.closesSession {
                     finished = true
                     break parsing
@@ -176,6 +196,21 @@ final class ClientSession: ConnectionHandler {
         slot.begin(session: self, worker: worker)
         slots.append(slot)
         return slot
+    }
+
+    private func inFlight(_ lane: Lane) -> Int {
+        lane == .bulk ? inFlight.bulk : inFlight.requests
+    }
+
+    func nodeRequestSent(in lane: Lane) {
+        if lane == .bulk { inFlight.bulk += 1 } else { inFlight.requests += 1 }
+    }
+
+    func nodeRequestAnswered(in lane: Lane) {
+        if lane == .bulk { inFlight.bulk -= 1 } else { inFlight.requests -= 1 }
+        guard waitingForLane, inFlight(self.lane) == 0 else { return }
+        waitingForLane = false
+        if !processing, let connection { resumeIfRelieved(connection) }
     }
 
     /// Stops routing this session's next requests until `slot` completes.
@@ -264,9 +299,11 @@ final class ClientSession: ConnectionHandler {
     }
 
     private func resumeIfRelieved(_ connection: Connection) {
-        guard connection.isReadingPaused, !finished, !connection.isClosed, !isBackedUp(connection), holdingSlot == nil else { return }
+        guard connection.isReadingPaused, !finished, !connection.isClosed, !isBackedUp(connection), holdingSlot == nil,
+              !waitingForLane else { return }
         processInput(connection)
-        if !isBackedUp(connection) && !finished { connection.resumeReading() }
+        // Routing may have stopped again, for the same reasons.
+        if !isBackedUp(connection) && !finished && holdingSlot == nil && !waitingForLane { connection.resumeReading() }
         if connection.inputEnded { closeIfDone(connection) }
     }
 }

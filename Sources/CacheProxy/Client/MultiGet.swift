@@ -127,12 +127,12 @@ final class MultiGet: ReplyStream {
             let batchIndex = firstNewBatch
             firstNewBatch += 1
             let batch = batches[batchIndex]
-            guard batchIndex < 0x7FF, let backend = slot.worker.backend(for: batch.node, session: slot.session) else {
+            guard batchIndex < ReplySlot.positionLimit, let backend = slot.worker.backend(for: batch.node, session: slot.session, lane: .bulk) else {
                 failBatch(batchIndex)
                 continue
             }
             outstanding += 1
-            backend.send(call: slot, tag: slot.tag(position: batchIndex), shape: .retrieval) { output in
+            slot.send(to: backend, position: batchIndex, lane: .bulk, shape: .retrieval) { output in
                 output.append(UnsafeRawBufferPointer(rebasing: request[prefix]))
                 for (position, index) in batch.keyIndices.enumerated() {
                     if position > 0 { output.append(byte: UInt8(ascii: " ")) }

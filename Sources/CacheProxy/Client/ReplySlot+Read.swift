@@ -13,7 +13,7 @@ extension ReplySlot {
             let node = topology.nodes[replicas[attempt]]
             if let backend = worker.backend(for: node, session: session) {
                 if attempt > 0 { worker.counters.add(.readFallbacks) }
-                backend.send(call: self, tag: tag(position: attempt), shape: shape) { output in
+                send(to: backend, position: attempt, shape: shape) { output in
                     output.append(request.readableBytes)
                 }
                 return

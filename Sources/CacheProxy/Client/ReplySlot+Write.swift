@@ -19,7 +19,7 @@ extension ReplySlot {
             }
             positions.append(.pending)
             outstanding += 1
-            backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: shape) { output in
+            send(to: backend, position: position, changesData: true, shape: shape) { output in
                 output.append(request.readableBytes)
             }
         }
@@ -41,7 +41,7 @@ extension ReplySlot {
                 while positions.count < position { positions.append(.notSent) }
                 positions.append(.pending)
                 outstanding = 1
-                backend.send(call: self, tag: tag(position: position) | ReplySlot.writeTagBit, shape: shape) { output in
+                send(to: backend, position: position, changesData: true, shape: shape) { output in
                     output.append(request.readableBytes)
                 }
                 return
@@ -150,7 +150,7 @@ extension ReplySlot {
         for node in topology.nodes {
             guard let backend = worker.backend(for: node, session: session) else { continue }
             outstanding += 1
-            backend.send(call: self, tag: tag(position: 0) | ReplySlot.writeTagBit, shape: shape) { output in
+            send(to: backend, position: 0, changesData: true, shape: shape) { output in
                 output.append(request.readableBytes)
             }
         }

@@ -137,8 +137,27 @@ final class ReplySlot: BackendCall {
     /// Marks a call that changes data, so its failure is acted on even after the
     /// client got its answer (write_policy primary) or the slot moved on.
     static let writeTagBit = 1 << 11
+    /// Marks a call sent in the bulk lane (see `Lane`).
+    static let bulkTagBit = 1 << 10
+    /// Positions and multi-get batches fit below the flag bits.
+    static let positionLimit = 1 << 10
     @inline(__always) func isCurrent(_ tag: Int) -> Bool { tag >> 12 == generation }
-    @inline(__always) static func position(of tag: Int) -> Int { tag & 0x7FF }
+    @inline(__always) static func position(of tag: Int) -> Int { tag & (positionLimit - 1) }
+
+    /// Sends this request (or a multi-get's batch) to a node, counting it as
+    /// the session's until the node answers it (see `ClientSession.lane`).
+    func send(to backend: BackendConnection, position: Int, lane: Lane = .requests, changesData: Bool = false,
+              shape: ReplyShape, _ write: (inout ByteBuffer) -> Void) {
+        var tag = tag(position: position)
+        if changesData { tag |= ReplySlot.writeTagBit }
+        if lane == .bulk { tag |= ReplySlot.bulkTagBit }
+        session?.nodeRequestSent(in: lane)
+        backend.send(call: self, tag: tag, shape: shape, write: write)
+    }
+
+    private func nodeAnswered(_ tag: Int) {
+        session?.nodeRequestAnswered(in: tag & ReplySlot.bulkTagBit != 0 ? .bulk : .requests)
+    }
 
     /// Charges `count` reply bytes to the session; false when it may not hold them.
     func hold(_ count: Int) -> Bool {
@@ -211,6 +230,14 @@ final class ReplySlot: BackendCall {
 
     func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int,
                  last: Bool) -> Bool {
+        let accepted = handle(unit, in: bytes, tag: tag, last: last, node: node)
+        // A unit refused fails the request (`backend(_:failed:tag:)`), counted there.
+        if accepted && last { nodeAnswered(tag) }
+        return accepted
+    }
+
+    private func handle(_ unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool,
+                        node: BackendNode) -> Bool {
         // A reply for an earlier request of this slot, or one nobody waits for
         // any more, is dropped; the connection has already checked its shape.
         guard isCurrent(tag), !isComplete else { return true }
@@ -235,6 +262,7 @@ final class ReplySlot: BackendCall {
     }
 
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
+        nodeAnswered(tag)
         // The node may or may not have applied a write: were it to serve again
         // unflushed, it could return the value this write replaced.
         if tag & ReplySlot.writeTagBit != 0 { BackendNode.missedWrite(on: node, failure: failure, worker: worker) }

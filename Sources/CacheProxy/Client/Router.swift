@@ -88,6 +88,14 @@ enum Router {
         }
     }
 
+    /// The lane a request's node calls take: multi-key gets have their own.
+    static func lane(of request: Request, in bytes: UnsafeRawBufferPointer) -> Lane {
+        guard request.command.isMultiKeyRetrieval else { return .requests }
+        var keys = KeyTokens(bytes, request.keys)
+        _ = keys.next()
+        return keys.next() == nil ? .requests : .bulk
+    }
+
     /// A value over the item size limit never reaches a node; like memcached, the
     /// key's old value is removed (for set and ms) so a stale one cannot be read.
     static func routeTooLarge(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, session: ClientSession) {

@@ -71,9 +71,9 @@ final class ProxyWorker: @unchecked Sendable {
     // MARK: Backends
 
     /// A usable connection to `node`, opening one if needed; nil when the node is
-    /// down. A session always gets the same one of the node's connections, so a
-    /// client's requests to a node stay in order; internal calls take any.
-    func backend(for node: BackendNode, session: ClientSession?) -> BackendConnection? {
+    /// down. A session always gets the same one of the node's connections in a
+    /// lane, so a client's requests to a node stay in order; internal calls take any.
+    func backend(for node: BackendNode, session: ClientSession?, lane: Lane = .requests) -> BackendConnection? {
         guard node.isUp else { return nil }
         let key = ObjectIdentifier(node)
         let pool: BackendPool
@@ -83,7 +83,7 @@ final class ProxyWorker: @unchecked Sendable {
             pool = BackendPool(node: node, size: topology.configuration.backendConnections)
             pools[key] = pool
         }
-        return pool.connection(choice: session?.affinity, worker: self)
+        return pool.connection(choice: session?.affinity, lane: lane, worker: self)
     }
 
     /// Hands out session affinities in turn.
@@ -160,10 +160,23 @@ final class ProxyWorker: @unchecked Sendable {
     }
 }
 
+/// Which of a node's connections a request takes. Replies on one connection
+/// come back in order, so a request waits for every reply sent before it on
+/// its connection: multi-key gets, whose replies can be megabytes, have
+/// connections of their own, and the small requests of other clients never
+/// queue behind them.
+enum Lane {
+    /// Single-key requests (a value is at most item_size_max).
+    case requests
+    /// Multi-key gets.
+    case bulk
+}
+
 /// A worker's connections to one node, used in turn.
 final class BackendPool {
     let node: BackendNode
     private var connections: [BackendConnection?]
+    private var bulkConnections: [BackendConnection?]
     private var roundRobin = 0
     /// Connections of a node that left the configuration, closed once idle.
     private var retiring: [BackendConnection] = []
@@ -171,37 +184,49 @@ final class BackendPool {
     init(node: BackendNode, size: Int) {
         self.node = node
         self.connections = Array(repeating: nil, count: max(1, size))
+        self.bulkConnections = Array(repeating: nil, count: max(1, size))
     }
 
-    func connection(choice: Int?, worker: ProxyWorker) -> BackendConnection? {
+    func connection(choice: Int?, lane: Lane, worker: ProxyWorker) -> BackendConnection? {
+        let count = connections.count
         let slot: Int
         if let choice {
-            slot = choice % connections.count
+            slot = choice % count
         } else {
             slot = roundRobin
-            roundRobin = (roundRobin + 1) % connections.count
+            roundRobin = (roundRobin + 1) % count
         }
-        if let existing = connections[slot], existing.isUsable { return existing }
-        if let stale = connections[slot], !stale.isClosed { stale.fail(.nodeDown) }
+        switch lane {
+        case .requests: return usable(&connections[slot], worker: worker)
+        case .bulk: return usable(&bulkConnections[slot], worker: worker)
+        }
+    }
+
+    private func usable(_ connection: inout BackendConnection?, worker: ProxyWorker) -> BackendConnection? {
+        if let existing = connection, existing.isUsable { return existing }
+        if let stale = connection, !stale.isClosed { stale.fail(.nodeDown) }
         let fresh = BackendConnection(node: node, worker: worker)
-        connections[slot] = fresh
+        connection = fresh
         return fresh.isClosed ? nil : fresh
     }
 
-    var openCount: Int { connections.reduce(0) { $0 + (($1?.isClosed ?? true) ? 0 : 1) } }
+    private var all: [BackendConnection] { (connections + bulkConnections).compactMap { $0 } }
+
+    var openCount: Int { all.reduce(0) { $0 + ($1.isClosed ? 0 : 1) } }
 
     func failAll(_ failure: BackendFailure) {
-        for connection in connections { connection?.fail(failure) }
+        for connection in all { connection.fail(failure) }
     }
 
     func retire() {
-        retiring = connections.compactMap { $0 }
+        retiring = all
         connections = connections.map { _ in nil }
+        bulkConnections = bulkConnections.map { _ in nil }
         for connection in retiring where connection.pendingCount == 0 { connection.fail(.nodeDown) }
     }
 
     func checkDeadlines(now: Int64, requestTimeout: Int64, connectTimeout: Int64) {
-        for connection in connections {
+        for connection in connections + bulkConnections {
             connection?.checkDeadlines(now: now, requestTimeout: requestTimeout, connectTimeout: connectTimeout)
         }
         retiring.removeAll { connection in
