@@ -13,19 +13,16 @@ extension RequestProcessor {
         case .version:
             output.append(string: "VERSION \(NodeFlags.version)\r\n")
         case .verbosity:
-            // verbosity <level> [noreply]
-            guard let level = arguments.first.flatMap({ UInt32($0) }) else {
-                if !request.noreply { replyError(.badCommandLineFormat, output: &output) }
-                return .proceed
-            }
-            context.verbosity.store(Int(min(level, 2)), ordering: .relaxed)
+            // verbosity <level> [noreply]: the parser read the level as memcached
+            // does (a malformed one never gets here; 4294967360 wraps to 64).
+            context.verbosity.store(Int(min(request.numericArgument, 2)), ordering: .relaxed)
             reply("OK\r\n", noreply: request.noreply, output: &output)
         case .shutdown:
             return shutdown(arguments, output: &output)
         case .stats:
             stats(arguments, output: &output)
         case .cacheMemlimit:
-            cacheMemlimit(arguments, noreply: request.noreply, output: &output)
+            cacheMemlimit(megabytes: request.numericArgument, noreply: request.noreply, output: &output)
         case .slabs:
             slabs(arguments, noreply: request.noreply, output: &output)
         case .lru:
@@ -72,12 +69,9 @@ extension RequestProcessor {
         return .close
     }
 
-    // cache_memlimit <megabytes> [noreply]
-    private func cacheMemlimit(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
-        guard let megabytes = arguments.first.flatMap({ UInt32($0) }) else {
-            reply("ERROR\r\n", noreply: noreply, output: &output)
-            return
-        }
+    // cache_memlimit <megabytes> [noreply]: `megabytes` as the parser read it
+    // (memcached's 32-bit reading; a malformed number was answered ERROR there).
+    private func cacheMemlimit(megabytes: UInt64, noreply: Bool, output: inout ByteBuffer) {
         if megabytes < 8 {
             reply("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n", noreply: noreply, output: &output)
         } else if megabytes > 1_000_000_000 {
