@@ -15,6 +15,8 @@ public final class NodeContext: Sendable {
     /// Port actually bound (differs from settings when `-p 0`).
     public let boundPort = Atomic<Int>(0)
     public let verbosity: Atomic<Int>
+    /// `stats detail`: per-prefix get/set/delete counts.
+    public let prefixStatistics: PrefixStatistics
     /// Flush boundary currently in force (memcached's `settings.oldest_live`), for `stats settings`.
     public let oldestLive = Atomic<UInt32>(0)
     private let shutdownHandler: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
@@ -25,6 +27,7 @@ public final class NodeContext: Sendable {
         self.clock = clock
         self.workerCounters = (0..<settings.threads).map { _ in WorkerCounters() }
         self.verbosity = Atomic(settings.verbosity)
+        self.prefixStatistics = PrefixStatistics(delimiter: settings.prefixDelimiter, enabled: settings.detailEnabled)
     }
 
     /// Sums a counter over every worker.

@@ -141,6 +141,7 @@ extension RequestProcessor {
             context.totalConnections.store(0, ordering: .relaxed)
             context.rejectedConnections.store(0, ordering: .relaxed)
             storage.resetStatistics()
+            context.prefixStatistics.clear()
             output.append("RESET\r\n")
         case "settings":
             append(report.settings(), output: &output)
@@ -155,10 +156,18 @@ extension RequestProcessor {
         case "conns":
             append(report.listeners(), output: &output)
         case "detail":
+            // stats detail on|off|dump (anything after the third word is ignored)
             switch arguments.count > 1 ? arguments[1] : "" {
-            case "on", "off": output.append("OK\r\n")
-            case "dump": output.append("END\r\n")
-            default: output.append("CLIENT_ERROR usage: stats detail on|off|dump\r\n")
+            case "on":
+                context.prefixStatistics.setEnabled(true)
+                output.append("OK\r\n")
+            case "off":
+                context.prefixStatistics.setEnabled(false)
+                output.append("OK\r\n")
+            case "dump":
+                context.prefixStatistics.dump().withUnsafeBytes { output.append($0) }
+            default:
+                output.append("CLIENT_ERROR usage: stats detail on|off|dump\r\n")
             }
         case "cachedump":
             guard context.settings.dumpingEnabled else {

@@ -11,6 +11,7 @@ extension RequestProcessor {
         let touching = command == .gat || command == .gats
         let newExpiry = touching ? clock.expiry(fromExptime: request.exptime) : 0
         let now = clock.now
+        let detail = prefixes.isEnabled
         for keyRange in KeyTokens(bytes, request.keys) {
             let key = slice(bytes, keyRange)
             let hash = CacheStorage.hash(key)
@@ -22,6 +23,7 @@ extension RequestProcessor {
                 output.append("\r\n")
                 return true
             }
+            if detail { prefixes.recordGet(key, hit: hit) }
             if touching {
                 counters.add(.cmdTouch)
                 counters.add(hit ? .touchHits : .touchMisses)

@@ -31,6 +31,11 @@ NOT_THROUGH_PROXY = {
     "stats_simple_subcommands": "stats is the proxy's own (test_proxy_stats.py)",
     "stats_subcommands_framing": "stats is the proxy's own (test_proxy_stats.py)",
     "cache_memlimit_forms": "node administration is refused by the proxy by design",
+    "cache_memlimit_numeric_edges": "node administration is refused by the proxy by design",
+    **{name: "per-prefix stats are each node's own" for name in (
+        "detail_subcommand_forms", "detail_counts_classic_commands", "detail_off_keeps_counts_reset_clears",
+        "detail_many_prefixes_in_memcached_order", "detail_prefix_matches_longer_entry_in_its_bucket",
+        "detail_long_prefix")},
     "me_forms": "`me` shows one node's internals",
     "cas_unique_sequence_across_commands": "CAS uniques come from each node's own counter",
 }

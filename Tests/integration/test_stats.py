@@ -187,11 +187,13 @@ def test_evictions_under_small_memory_limit(server_factory, text_client):
 
 @pytest.mark.parametrize("flags,expect", [
     ([], {"maxbytes": "67108864", "maxconns": "1024", "evictions": "on",
-          "cas_enabled": "yes", "item_size_max": "1048576"}),
+          "cas_enabled": "yes", "item_size_max": "1048576",
+          "stat_key_prefix": ":", "detail_enabled": "no"}),
     (["-m", "32", "-c", "200", "-M", "-C", "-I", "2m"],
      {"maxbytes": "33554432", "maxconns": "200", "evictions": "off",
       "cas_enabled": "no", "item_size_max": "2097152"}),
-], ids=["defaults", "m32-c200-M-C-I2m"])
+    (["-D", "/"], {"stat_key_prefix": "/", "detail_enabled": "yes"}),
+], ids=["defaults", "m32-c200-M-C-I2m", "D"])
 def test_stats_settings(server_factory, text_client, flags, expect):
     srv = server_factory(flags)
     st = text_client(srv).stats("settings")
@@ -220,3 +222,15 @@ def test_memcstat_prints_the_fields(server, text_client):
     assert int(fields["curr_items"]) == 1
     assert int(fields["get_hits"]) == 1 and int(fields["get_misses"]) == 1
     assert os.path.basename(tool) == "memcstat"
+
+
+def test_stats_settings_follow_stats_detail_and_verbosity(server, text_client):
+    c = text_client(server)
+    assert c.line("stats detail on") == b"OK"
+    assert c.line("verbosity 4294967360") == b"OK"
+    st = c.stats("settings")
+    assert (st["detail_enabled"], st["verbosity"]) == ("yes", "2")
+    assert c.line("stats detail off") == b"OK"
+    assert c.line("verbosity 4294967296") == b"OK"
+    st = c.stats("settings")
+    assert (st["detail_enabled"], st["verbosity"]) == ("no", "0")
