@@ -12,6 +12,14 @@ public final class NodeContext: Sendable {
     public let currentConnections = Atomic<Int>(0)
     public let totalConnections = Atomic<Int>(0)
     public let rejectedConnections = Atomic<Int>(0)
+    /// Descriptors the node holds besides client connections (listeners, event
+    /// loops, wake-ups, signals), counted once at start for `stats` `reserved_fds`.
+    public let reservedDescriptors = Atomic<Int>(0)
+    /// `lru_crawler crawl` passes run (`lru_crawler_starts`).
+    public let crawlerStarts = Atomic<Int>(0)
+    /// Background maintenance passes (expiry reclaim and compaction, once a
+    /// second), reported as memcached's LRU maintainer `lru_maintainer_juggles`.
+    public let maintenancePasses = Atomic<Int>(0)
     /// Port actually bound (differs from settings when `-p 0`).
     public let boundPort = Atomic<Int>(0)
     public let verbosity: Atomic<Int>

@@ -119,6 +119,7 @@ extension RequestProcessor {
         guard let first = arguments.first else { return output.append("ERROR\r\n") }
         switch first {
         case "crawl":
+            context.crawlerStarts.wrappingAdd(1, ordering: .relaxed)
             _ = storage.reclaimExpired(now: clock.now, limit: Int.max)
             reply("OK\r\n", noreply: noreply, output: &output)
         case "enable", "disable", "sleep", "tocrawl":
@@ -140,6 +141,8 @@ extension RequestProcessor {
             context.workerCounters.forEach { $0.reset() }
             context.totalConnections.store(0, ordering: .relaxed)
             context.rejectedConnections.store(0, ordering: .relaxed)
+            context.crawlerStarts.store(0, ordering: .relaxed)
+            context.maintenancePasses.store(0, ordering: .relaxed)
             storage.resetStatistics()
             context.prefixStatistics.clear()
             output.append("RESET\r\n")
