@@ -111,6 +111,9 @@ final class ClientConnection: ConnectionHandler {
                 needed = totalLength
                 break parsing
             case .invalid(let error, let quiet):
+                if error == .badDataChunk {
+                    worker.processor.refusedStore(request, in: UnsafeRawBufferPointer(rebasing: input[stream.lastStart...]))
+                }
                 if !quiet { worker.processor.replyError(error, output: &connection.output) }
             case .tooLarge(let start):
                 worker.processor.rejectTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]),

@@ -12,9 +12,19 @@ public final class NodeContext: Sendable {
     public let currentConnections = Atomic<Int>(0)
     public let totalConnections = Atomic<Int>(0)
     public let rejectedConnections = Atomic<Int>(0)
+    /// Descriptors the node holds besides client connections (listeners, event
+    /// loops, wake-ups, signals), counted once at start for `stats` `reserved_fds`.
+    public let reservedDescriptors = Atomic<Int>(0)
+    /// `lru_crawler crawl` passes run (`lru_crawler_starts`).
+    public let crawlerStarts = Atomic<Int>(0)
+    /// Background maintenance passes (expiry reclaim and compaction, once a
+    /// second), reported as memcached's LRU maintainer `lru_maintainer_juggles`.
+    public let maintenancePasses = Atomic<Int>(0)
     /// Port actually bound (differs from settings when `-p 0`).
     public let boundPort = Atomic<Int>(0)
     public let verbosity: Atomic<Int>
+    /// `stats detail`: per-prefix get/set/delete counts.
+    public let prefixStatistics: PrefixStatistics
     /// Flush boundary currently in force (memcached's `settings.oldest_live`), for `stats settings`.
     public let oldestLive = Atomic<UInt32>(0)
     private let shutdownHandler: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
@@ -25,6 +35,7 @@ public final class NodeContext: Sendable {
         self.clock = clock
         self.workerCounters = (0..<settings.threads).map { _ in WorkerCounters() }
         self.verbosity = Atomic(settings.verbosity)
+        self.prefixStatistics = PrefixStatistics(delimiter: settings.prefixDelimiter, enabled: settings.detailEnabled)
     }
 
     /// Sums a counter over every worker.

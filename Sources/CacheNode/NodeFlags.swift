@@ -77,7 +77,12 @@ public enum NodeFlags {
             case "v": settings.verbosity += 1
             case "V": return .printAndExit("memcached \(version)")
             case "P": settings.pidFile = argument
-            case "f", "n", "D": warnings.append("-\(letter) (slab tuning) is accepted and ignored: memcluster-node stores items in segments, not slab classes")
+            case "f", "n": warnings.append("-\(letter) (slab tuning) is accepted and ignored: memcluster-node stores items in segments, not slab classes")
+            case "D":
+                // memcached takes the first byte and turns per-prefix stats on.
+                guard let delimiter = argument.utf8.first else { return .fail("No delimiter specified") }
+                settings.prefixDelimiter = delimiter
+                settings.detailEnabled = true
             case "t":
                 guard let count = Int(argument), count > 0 else { return .fail("Number of threads must be greater than 0") }
                 settings.threads = min(count, 256)
@@ -179,6 +184,7 @@ public enum NodeFlags {
     -b, --listen-backlog=<n>  listen backlog (default: 1024)
     -B, --protocol=<name>     ascii or auto (text and meta protocol); binary is not served
     -I, --max-item-size=<n>   max item size, k/m suffix allowed (default: 1m, min: 1k, max: 1024m)
+    -D <char>                 key prefix delimiter for `stats detail` (default: ":"); turns per-prefix stats on
     -F, --disable-flush-all   disable flush_all
     -X, --disable-dumping     accepted for compatibility
     -W, --disable-watch       accepted for compatibility

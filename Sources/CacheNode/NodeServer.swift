@@ -58,9 +58,11 @@ public final class NodeServer {
         }
         let clock = context.clock
         let storage = context.storage
+        let context = self.context
         let tick = EventTimer(loop: mainLoop, milliseconds: 1000, repeating: true) {
             clock.tick()
             _ = storage.reclaimExpired(now: clock.now, limit: NodeServer.reclaimBatch)
+            context.maintenancePasses.wrappingAdd(1, ordering: .relaxed)
         }
         tick.start()
         timers.append(tick)
@@ -69,6 +71,8 @@ public final class NodeServer {
         }
         let loop = mainLoop
         context.onShutdown { loop.execute { loop.stop() } }
+        // No client is accepted before the main loop runs: every descriptor open now is the node's own.
+        context.reservedDescriptors.store(NodeServer.openDescriptors(), ordering: .relaxed)
         mainLoop.run()
         for worker in workers { worker.loop.stop() }
         for worker in workers { worker.loop.waitUntilStopped() }
@@ -77,6 +81,19 @@ public final class NodeServer {
     /// Stops the main loop; `run` returns. Main loop thread.
     public func stop() {
         mainLoop.stop()
+    }
+
+    /// Descriptors open in this process, standard input, output and error aside.
+    static func openDescriptors() -> Int {
+        guard let directory = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let fd = Int32(name), fd > 2 { count += 1 }
+        }
+        // The directory being read is open too.
+        return max(0, count - 1)
     }
 
     private func accept(_ fd: Int32) {

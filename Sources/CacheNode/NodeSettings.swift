@@ -37,6 +37,10 @@ public struct NodeSettings: Sendable {
     public var user: String?
     /// `-d`: detach and run in the background.
     public var daemonize = false
+    /// `-D <char>`: the byte that ends a key's prefix for `stats detail`.
+    public var prefixDelimiter: UInt8 = UInt8(ascii: ":")
+    /// Per-prefix statistics counting from the start (`-D` turns it on, as in memcached).
+    public var detailEnabled = false
     /// `-o idle_timeout=N`: close client connections idle this long (0 = never).
     public var idleTimeoutSeconds: Int = 0
     /// `-o request_line_max=SIZE`: the longest request line (a multi-get's keys

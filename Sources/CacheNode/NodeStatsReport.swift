@@ -1,6 +1,7 @@
 import CacheStorage
 import EventLoop
 import Glibc
+import Synchronization
 
 /// Builds the `stats` family of replies with memcached's field names, order and
 /// meanings, so memcstat and the Prometheus memcached exporter read them.
@@ -11,12 +12,18 @@ struct NodeStatsReport {
     // subtracts those 60 s again; the node's clock starts 2 s back.
     private var uptime: UInt32 { context.clock.now &- 2 }
 
+    /// `stats`: memcached 1.6.18's fields in its order, as it prints them with
+    /// default flags (plus `idle_kicks` with `-o idle_timeout`, as memcached).
+    /// Fields for machinery the node does not have (pooled read and response
+    /// buffers, slab mover, segmented LRU, log watchers, NAPI ids) carry the
+    /// value memcached shows when that machinery is idle: 0.
     func general() -> [(String, String)] {
         let now = context.clock
         let process = ProcessUsage.statsLines()
         let storage = context.storage.statistics()
         func total(_ counter: Counter) -> String { String(context.total(counter)) }
-        return [
+        func load(_ value: borrowing Atomic<Int>) -> String { String(value.load(ordering: .relaxed)) }
+        var lines: [(String, String)] = [
             ("pid", process.pid),
             ("uptime", String(uptime)),
             ("time", String(now.unixNow)),
@@ -26,10 +33,19 @@ struct NodeStatsReport {
             ("rusage_user", process.user),
             ("rusage_system", process.system),
             ("max_connections", String(context.settings.maxConnections)),
-            ("curr_connections", String(context.currentConnections.load(ordering: .relaxed))),
-            ("total_connections", String(context.totalConnections.load(ordering: .relaxed))),
-            ("rejected_connections", String(context.rejectedConnections.load(ordering: .relaxed))),
-            ("connection_structures", String(context.currentConnections.load(ordering: .relaxed))),
+            ("curr_connections", load(context.currentConnections)),
+            ("total_connections", load(context.totalConnections)),
+            ("rejected_connections", load(context.rejectedConnections)),
+            ("connection_structures", load(context.currentConnections)),
+            // Each connection has its own input and output buffers: no pool to report.
+            ("response_obj_oom", "0"),
+            ("response_obj_count", "0"),
+            ("response_obj_bytes", "0"),
+            ("read_buf_count", "0"),
+            ("read_buf_bytes", "0"),
+            ("read_buf_bytes_free", "0"),
+            ("read_buf_oom", "0"),
+            ("reserved_fds", load(context.reservedDescriptors)),
             ("cmd_get", total(.cmdGet)),
             ("cmd_set", total(.cmdSet)),
             ("cmd_flush", total(.cmdFlush)),
@@ -54,24 +70,69 @@ struct NodeStatsReport {
             ("store_no_memory", total(.storeNoMemory)),
             ("auth_cmds", "0"),
             ("auth_errors", "0"),
+        ]
+        if context.settings.idleTimeoutSeconds > 0 {
+            lines.append(("idle_kicks", total(.idleKicks)))
+        }
+        // hash_power_level: the table's size as memcached states it, log2 of all
+        // buckets (shards grow one at a time, so this is the floor).
+        let hashPower = storage.hashBuckets > 0 ? Int.bitWidth - 1 - storage.hashBuckets.leadingZeroBitCount : 0
+        lines += [
             ("bytes_read", total(.bytesRead)),
             ("bytes_written", total(.bytesWritten)),
             ("limit_maxbytes", String(storage.memoryLimit)),
             ("accepting_conns", "1"),
+            // Over the limit the node refuses a connection instead of pausing accept.
             ("listen_disabled_num", "0"),
             ("time_in_listen_disabled_us", "0"),
             ("threads", String(context.settings.threads)),
             ("conn_yields", total(.connYields)),
+            ("hash_power_level", String(hashPower)),
+            ("hash_bytes", String(storage.hashTableBytes)),
+            ("hash_is_expanding", storage.hashExpanding ? "1" : "0"),
+            // No slab classes, so no slab mover.
+            ("slab_reassign_rescues", "0"),
+            ("slab_reassign_chunk_rescues", "0"),
+            ("slab_reassign_evictions_nomem", "0"),
+            ("slab_reassign_inline_reclaim", "0"),
+            ("slab_reassign_busy_items", "0"),
+            ("slab_reassign_busy_deletes", "0"),
+            ("slab_reassign_running", "0"),
+            ("slabs_moved", "0"),
+            // `lru_crawler crawl` runs to completion before it answers.
+            ("lru_crawler_running", "0"),
+            ("lru_crawler_starts", load(context.crawlerStarts)),
+            ("lru_maintainer_juggles", load(context.maintenancePasses)),
             ("malloc_fails", "0"),
+            // No `watch` log streams.
+            ("log_worker_dropped", "0"),
+            ("log_worker_written", "0"),
+            ("log_watcher_skipped", "0"),
+            ("log_watcher_sent", "0"),
+            ("log_watchers", "0"),
+            ("unexpected_napi_ids", "0"),
+            ("round_robin_fallback", "0"),
             ("bytes", String(storage.bytes)),
             ("curr_items", String(storage.currentItems)),
             ("total_items", String(storage.totalItems)),
+            // Free segments kept resident for any shard to take: the node's global page pool.
+            ("slab_global_page_pool", String(storage.segmentsFreeResident)),
             ("expired_unfetched", String(storage.expiredUnfetched)),
             ("evicted_unfetched", String(storage.evictedUnfetched)),
             ("evicted_active", "0"),
             ("evictions", String(storage.evictions)),
             ("reclaimed", String(storage.reclaimed)),
+            ("crawler_reclaimed", String(storage.crawlerReclaimed)),
+            ("crawler_items_checked", String(storage.crawlerItemsChecked)),
+            // One CLOCK queue per shard: no hot/warm/cold LRUs to move items between.
+            ("lrutail_reflocked", "0"),
+            ("moves_to_cold", "0"),
+            ("moves_to_warm", "0"),
+            ("moves_within_lru", "0"),
+            ("direct_reclaims", "0"),
+            ("lru_bumps_dropped", "0"),
         ]
+        return lines
     }
 
     func settings() -> [(String, String)] {
@@ -90,8 +151,8 @@ struct NodeStatsReport {
             ("shutdown_command", settings.shutdownEnabled ? "yes" : "no"),
             ("num_threads", String(settings.threads)),
             ("num_threads_per_udp", String(settings.threads)),
-            ("stat_key_prefix", ":"),
-            ("detail_enabled", "no"),
+            ("stat_key_prefix", String(decoding: [context.prefixStatistics.delimiter], as: UTF8.self)),
+            ("detail_enabled", context.prefixStatistics.isEnabled ? "yes" : "no"),
             ("reqs_per_event", String(settings.requestsPerEvent)),
             ("cas_enabled", settings.casEnabled ? "yes" : "no"),
             ("tcp_backlog", String(settings.listenBacklog)),

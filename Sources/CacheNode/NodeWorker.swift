@@ -48,6 +48,7 @@ final class NodeWorker: @unchecked Sendable {
         let timer = EventTimer(loop: loop, milliseconds: 1000, repeating: true) { [unowned self] in
             let now = context.clock.now
             for (client, connection) in clients.values where Int(now &- client.lastActive) > timeout {
+                counters.add(.idleKicks)
                 connection.close()
             }
         }

@@ -13,19 +13,16 @@ extension RequestProcessor {
         case .version:
             output.append(string: "VERSION \(NodeFlags.version)\r\n")
         case .verbosity:
-            // verbosity <level> [noreply]
-            guard let level = arguments.first.flatMap({ UInt32($0) }) else {
-                if !request.noreply { replyError(.badCommandLineFormat, output: &output) }
-                return .proceed
-            }
-            context.verbosity.store(Int(min(level, 2)), ordering: .relaxed)
+            // verbosity <level> [noreply]: the parser read the level as memcached
+            // does (a malformed one never gets here; 4294967360 wraps to 64).
+            context.verbosity.store(Int(min(request.numericArgument, 2)), ordering: .relaxed)
             reply("OK\r\n", noreply: request.noreply, output: &output)
         case .shutdown:
             return shutdown(arguments, output: &output)
         case .stats:
             stats(arguments, output: &output)
         case .cacheMemlimit:
-            cacheMemlimit(arguments, noreply: request.noreply, output: &output)
+            cacheMemlimit(megabytes: request.numericArgument, noreply: request.noreply, output: &output)
         case .slabs:
             slabs(arguments, noreply: request.noreply, output: &output)
         case .lru:
@@ -72,12 +69,9 @@ extension RequestProcessor {
         return .close
     }
 
-    // cache_memlimit <megabytes> [noreply]
-    private func cacheMemlimit(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
-        guard let megabytes = arguments.first.flatMap({ UInt32($0) }) else {
-            reply("ERROR\r\n", noreply: noreply, output: &output)
-            return
-        }
+    // cache_memlimit <megabytes> [noreply]: `megabytes` as the parser read it
+    // (memcached's 32-bit reading; a malformed number was answered ERROR there).
+    private func cacheMemlimit(megabytes: UInt64, noreply: Bool, output: inout ByteBuffer) {
         if megabytes < 8 {
             reply("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n", noreply: noreply, output: &output)
         } else if megabytes > 1_000_000_000 {
@@ -125,6 +119,7 @@ extension RequestProcessor {
         guard let first = arguments.first else { return output.append("ERROR\r\n") }
         switch first {
         case "crawl":
+            context.crawlerStarts.wrappingAdd(1, ordering: .relaxed)
             _ = storage.reclaimExpired(now: clock.now, limit: Int.max)
             reply("OK\r\n", noreply: noreply, output: &output)
         case "enable", "disable", "sleep", "tocrawl":
@@ -146,7 +141,10 @@ extension RequestProcessor {
             context.workerCounters.forEach { $0.reset() }
             context.totalConnections.store(0, ordering: .relaxed)
             context.rejectedConnections.store(0, ordering: .relaxed)
+            context.crawlerStarts.store(0, ordering: .relaxed)
+            context.maintenancePasses.store(0, ordering: .relaxed)
             storage.resetStatistics()
+            context.prefixStatistics.clear()
             output.append("RESET\r\n")
         case "settings":
             append(report.settings(), output: &output)
@@ -161,10 +159,18 @@ extension RequestProcessor {
         case "conns":
             append(report.listeners(), output: &output)
         case "detail":
+            // stats detail on|off|dump (anything after the third word is ignored)
             switch arguments.count > 1 ? arguments[1] : "" {
-            case "on", "off": output.append("OK\r\n")
-            case "dump": output.append("END\r\n")
-            default: output.append("CLIENT_ERROR usage: stats detail on|off|dump\r\n")
+            case "on":
+                context.prefixStatistics.setEnabled(true)
+                output.append("OK\r\n")
+            case "off":
+                context.prefixStatistics.setEnabled(false)
+                output.append("OK\r\n")
+            case "dump":
+                context.prefixStatistics.dump().withUnsafeBytes { output.append($0) }
+            default:
+                output.append("CLIENT_ERROR usage: stats detail on|off|dump\r\n")
             }
         case "cachedump":
             guard context.settings.dumpingEnabled else {

@@ -15,6 +15,7 @@ extension RequestProcessor {
         let touching = command == .gat || command == .gats
         let newExpiry = touching ? clock.expiry(fromExptime: request.exptime) : 0
         let now = clock.now
+        let detail = prefixes.isEnabled
         let start = resume > 0 ? resume : request.keys.lowerBound
         var keysDone = 0
         for keyRange in KeyTokens(bytes, start..<request.keys.upperBound) {
@@ -34,6 +35,7 @@ extension RequestProcessor {
                 output.append("\r\n")
                 return true
             }
+            if detail { prefixes.recordGet(key, hit: hit) }
             if touching {
                 counters.add(.cmdTouch)
                 counters.add(hit ? .touchHits : .touchMisses)

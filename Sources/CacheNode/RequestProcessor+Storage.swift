@@ -48,6 +48,7 @@ extension RequestProcessor {
         let store = StoreRequest(mode: mode, key: slice(bytes, request.key), value: slice(bytes, request.data),
                                  clientFlags: request.flags, expiry: clock.expiry(fromExptime: request.exptime),
                                  compareCas: request.command == .cas ? request.casUnique : 0)
+        if prefixes.isEnabled { prefixes.recordSet(store.key) }
         switch self.store(store) {
         case .stored: reply("STORED\r\n", noreply: request.noreply, output: &output)
         case .notStored: reply("NOT_STORED\r\n", noreply: request.noreply, output: &output)
@@ -174,6 +175,8 @@ extension RequestProcessor {
     /// does this for set and for every ms).
     func rejectTooLarge(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         counters.add(.storeTooLarge)
+        // memcached counts a classic store for `stats detail` before it finds the value too large.
+        if request.command != .metaSet && prefixes.isEnabled { prefixes.recordSet(slice(bytes, request.key)) }
         if request.command == .set || request.command == .metaSet {
             if let key = request.command == .metaSet ? metaKey(request, in: bytes) : slice(bytes, request.key) {
                 let hash = CacheStorage.hash(key)
@@ -192,6 +195,7 @@ extension RequestProcessor {
     // delete <key> [0] [noreply] -> DELETED | NOT_FOUND
     func delete(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         let key = slice(bytes, request.key)
+        if prefixes.isEnabled { prefixes.recordDelete(key) }
         let hash = CacheStorage.hash(key)
         let now = clock.now
         let deleted = storage.withShard(hash: hash) { shard -> Bool in

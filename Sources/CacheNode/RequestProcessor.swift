@@ -29,6 +29,8 @@ final class RequestProcessor {
     let counters: WorkerCounters
     let storage: CacheStorage
     let clock: ServerClock
+    /// `stats detail`: checked once per request (`isEnabled`) on the paths it counts.
+    let prefixes: PrefixStatistics
     /// Room for a base64-decoded key (meta `b`), so decoding allocates nothing.
     let decodedKey: UnsafeMutableRawBufferPointer
 
@@ -37,6 +39,7 @@ final class RequestProcessor {
         self.counters = counters
         self.storage = context.storage
         self.clock = context.clock
+        self.prefixes = context.prefixStatistics
         self.decodedKey = .allocate(byteCount: 256, alignment: 8)
     }
 
@@ -85,6 +88,16 @@ final class RequestProcessor {
     @inline(__always)
     func reply(_ line: StaticString, noreply: Bool, output: inout ByteBuffer) {
         if !noreply { output.append(line) }
+    }
+
+    /// A classic storage request the parser refused after its command line was
+    /// read (a bad data chunk): memcached has counted its `stats detail` set by then.
+    func refusedStore(_ request: Request, in bytes: UnsafeRawBufferPointer) {
+        guard prefixes.isEnabled else { return }
+        switch request.command {
+        case .set, .add, .replace, .append, .prepend, .cas: prefixes.recordSet(slice(bytes, request.key))
+        default: break
+        }
     }
 
     func replyError(_ error: ProtocolError, output: inout ByteBuffer) {

@@ -11,6 +11,8 @@ public enum Counter: Int, CaseIterable, Sendable {
     case storeTooLarge, storeNoMemory
     case bytesRead, bytesWritten
     case connYields
+    /// Connections closed by `-o idle_timeout`.
+    case idleKicks
 }
 
 /// A worker's counters.

@@ -217,6 +217,9 @@ public final class CacheStorage: @unchecked Sendable {
             statistics.largeItemBytes += shard.pointee.large.mappedBytes
             statistics.hashBuckets += shard.pointee.table.bucketCount
             statistics.hashTableBytes += shard.pointee.table.bytes
+            statistics.hashExpanding = statistics.hashExpanding || shard.pointee.table.isMigrating
+            statistics.crawlerReclaimed += counters.crawlerReclaimed
+            statistics.crawlerItemsChecked += counters.crawlerItemsChecked
             var segment = shard.pointee.oldest
             while segment != 0 {
                 statistics.deadBytes += context.arena.segments[Int(segment)].deadBytes

@@ -54,6 +54,7 @@ extension ShardState {
             let record = ItemRef(header: base + read)
             let size = record.recordSize
             if record.bits.contains(.linked) {
+                counters.crawlerItemsChecked += 1
                 let item: ItemRef
                 let itemHandle: UInt32
                 if record.kind == .largeStub {
@@ -67,6 +68,7 @@ extension ShardState {
                 if item.isExpired(now: now) || sequence.pointee.isFlushed(item) {
                     if count >= limit { return (count, false) }
                     dispose(item, handle: itemHandle, reclaimed: true)
+                    counters.crawlerReclaimed += 1
                     count += 1
                 }
             }

@@ -13,6 +13,10 @@ struct ShardCounters {
     var evictedUnfetched = 0
     var itemsRetained = 0
     var compactions = 0
+    /// Expired or flushed items the background reclaimer unlinked (also in `reclaimed`).
+    var crawlerReclaimed = 0
+    /// Linked items the background reclaimer looked at.
+    var crawlerItemsChecked = 0
     var segmentsTaken = 0
 
     /// Zeroes the counters, keeping the gauges.

@@ -32,11 +32,18 @@ public struct StorageStatistics: Sendable {
     public var hashBuckets: Int = 0
     /// Memory of the hash tables (not charged to the budget, like memcached's).
     public var hashTableBytes: Int = 0
+    /// Some shard's hash table is moving into a table twice its size.
+    public var hashExpanding = false
     public var shards: Int = 0
     /// Live items copied forward by eviction passes (CLOCK second chances).
     public var itemsRetained: Int = 0
     /// Segments compacted or emptied by eviction passes and the reclaimer.
     public var compactions: Int = 0
+    /// Items the background reclaimer unlinked because they had expired or were
+    /// flushed (memcached's `crawler_reclaimed`; they count in `reclaimed` too).
+    public var crawlerReclaimed: Int = 0
+    /// Items the background reclaimer looked at (memcached's `crawler_items_checked`).
+    public var crawlerItemsChecked: Int = 0
     /// Virtual address space reserved for segments.
     public var arenaReservedBytes: Int = 0
 

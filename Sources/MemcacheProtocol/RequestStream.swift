@@ -8,6 +8,11 @@ public struct RequestStream: Sendable {
     public let parser: RequestParser
     /// Bytes of a refused data block still to drop (memcached's conn_swallow).
     @usableFromInline var swallowRemaining = 0
+    /// Where in `input` the bytes of the last event began (after any dropped
+    /// data). After `.invalid(.badDataChunk, ...)` the `Request` still holds the
+    /// storage command and key of the refused request, ranges into `input[lastStart...]`.
+    public var lastStart: Int { lastEventStart }
+    @usableFromInline var lastEventStart = 0
 
     public enum Event: Sendable, Equatable {
         /// A complete request, written into the caller's `Request`; its ranges are
@@ -41,6 +46,7 @@ public struct RequestStream: Sendable {
         }
         guard consumed < input.count else { return .needMoreData(totalLength: nil) }
         let start = consumed
+        lastEventStart = start
         switch parser.parse(UnsafeRawBufferPointer(rebasing: input[start...]), into: &request) {
         case .request:
             consumed += request.length

@@ -59,6 +59,16 @@ import Testing
         #expect(failure(["-m", "4096", "-I", "2g"]) == "Cannot set item size limit higher than a gigabyte.")
     }
 
+    @Test func prefixDelimiterTakesTheFirstByteAndTurnsDetailOn() throws {
+        let defaults = try #require(settings([]))
+        #expect(defaults.prefixDelimiter == UInt8(ascii: ":") && !defaults.detailEnabled)
+        let slash = try #require(settings(["-D", "/"]))
+        #expect(slash.prefixDelimiter == UInt8(ascii: "/") && slash.detailEnabled)
+        let first = try #require(settings(["-Dxyz"]))
+        #expect(first.prefixDelimiter == UInt8(ascii: "x") && first.detailEnabled)
+        #expect(failure(["-D", ""]) == "No delimiter specified")
+    }
+
     @Test func reportsBadArguments() {
         #expect(failure(["-p"])?.hasPrefix("Option -p requires an argument") == true)
         #expect(failure(["-p", "http"]) == "Invalid port: http")

@@ -93,6 +93,22 @@ struct ExpiryAndFlushTests {
         #expect(statistics.currentItems == 0)
         #expect(statistics.reclaimed == 100)
         #expect(statistics.expiredUnfetched == 100)
+        #expect(statistics.crawlerReclaimed == 100)
+        #expect(statistics.crawlerItemsChecked == 100)
+    }
+
+    @Test func reclaimerCountsWhatItChecksAndReclaims() throws {
+        let store = try CacheStorage(configuration: .small(8))
+        for index in 0..<30 { _ = try store.set(bytes("e\(index)"), [1], expiry: 8, now: 5).get() }
+        for index in 0..<10 { _ = try store.set(bytes("l\(index)"), [1], now: 5).get() }
+        #expect(store.reclaimExpired(now: 6, limit: 1000) == 0)
+        #expect(store.statistics().crawlerItemsChecked == 40)
+        #expect(store.reclaimExpired(now: 9, limit: 1000) == 30)
+        let statistics = store.statistics()
+        #expect(statistics.crawlerReclaimed == 30)
+        #expect(statistics.crawlerItemsChecked == 80)
+        store.resetStatistics()
+        #expect(store.statistics().crawlerReclaimed == 0 && store.statistics().crawlerItemsChecked == 0)
     }
 
     @Test func explicitCasItemsFallBackToTimeForFlush() throws {

@@ -156,11 +156,13 @@ struct FloodTests {
         let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 16 << 20, shardCount: 1, hashPower: 10))
         for index in 0..<1536 { _ = try store.set(bytes("g\(index)"), [1]).get() }
         #expect(store.statistics().hashBuckets == 1024)
+        #expect(!store.statistics().hashExpanding)
         // Mid-move (the first 100 links after the doubling move 400 of 1024 old buckets):
         // overwrite, delete and add while items live in both tables.
         for index in 1536..<1636 { _ = try store.set(bytes("g\(index)"), [2]).get() }
         #expect(store.statistics().hashBuckets == 2048)
         #expect(store.statistics().hashTableBytes == (2048 + 1024) * 4)
+        #expect(store.statistics().hashExpanding)
         #expect(store.validate() == nil)
         for index in stride(from: 0, to: 1636, by: 3) { store.delete(bytes("g\(index)")) }
         for index in stride(from: 1, to: 1636, by: 3) { _ = try store.set(bytes("g\(index)"), [3]).get() }

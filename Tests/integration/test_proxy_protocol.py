@@ -30,7 +30,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NOT_THROUGH_PROXY = {
     "stats_simple_subcommands": "stats is the proxy's own (test_proxy_stats.py)",
     "stats_subcommands_framing": "stats is the proxy's own (test_proxy_stats.py)",
-    "cache_memlimit_forms": "node administration is refused by the proxy by design",
+    **{name: "per-prefix stats are each node's own" for name in (
+        "detail_subcommand_forms", "detail_counts_classic_commands", "detail_off_keeps_counts_reset_clears",
+        "detail_many_prefixes_in_memcached_order", "detail_prefix_matches_longer_entry_in_its_bucket",
+        "detail_long_prefix")},
     "me_forms": "`me` shows one node's internals",
     "cas_unique_sequence_across_commands": "CAS uniques come from each node's own counter",
 }
@@ -145,3 +148,54 @@ def test_noreply_writes_nothing_back(cluster):
     assert c.request(b"mn\r\n") == b"MN\r\n"
     found = ph.multi_get(c, [f"nr{i}" for i in range(60)] + [f"mq{i}" for i in range(60)])
     assert len(found) == 80, f"{len(found)} keys found, 80 expected (120 set, 40 deleted)"
+
+
+# Where the proxy's answer differs from a fresh memcached's (README,
+# "Deliberate differences"): the request, the proxy's exact answer, and what
+# memcached 1.6.18 answers instead on a fresh server.
+ADMIN_DIFFERENCES = [
+    # no slab classes to take a page from
+    (b"slabs reassign 1 2\r\n", b"BADCLASS invalid src or dst class id\r\n",
+     b"NOSPARE source class has no spare pages\r\n"),
+    # memcached's crawler runs from the start, so enabling it again fails
+    (b"lru_crawler enable\r\n", b"OK\r\n", b"ERROR failed to start lru crawler thread\r\n"),
+    # memcached 1.6.18 has no mgdump; sizes tracking stays off
+    (b"stats sizes_enable\r\n", b"STAT sizes_status disabled\r\nEND\r\n", b"STAT sizes_status enabled\r\n"),
+]
+
+
+@pytest.mark.parametrize("request_bytes,proxy_answer,memcached_answer", ADMIN_DIFFERENCES,
+                         ids=[r[0].split(b"\r")[0].decode() for r in ADMIN_DIFFERENCES])
+def test_admin_answers_where_the_proxy_differs(cluster, reference_bin, request_bytes, proxy_answer, memcached_answer):
+    c = cluster.raw()
+    c.send(request_bytes + b"mn\r\n")
+    assert c.read_until(b"MN\r\n") == proxy_answer + b"MN\r\n"
+    ref = harness.start_server(reference_bin, [])
+    try:
+        with harness.RawConn(ref.addr) as m:
+            m.send(request_bytes + b"mn\r\n")
+            assert m.read_until(b"MN\r\n") == memcached_answer + b"MN\r\n"
+    finally:
+        ref.stop()
+
+
+def test_dumps_and_watch_answer_and_the_connection_goes_on(cluster):
+    """memcached turns the connection into a stream for a metadump or watch
+    (and refuses them after other pipelined commands); the proxy answers at
+    once, pipelined or not, and goes on with the next request."""
+    c = cluster.raw()
+    c.send(b"set k 0 0 1\r\nx\r\nlru_crawler metadump all\r\nlru_crawler metadump hash\r\n"
+           b"lru_crawler metadump 1,2\r\nlru_crawler metadump 99\r\nlru_crawler crawl all\r\nlru_crawler crawl all\r\n"
+           b"watch\r\nwatch fetchers mutations\r\nget k\r\n")
+    assert c.read_until(b"VALUE k 0 1\r\nx\r\nEND\r\n") == (
+        b"STORED\r\nEND\r\nEND\r\nEND\r\nBADCLASS invalid class id\r\nOK\r\nOK\r\n"
+        b"CLIENT_ERROR watch commands not allowed\r\nCLIENT_ERROR watch commands not allowed\r\n"
+        b"VALUE k 0 1\r\nx\r\nEND\r\n")
+
+
+def test_cache_memlimit_leaves_the_nodes_alone(cluster):
+    before = [cluster.node_client(i).stats()["limit_maxbytes"] for i in range(3)]
+    c = cluster.client()
+    assert c.line("cache_memlimit 100") == b"OK"
+    assert c.line("cache_memlimit 7") == b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m"
+    assert [cluster.node_client(i).stats()["limit_maxbytes"] for i in range(3)] == before

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import harness
 from conftest import require_tool
 
 MUST_HAVE = """pid uptime time version pointer_size rusage_user rusage_system
@@ -187,11 +188,13 @@ def test_evictions_under_small_memory_limit(server_factory, text_client):
 
 @pytest.mark.parametrize("flags,expect", [
     ([], {"maxbytes": "67108864", "maxconns": "1024", "evictions": "on",
-          "cas_enabled": "yes", "item_size_max": "1048576"}),
+          "cas_enabled": "yes", "item_size_max": "1048576",
+          "stat_key_prefix": ":", "detail_enabled": "no"}),
     (["-m", "32", "-c", "200", "-M", "-C", "-I", "2m"],
      {"maxbytes": "33554432", "maxconns": "200", "evictions": "off",
       "cas_enabled": "no", "item_size_max": "2097152"}),
-], ids=["defaults", "m32-c200-M-C-I2m"])
+    (["-D", "/"], {"stat_key_prefix": "/", "detail_enabled": "yes"}),
+], ids=["defaults", "m32-c200-M-C-I2m", "D"])
 def test_stats_settings(server_factory, text_client, flags, expect):
     srv = server_factory(flags)
     st = text_client(srv).stats("settings")
@@ -220,3 +223,71 @@ def test_memcstat_prints_the_fields(server, text_client):
     assert int(fields["curr_items"]) == 1
     assert int(fields["get_hits"]) == 1 and int(fields["get_misses"]) == 1
     assert os.path.basename(tool) == "memcstat"
+
+
+def test_stats_settings_follow_stats_detail_and_verbosity(server, text_client):
+    c = text_client(server)
+    assert c.line("stats detail on") == b"OK"
+    assert c.line("verbosity 4294967360") == b"OK"
+    st = c.stats("settings")
+    assert (st["detail_enabled"], st["verbosity"]) == ("yes", "2")
+    assert c.line("stats detail off") == b"OK"
+    assert c.line("verbosity 4294967296") == b"OK"
+    st = c.stats("settings")
+    assert (st["detail_enabled"], st["verbosity"]) == ("no", "0")
+
+
+def stats_names(c) -> list[str]:
+    raw = c.block("stats").decode("latin-1")
+    return [line.split(" ")[1] for line in raw.split("\r\n") if line.startswith("STAT ")]
+
+
+@pytest.mark.parametrize("flags", [[], ["-o", "idle_timeout=30"]], ids=["defaults", "idle_timeout"])
+def test_field_names_and_order_match_memcached(server_factory, text_client, reference_bin, flags):
+    """Every field memcached 1.6.18 prints, in its order, none added: tools
+    that read `stats` positionally or expect memcached's set find it."""
+    reference = stats_names(text_client(server_factory(flags, binary=reference_bin)))
+    target = stats_names(text_client(server_factory(flags)))
+    assert len(reference) >= 90
+    assert ("idle_kicks" in reference) == bool(flags)
+    assert target == reference
+
+
+def test_hash_and_housekeeping_fields(server_factory, text_client):
+    srv = server_factory([])
+    c = text_client(srv)
+    st = c.stats()
+    power = int(st["hash_power_level"])
+    assert power == 16, "default table: 2^16 buckets"
+    # memcached: 8 bytes per bucket; the node: 4 (chains of 32-bit handles)
+    assert int(st["hash_bytes"]) in (4 << power, 8 << power)
+    assert st["hash_is_expanding"] == "0"
+    # the descriptors the server holds for itself: listener, event bases, wake-ups
+    assert 3 <= int(st["reserved_fds"]) <= 64
+    assert st["lru_crawler_running"] == "0"
+    starts = int(st["lru_crawler_starts"])
+    assert c.line("lru_crawler crawl all") == b"OK"
+    deadline = time.time() + 5
+    while int(c.stats()["lru_crawler_starts"]) == starts and time.time() < deadline:
+        time.sleep(0.05)
+    assert int(c.stats()["lru_crawler_starts"]) >= starts + 1
+    zero = """response_obj_oom read_buf_oom listen_disabled_num time_in_listen_disabled_us
+    slab_reassign_rescues slab_reassign_running slabs_moved malloc_fails log_worker_dropped
+    log_watcher_skipped log_watchers unexpected_napi_ids round_robin_fallback
+    lrutail_reflocked direct_reclaims lru_bumps_dropped""".split()
+    assert {f: st[f] for f in zero} == {f: "0" for f in zero}
+    assert c.line("stats reset") == b"RESET"
+    assert int(c.stats()["lru_crawler_starts"]) == 0
+
+
+def test_idle_kicks_count_idle_timeout_closes(server_factory, text_client):
+    srv = server_factory(["-o", "idle_timeout=1"])
+    idle = harness.RawConn(srv.addr)
+    try:
+        idle.send(b"version\r\n")
+        assert idle.read_until(b"\r\n").startswith(b"VERSION ")
+        assert idle.wait_closed(timeout=5), "the idle connection was not closed"
+    finally:
+        idle.close()
+    c = text_client(srv)
+    assert c.stats()["idle_kicks"] == "1"

@@ -83,8 +83,10 @@ enum Router {
         case .shutdown:
             slot.complete(line: "ERROR: shutdown not enabled")
         case .cacheMemlimit, .slabs, .lru, .lruCrawler, .watch, .misbehave:
-            // Node administration: done on each node directly, not through the proxy.
-            slot.complete(line: "CLIENT_ERROR not supported by memcluster-proxy; send it to each node")
+            // Node administration is done on each node directly; the proxy holds no
+            // items and answers as memcached answers these (ProxyStatsReport.administer).
+            let arguments = KeyTokens(bytes, request.arguments).map { String(decoding: bytes[$0], as: UTF8.self) }
+            ProxyStatsReport.administer(request, arguments: arguments, slot: slot)
         }
     }
 

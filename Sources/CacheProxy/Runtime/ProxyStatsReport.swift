@@ -5,6 +5,15 @@ import MemcacheProtocol
 /// The proxy's `stats`: memcached's field names where they mean the same
 /// (clients and exporters read them), `proxy_*` fields for what only a proxy
 /// has, and `stats nodes` for each node's state.
+///
+/// Also the proxy's answers to memcached's item and memory administration
+/// (`stats items|slabs|sizes|cachedump|detail`, `cache_memlimit`, `slabs`,
+/// `lru`, `lru_crawler`, `watch`): the proxy holds no items, and these act on
+/// one server's memory, so they are sent to each node directly. Through the
+/// proxy each gets the reply memcached gives to the same words on a server
+/// with nothing to act on, checked with memcached's grammar, so clients and
+/// test helpers that wait for `END` or `OK` go on (README, "Deliberate
+/// differences").
 enum ProxyStatsReport {
     static let version = "1.6.18-memcluster-proxy"
 
@@ -20,9 +29,147 @@ enum ProxyStatsReport {
         case "reset":
             for counters in context.counters { counters.reset() }
             slot.complete(line: "RESET")
+        case "items":
+            // Per-class item and memory figures are each node's own: answered as
+            // by a memcached holding no items.
+            slot.complete(lines: [])
+        case "slabs":
+            slot.complete(lines: [("active_slabs", "0"), ("total_malloced", "0")])
+        case "sizes", "sizes_enable", "sizes_disable":
+            slot.complete(lines: [("sizes_status", "disabled")])
+        case "detail":
+            // stats detail on|off|dump: per-prefix counts are kept by each node.
+            switch arguments.count > 1 ? arguments[1] : "" {
+            case "on", "off": slot.complete(line: "OK")
+            case "dump": slot.complete(line: "END")
+            default: slot.complete(line: "CLIENT_ERROR usage: stats detail on|off|dump")
+            }
+        case "cachedump":
+            // stats cachedump <class> <limit>: no items here to list.
+            if arguments.count < 3 {
+                slot.complete(line: "CLIENT_ERROR bad command line")
+            } else if let classID = uint32(arguments[1]), uint32(arguments[2]) != nil {
+                slot.complete(line: classID < 64 ? "END" : "CLIENT_ERROR Illegal slab id")
+            } else {
+                slot.complete(line: "CLIENT_ERROR bad command line format")
+            }
         default:
             slot.complete(line: "ERROR")
         }
+    }
+
+    /// `cache_memlimit`, `slabs`, `lru`, `lru_crawler`, `watch` (and `misbehave`,
+    /// which exists only in memcached's debug builds). `arguments` are the words
+    /// after the command. Nothing is changed anywhere: each node's memory and LRU
+    /// are its own, and a proxy-wide value would undo per-node sizes.
+    static func administer(_ request: Request, arguments: [String], slot: ReplySlot) {
+        // memcached's set_noreply_maybe, for the commands that honour it.
+        let noreply = arguments.last == "noreply"
+        func answer(_ line: StaticString, quiet: Bool) {
+            if quiet { slot.complete() } else { slot.complete(line: line) }
+        }
+        switch request.command {
+        case .cacheMemlimit:
+            // cache_memlimit <megabytes> [noreply], read as memcached reads it by the parser.
+            let megabytes = request.numericArgument
+            if megabytes < 8 {
+                answer("MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m", quiet: request.noreply)
+            } else if megabytes > 1_000_000_000 {
+                answer("MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes", quiet: request.noreply)
+            } else {
+                answer("OK", quiet: request.noreply)
+            }
+        case .slabs:
+            // slabs reassign <src> <dst> | slabs automove <0|1|2> | slabs automove ratio <r>
+            if arguments.count == 3 && arguments[0] == "reassign" {
+                guard int32(arguments[1]) != nil, int32(arguments[2]) != nil else {
+                    return slot.complete(line: "CLIENT_ERROR bad command line format")
+                }
+                slot.complete(line: "BADCLASS invalid src or dst class id")
+            } else if arguments.count >= 2 && arguments[0] == "automove" {
+                if arguments[1] == "ratio" {
+                    guard arguments.count >= 3, double(arguments[2]) != nil else { return answer("ERROR", quiet: noreply) }
+                    answer("OK", quiet: noreply)
+                } else if let level = uint32(arguments[1]) {
+                    answer(level <= 2 ? "OK" : "ERROR", quiet: noreply)
+                } else {
+                    answer("CLIENT_ERROR bad command line format", quiet: noreply)
+                }
+            } else {
+                slot.complete(line: "ERROR")
+            }
+        case .lru:
+            // lru tune <hot pct> <warm pct> <hot factor> <warm factor> | lru mode flat|segmented | lru temp_ttl <ttl>
+            switch arguments.first {
+            case "tune" where arguments.count >= 5:
+                guard let hot = uint32(arguments[1]), let warm = uint32(arguments[2]),
+                      let hotFactor = double(arguments[3]), let warmFactor = double(arguments[4]) else {
+                    return answer("ERROR", quiet: noreply)
+                }
+                if hot &+ warm > 80 {
+                    answer("ERROR hot and warm pcts must not exceed 80", quiet: noreply)
+                } else if hotFactor <= 0 || warmFactor <= 0 {
+                    answer("ERROR hot/warm age factors must be greater than 0", quiet: noreply)
+                } else {
+                    answer("OK", quiet: noreply)
+                }
+            case "mode" where arguments.count >= 2:
+                answer(arguments[1] == "flat" || arguments[1] == "segmented" ? "OK" : "ERROR", quiet: noreply)
+            case "temp_ttl" where arguments.count >= 2:
+                answer(int32(arguments[1]) != nil ? "OK" : "ERROR", quiet: noreply)
+            default:
+                answer("ERROR", quiet: noreply)
+            }
+        case .lruCrawler:
+            // lru_crawler crawl|metadump <classes> | tocrawl <n> | sleep <us> | enable | disable
+            switch (arguments.first, arguments.count) {
+            case ("crawl", 2), ("metadump", 2):
+                guard crawlerClasses(arguments[1]) else {
+                    return slot.complete(line: "BADCLASS invalid class id")
+                }
+                // A metadump of no items is its END line.
+                slot.complete(line: arguments[0] == "crawl" ? "OK" : "END")
+            case ("tocrawl", 2):
+                slot.complete(line: uint32(arguments[1]) != nil ? "OK" : "CLIENT_ERROR bad command line format")
+            case ("sleep", 2):
+                guard let microseconds = uint32(arguments[1]) else {
+                    return slot.complete(line: "CLIENT_ERROR bad command line format")
+                }
+                slot.complete(line: microseconds > 1_000_000 ? "CLIENT_ERROR sleep must be one second or less" : "OK")
+            case ("enable", 1), ("disable", 1):
+                slot.complete(line: "OK")
+            default:
+                slot.complete(line: "ERROR")
+            }
+        case .watch:
+            // The proxy has no log stream to follow: memcached's answer when watch is off (-W).
+            slot.complete(line: "CLIENT_ERROR watch commands not allowed")
+        default:
+            slot.complete(line: "ERROR")
+        }
+    }
+
+    /// `all`, `hash` (a walk of the hash table) or a comma-separated list of
+    /// class ids 1...63, as memcached's crawler reads them.
+    private static func crawlerClasses(_ text: String) -> Bool {
+        if text == "all" || text == "hash" { return true }
+        let ids = text.split(separator: ",")
+        return !ids.isEmpty && ids.allSatisfy { id in uint32(String(id)).map { $0 >= 1 && $0 < 64 } ?? false }
+    }
+
+    /// memcached's `safe_strtoul`, `safe_strtol` and `safe_strtod` on one word.
+    private static func uint32(_ word: String) -> UInt32? {
+        var word = word
+        return word.withUTF8 { MemcachedNumber.uint32(UnsafeRawBufferPointer($0), 0..<$0.count) }
+    }
+
+    private static func int32(_ word: String) -> Int32? {
+        var word = word
+        return word.withUTF8 { MemcachedNumber.int32(UnsafeRawBufferPointer($0), 0..<$0.count) }
+    }
+
+    private static func double(_ word: String) -> Double? {
+        Double(word)
     }
 
     static func general(_ context: ProxyContext) -> [(String, String)] {
