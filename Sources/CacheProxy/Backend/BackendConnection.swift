@@ -164,6 +164,8 @@ final class BackendConnection: ConnectionHandler {
         guard !isClosed else { return }
         isClosed = true
         self.connection = nil
+        // Closed by the node's end: it may have restarted and lost its data.
+        worker.nodeConnectionLost(node)
         // An idle connection the node closed is not a failure in itself; the next
         // connect will tell. One closed with requests in flight, or by an error, is.
         if (!inFlight.isEmpty || connection.closeError != 0)

@@ -31,11 +31,17 @@ public final class BackendNode: Sendable, CustomStringConvertible {
     /// is looked up on the key's next replica and copied back.
     private let refillDeadline = Atomic<Int64>(0)
 
+    /// Which process answers at the node's address: its pid and start time
+    /// (memcached's `pid` and `time - uptime`), 0 before the first `stats`.
+    private let bootIdentity = Atomic<UInt64>(0)
+
     // Counters for `stats nodes`: every worker adds to them.
     let requests = Atomic<Int>(0)
     let failures = Atomic<Int>(0)
     let timeouts = Atomic<Int>(0)
     let markedDown = Atomic<Int>(0)
+    /// Times another process was found answering at the node's address.
+    let restarts = Atomic<Int>(0)
 
     public init(ringNode: RingNode) throws(SystemCallError) {
         self.ringNode = ringNode
@@ -49,10 +55,37 @@ public final class BackendNode: Sendable, CustomStringConvertible {
     public var epoch: Int { epochCounter.load(ordering: .acquiring) }
     public var description: String { identity }
 
-    func startRefill(until deadline: Int64) { refillDeadline.store(deadline, ordering: .relaxed) }
+    /// Until `deadline`, a miss here is looked up on the key's next replica
+    /// (a window already running longer is kept).
+    func startRefill(until deadline: Int64) {
+        var current = refillDeadline.load(ordering: .relaxed)
+        while current < deadline {
+            let (exchanged, original) = refillDeadline.compareExchange(expected: current, desired: deadline, ordering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
+    }
 
-    /// The node came back empty and its keys are still being refilled from replicas.
+    /// The node came back empty (or may have) and its keys are still being
+    /// refilled from replicas.
     func isRefilling(now: Int64) -> Bool { refillDeadline.load(ordering: .relaxed) > now }
+
+    /// Records which process answers at the node's address. True when it is
+    /// not the one seen before: the node restarted, and whatever it held is gone.
+    func observeBoot(pid: UInt32, startedAt: UInt32) -> Bool {
+        let identity = UInt64(pid) << 32 | UInt64(startedAt)
+        let previous = bootIdentity.exchange(identity, ordering: .relaxed)
+        if previous == 0 || previous == identity { return false }
+        // `time - uptime` is fixed for a process (memcached reads both from one
+        // clock), but two reads of a clock that ticks between them can differ
+        // by a second.
+        let previousStart = UInt32(truncatingIfNeeded: previous)
+        if UInt32(previous >> 32) == pid && max(previousStart, startedAt) - min(previousStart, startedAt) <= 1 {
+            return false
+        }
+        restarts.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
 
     /// A request failed (error, timeout, refused connection). Returns true when
     /// this failure marked the node down.

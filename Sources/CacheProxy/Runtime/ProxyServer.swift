@@ -89,13 +89,15 @@ public final class ProxyServer: @unchecked Sendable {
         }
         for index in 0..<configuration.threads {
             let loop = try EventLoopThread.start(name: "proxy-worker-\(index)")
-            let worker = ProxyWorker(loop: loop, index: index, context: context) { [unowned self] node in
+            let worker = ProxyWorker(loop: loop, index: index, context: context, onNodeDown: { [unowned self] node in
                 mainLoop.execute { [self] in nodeWentDown(node) }
-            }
+            }, onConnectionLost: { [unowned self] node in
+                mainLoop.execute { [self] in connectionLost(to: node) }
+            })
             workers.append(worker)
             loop.execute { worker.start() }
         }
-        let poller = NodeStatsPoller(loop: mainLoop, context: context)
+        let poller = NodeStatsPoller(loop: mainLoop, context: context) { [unowned self] node in nodeRestarted(node) }
         context.reportNodeTotals { poller.totals() }
         statsPoller = poller
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in stop() })
@@ -131,6 +133,28 @@ public final class ProxyServer: @unchecked Sendable {
         for worker in workers {
             worker.loop.execute { worker.dropConnections(to: node) }
         }
+    }
+
+    /// A node closed a worker's connection: until it is known whether the same
+    /// process still answers there, a miss on it is looked up on a replica.
+    /// Main loop.
+    private func connectionLost(to node: BackendNode) {
+        node.startRefill(until: monotonicMilliseconds() + ProxyServer.provisionalRefillMilliseconds)
+        statsPoller?.connectionLost(to: node)
+    }
+
+    /// How long a node whose connection was lost is treated as possibly empty
+    /// while the proxy asks it who it is.
+    static let provisionalRefillMilliseconds: Int64 = 10_000
+
+    /// Another process answers at a node's address: the node restarted since
+    /// the proxy last looked and holds nothing; its keys are refilled from
+    /// their replicas on first read, as after a recovery. Main loop.
+    private func nodeRestarted(_ node: BackendNode) {
+        let window = Int64(context.topology.configuration.warmupSeconds) * 1000
+        logger.warning("node restarted; its keys are refilled from their replicas on first read",
+                       metadata: ["node": "\(node)", "refill_s": "\(window / 1000)"])
+        node.startRefill(until: monotonicMilliseconds() + window)
     }
 
     /// Re-reads the configuration and installs it without dropping a client

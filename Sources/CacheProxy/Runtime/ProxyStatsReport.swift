@@ -245,6 +245,7 @@ enum ProxyStatsReport {
             lines.append((prefix + "failures", String(node.failures.load(ordering: .relaxed))))
             lines.append((prefix + "timeouts", String(node.timeouts.load(ordering: .relaxed))))
             lines.append((prefix + "marked_down", String(node.markedDown.load(ordering: .relaxed))))
+            lines.append((prefix + "restarts", String(node.restarts.load(ordering: .relaxed))))
         }
         return lines
     }

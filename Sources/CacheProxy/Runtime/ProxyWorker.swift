@@ -17,8 +17,10 @@ final class ProxyWorker: @unchecked Sendable {
     private(set) var topology: Topology
     let context: ProxyContext
     let counters: ProxyCounters
-    /// Told when this worker marks a node down (any thread may be told; it hops to the main loop).
+    /// Told when this worker marks a node down, or when a node closed a
+    /// connection to it (any thread may be told; it hops to the main loop).
     private let onNodeDown: @Sendable (BackendNode) -> Void
+    private let onConnectionLost: @Sendable (BackendNode) -> Void
     private var pools: [ObjectIdentifier: BackendPool] = [:]
     private var backendsToFlush: [BackendConnection] = []
     private var sessionsToFlush: [ClientSession] = []
@@ -30,13 +32,15 @@ final class ProxyWorker: @unchecked Sendable {
     /// Replies nobody waits for (copies to other replicas, deletes of moved keys) land here.
     private(set) lazy var discard = DiscardCall(worker: self)
 
-    init(loop: EventLoop, index: Int, context: ProxyContext, onNodeDown: @escaping @Sendable (BackendNode) -> Void) {
+    init(loop: EventLoop, index: Int, context: ProxyContext, onNodeDown: @escaping @Sendable (BackendNode) -> Void,
+         onConnectionLost: @escaping @Sendable (BackendNode) -> Void) {
         self.loop = loop
         self.index = index
         self.context = context
         self.topology = context.topology
         self.counters = context.counters[index]
         self.onNodeDown = onNodeDown
+        self.onConnectionLost = onConnectionLost
     }
 
     /// Coarse monotonic milliseconds.
@@ -123,6 +127,11 @@ final class ProxyWorker: @unchecked Sendable {
     func nodeMarkedDown(_ node: BackendNode) {
         onNodeDown(node)
         dropConnections(to: node)
+    }
+
+    /// A node closed one of this worker's connections (it may have restarted).
+    func nodeConnectionLost(_ node: BackendNode) {
+        onConnectionLost(node)
     }
 
     /// Closes this worker's connections to a node that went down; their requests
