@@ -36,6 +36,8 @@ final class BackendConnection: ConnectionHandler {
         let tag: Int
         let shape: ReplyShape
         let sentAt: Int64
+        /// The `KeyFence` stripe a write holds until it is answered, or -1.
+        let fence: Int
     }
 
     init(node: BackendNode, worker: ProxyWorker) {
@@ -61,13 +63,16 @@ final class BackendConnection: ConnectionHandler {
 
     /// Queues a request: `write` appends its bytes to the connection's output.
     /// The bytes leave when the worker flushes at the end of the current event.
-    func send(call: BackendCall, tag: Int, shape: ReplyShape, write: (inout ByteBuffer) -> Void) {
+    /// A write that entered a `KeyFence` stripe names it in `fence`; the stripe
+    /// is left once the node answers, or the request fails.
+    func send(call: BackendCall, tag: Int, shape: ReplyShape, fence: Int = -1, write: (inout ByteBuffer) -> Void) {
         guard let connection, !isClosed else {
+            if fence >= 0 { worker.context.fence.exitWrite(fence) }
             call.backend(node, failed: .connectionLost, tag: tag)
             return
         }
         write(&connection.output)
-        inFlight.append(InFlight(call: call, tag: tag, shape: shape, sentAt: worker.now))
+        inFlight.append(InFlight(call: call, tag: tag, shape: shape, sentAt: worker.now, fence: fence))
         node.requests.wrappingAdd(1, ordering: .relaxed)
         if !flushPending {
             flushPending = true
@@ -110,6 +115,7 @@ final class BackendConnection: ConnectionHandler {
     private func failInFlight(_ failure: BackendFailure) {
         while !inFlight.isEmpty {
             let entry = inFlight.removeFirst()
+            if entry.fence >= 0 { worker.context.fence.exitWrite(entry.fence) }
             entry.call.backend(node, failed: failure, tag: entry.tag)
         }
     }
@@ -146,7 +152,10 @@ final class BackendConnection: ConnectionHandler {
                     return fail(.malformedReply)
                 }
                 if isClosed { return }
-                if last { inFlight.removeFirst() }
+                if last {
+                    inFlight.removeFirst()
+                    if entry.fence >= 0 { worker.context.fence.exitWrite(entry.fence) }
+                }
             case .needMoreData(let total):
                 connection.input.consume(consumed)
                 consumed = 0

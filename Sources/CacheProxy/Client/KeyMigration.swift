@@ -27,6 +27,10 @@ final class KeyMigration: BackendCall {
     private unowned let worker: ProxyWorker
     private var completion: ((Bool) -> Void)?
     private var copiesPending = 0
+    /// The `KeyFence` stripe held from the read to the last copy's answer.
+    private let stripe: Int
+    /// `flush_all` requests routed when the move started.
+    private let flushesAtStart: Int
 
     /// Where a key must be fetched from before it is read or changed, if anywhere.
     struct Source {
@@ -53,9 +57,11 @@ final class KeyMigration: BackendCall {
         return nil
     }
 
-    private init(key: UnsafeRawBufferPointer, base64: Bool, source: Source, replicas: ReplicaSet, topology: Topology,
-                 worker: ProxyWorker, completion: @escaping (Bool) -> Void) {
+    private init(key: UnsafeRawBufferPointer, base64: Bool, stripe: Int, source: Source, replicas: ReplicaSet,
+                 topology: Topology, worker: ProxyWorker, completion: @escaping (Bool) -> Void) {
         self.key = Array(key)
+        self.stripe = stripe
+        self.flushesAtStart = worker.context.fence.flushes.load(ordering: .acquiring)
         self.base64 = base64
         self.source = source.node
         self.dropSource = source.dropAfterCopy
@@ -65,14 +71,20 @@ final class KeyMigration: BackendCall {
         self.completion = completion
     }
 
-    /// Starts moving `key`; `completion(found)` runs once it is in place (or was
-    /// not found). False, with no completion, when the source cannot be reached.
+    /// Starts moving `key` (whose `KeyFence` stripe is `stripe`); `completion(found)`
+    /// runs once it is in place (or was not found). False, with no completion,
+    /// when the source cannot be reached or a write of the key is under way (the
+    /// request then meets the key as it is where it belongs now).
     @discardableResult
-    static func start(key: UnsafeRawBufferPointer, base64: Bool, from source: Source, replicas: ReplicaSet,
+    static func start(key: UnsafeRawBufferPointer, base64: Bool, stripe: Int, from source: Source, replicas: ReplicaSet,
                       topology: Topology, worker: ProxyWorker, completion: @escaping (Bool) -> Void) -> Bool {
         guard let backend = worker.backend(for: source.node, session: nil) else { return false }
-        let migration = KeyMigration(key: key, base64: base64, source: source, replicas: replicas, topology: topology,
-                                     worker: worker, completion: completion)
+        guard worker.context.fence.tryEnterCopy(stripe) else {
+            worker.counters.add(.warmupSkips)
+            return false
+        }
+        let migration = KeyMigration(key: key, base64: base64, stripe: stripe, source: source, replicas: replicas,
+                                     topology: topology, worker: worker, completion: completion)
         backend.send(call: migration, tag: 0, shape: .meta) { output in
             RequestEncoder.appendFetch(key, base64: base64, to: &output)
         }
@@ -116,6 +128,15 @@ final class KeyMigration: BackendCall {
     private func finish(found: Bool) {
         guard let completion else { return }
         self.completion = nil
+        if found && worker.context.fence.flushes.load(ordering: .acquiring) != flushesAtStart {
+            // A flush_all ran meanwhile and may have come before the copy.
+            key.withUnsafeBytes { key in
+                for node in replicas.map({ topology.nodes[$0] }) {
+                    ReplicaCopy.delete(key, base64: base64, at: node, worker: worker, session: nil)
+                }
+            }
+        }
+        worker.context.fence.exitCopy(stripe)
         if !found { worker.counters.add(.warmupMisses) }
         completion(found)
     }

@@ -210,7 +210,8 @@ final class MultiGet: ReplyStream {
             let key = self.key(index)
             guard let source = KeyMigration.source(for: key, replicas: replicaSets[index], topology: topology, now: now)
             else { continue }
-            let started = KeyMigration.start(key: key, base64: false, from: source, replicas: replicaSets[index],
+            let started = KeyMigration.start(key: key, base64: false, stripe: KeyFence.stripe(of: key), from: source,
+                                             replicas: replicaSets[index],
                                              topology: topology, worker: slot.worker) { [self] wasFound in
                 // The session may have closed meanwhile: then `slot` is nil.
                 guard self.slot != nil else { return }

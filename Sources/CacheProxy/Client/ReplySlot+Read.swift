@@ -91,8 +91,8 @@ extension ReplySlot {
     func migrate(from source: KeyMigration.Source, then next: @escaping (ReplySlot) -> Void) -> Bool {
         guard let topology else { return false }
         let expected = tag(position: 0)
-        let started = KeyMigration.start(key: keyBytes, base64: keyIsBase64, from: source, replicas: replicas,
-                                         topology: topology, worker: worker) { [self] _ in
+        let started = KeyMigration.start(key: keyBytes, base64: keyIsBase64, stripe: KeyFence.stripe(of: placementKey),
+                                         from: source, replicas: replicas, topology: topology, worker: worker) { [self] _ in
             guard isCurrent(expected), !isComplete else { return }
             next(self)
         }

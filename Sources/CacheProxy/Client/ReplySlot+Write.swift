@@ -7,19 +7,25 @@ import MemcacheProtocol
 // with write_policy `all` once every replica has answered, with `primary` as
 // soon as that first answer is in.
 extension ReplySlot {
-    /// Sends the request to every live replica.
+    /// Sends the request to every live replica. A write that could race a
+    /// copy of its key (see `KeyFence`) waits while one is under way.
     func sendWrite() {
         guard let topology else { return }
-        outstanding = 0
+        var backends: [BackendConnection?] = []
         for position in 0..<replicas.count {
-            let node = topology.nodes[replicas[position]]
-            guard let backend = worker.backend(for: node, session: session) else {
+            backends.append(worker.backend(for: topology.nodes[replicas[position]], session: session))
+        }
+        let live = backends.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
+        guard enterFence(count: live) else { return }
+        outstanding = 0
+        for (position, backend) in backends.enumerated() {
+            guard let backend else {
                 positions.append(.notSent)
                 continue
             }
             positions.append(.pending)
             outstanding += 1
-            send(to: backend, position: position, changesData: true, shape: shape) { output in
+            send(to: backend, position: position, changesData: true, fence: fenceStripe, shape: shape) { output in
                 output.append(request.readableBytes)
             }
         }
@@ -28,6 +34,7 @@ extension ReplySlot {
             worker.counters.add(.unavailable)
             complete(line: "SERVER_ERROR no live node holds this key")
         }
+        finishQuietWrite()
     }
 
     /// Sends a compare-and-swap to the first live replica only: CAS uniques
@@ -38,17 +45,54 @@ extension ReplySlot {
         for position in 0..<replicas.count {
             let node = topology.nodes[replicas[position]]
             if let backend = worker.backend(for: node, session: session) {
+                guard enterFence(count: 1) else { return }
                 while positions.count < position { positions.append(.notSent) }
                 positions.append(.pending)
                 outstanding = 1
-                send(to: backend, position: position, changesData: true, shape: shape) { output in
+                send(to: backend, position: position, changesData: true, fence: fenceStripe, shape: shape) { output in
                     output.append(request.readableBytes)
                 }
+                finishQuietWrite()
                 return
             }
         }
         worker.counters.add(.unavailable)
         complete(line: "SERVER_ERROR no live node holds this key")
+    }
+
+    /// Enters the key's fence stripe for `count` node requests, when this
+    /// write takes it. False when a copy of the key is under way: the write is
+    /// sent again shortly, and the session's later requests wait for it.
+    private func enterFence(count: Int) -> Bool {
+        guard fenceStripe >= 0, count > 0 else { return true }
+        if worker.context.fence.tryEnterWrite(fenceStripe, count: count) {
+            waitingForFence = false
+            return true
+        }
+        if !waitingForFence {
+            waitingForFence = true
+            session?.hold(until: self)
+        }
+        worker.retryWhenFenceOpens(self)
+        return false
+    }
+
+    /// Classic noreply: once sent, nothing will be written back, so later
+    /// replies need not wait for this one.
+    private func finishQuietWrite() {
+        if noreply && !isComplete {
+            reply.removeAll()
+            complete()
+        }
+    }
+
+    /// Sends a write that waited for its key's fence (`KeyFence`).
+    func resumeWrite() {
+        switch work {
+        case .write: sendWrite()
+        case .compareAndSwap: sendCompareAndSwap()
+        default: break
+        }
     }
 
     /// One unit of a replica's answer. False when it cannot belong to it.

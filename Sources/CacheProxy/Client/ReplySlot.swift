@@ -100,6 +100,11 @@ final class ReplySlot: BackendCall {
     var valuesSeen = 0
     /// Reads: a miss at the primary was already retried (miss_failover, warm-up).
     var retriedMiss = false
+    /// The `KeyFence` stripe this write holds while its node requests are
+    /// answered, or -1 for requests that need none (reads, plain overwrites).
+    var fenceStripe = -1
+    /// The write waits for a copy of its key to finish.
+    var waitingForFence = false
 
     unowned(unsafe) var worker: ProxyWorker!
 
@@ -127,6 +132,8 @@ final class ReplySlot: BackendCall {
         outstanding = 0
         valuesSeen = 0
         retriedMiss = false
+        fenceStripe = -1
+        waitingForFence = false
         copy = CopySpec()
         whenFirst = nil
     }
@@ -147,12 +154,12 @@ final class ReplySlot: BackendCall {
     /// Sends this request (or a multi-get's batch) to a node, counting it as
     /// the session's until the node answers it (see `ClientSession.lane`).
     func send(to backend: BackendConnection, position: Int, lane: Lane = .requests, changesData: Bool = false,
-              shape: ReplyShape, _ write: (inout ByteBuffer) -> Void) {
+              fence: Int = -1, shape: ReplyShape, _ write: (inout ByteBuffer) -> Void) {
         var tag = tag(position: position)
         if changesData { tag |= ReplySlot.writeTagBit }
         if lane == .bulk { tag |= ReplySlot.bulkTagBit }
         session?.nodeRequestSent(in: lane)
-        backend.send(call: self, tag: tag, shape: shape, write: write)
+        backend.send(call: self, tag: tag, shape: shape, fence: fence, write: write)
     }
 
     private func nodeAnswered(_ tag: Int) {

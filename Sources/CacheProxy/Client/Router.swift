@@ -14,8 +14,9 @@ import MemcacheProtocol
 /// | flush_all                                 | every node                     | OK when all said OK             |
 /// | version/verbosity/quit/mn/stats           | the proxy                      |                                 |
 ///
-/// Requests reach nodes with `noreply` and meta `q` removed, so every request
-/// gets a reply and replies stay matched to requests; the proxy then drops what
+/// Requests reach nodes without classic `noreply` (a quiet meta request keeps
+/// its `q` and is followed by `mn`), so every request gets a reply with a
+/// known end and replies stay matched to requests; the proxy then drops what
 /// the client asked not to see.
 enum Router {
     static func route(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, session: ClientSession) {
@@ -151,13 +152,19 @@ enum Router {
     private static func routeWrite(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
         guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
         slot.work = .write
+        if !overwrites(request) { slot.fenceStripe = KeyFence.stripe(of: slot.placementKey) }
         if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendWrite() }) { return }
         slot.sendWrite()
-        // noreply: nothing will be written back, so later replies need not wait.
-        if request.noreply && !slot.isComplete {
-            slot.reply.removeAll()
-            slot.complete()
-        }
+    }
+
+    /// A plain overwrite (set, ms in set mode without a CAS) needs no fence:
+    /// a copy only adds where the key is missing, so either order ends with
+    /// the overwrite's value. Every other write could leave the key absent
+    /// (delete) or change what a copy read (incr, append, cas, touch, ...).
+    private static func overwrites(_ request: Request) -> Bool {
+        request.command == .set
+            || (request.command == .metaSet && !request.meta.has(UInt8(ascii: "C"))
+                && (request.meta.mode == 0 || request.meta.mode == UInt8(ascii: "S")))
     }
 
     /// A key that moved (scale-out) or whose node came back empty is brought to
@@ -171,10 +178,7 @@ enum Router {
               let source = KeyMigration.source(for: slot.placementKey, replicas: slot.replicas, topology: topology,
                                                now: worker.now)
         else { return false }
-        let overwrites = request.command == .set
-            || (request.command == .metaSet && !request.meta.has(UInt8(ascii: "C"))
-                && (request.meta.mode == 0 || request.meta.mode == UInt8(ascii: "S")))
-        if overwrites {
+        if overwrites(request) {
             if source.dropAfterCopy {
                 ReplicaCopy.delete(slot.keyBytes, base64: slot.keyIsBase64, at: source.node, worker: worker, session: nil)
             }
@@ -195,12 +199,9 @@ enum Router {
             slot.copy.clientFlags = request.flags
             slot.copy.exptime = request.exptime
         }
+        slot.fenceStripe = KeyFence.stripe(of: slot.placementKey)
         if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendCompareAndSwap() }) { return }
         slot.sendCompareAndSwap()
-        if request.noreply && !slot.isComplete {
-            slot.reply.removeAll()
-            slot.complete()
-        }
     }
 
     private static func routeFlushAll(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
@@ -211,6 +212,8 @@ enum Router {
         forward(request, in: bytes, into: slot)
         slot.topology = worker.topology
         slot.work = .flushAll
+        // A copy under way when the flush starts removes what it added.
+        worker.context.fence.flushes.wrappingAdd(1, ordering: .releasing)
         slot.sendFlushAll()
         if request.noreply && !slot.isComplete {
             slot.reply.removeAll()

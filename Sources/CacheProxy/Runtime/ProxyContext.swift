@@ -9,6 +9,8 @@ final class ProxyContext: Sendable {
     let rejectedConnections = Atomic<Int>(0)
     let reloads = Atomic<Int>(0)
     let reloadFailures = Atomic<Int>(0)
+    /// Orders the proxy's own copies of a key and clients' writes of it.
+    let fence = KeyFence()
     private let current: Mutex<Topology>
     /// The nodes' own counters, summed (set once the main loop starts polling).
     private let nodeTotals = Mutex<(@Sendable () -> [(String, UInt64)])?>(nil)

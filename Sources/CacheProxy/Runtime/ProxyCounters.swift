@@ -13,6 +13,8 @@ enum ProxyCounter: Int, CaseIterable {
     case missFailovers
     /// Keys copied from their previous owner after a scale-out.
     case warmupHits, warmupMisses
+    /// Copies not made because a write of the key was under way (`KeyFence`).
+    case warmupSkips
     /// Writes that reached fewer replicas than the key has.
     case degradedWrites
     /// Requests no live node could answer.

@@ -26,6 +26,10 @@ final class ProxyWorker: @unchecked Sendable {
     private var sessionsToFlush: [ClientSession] = []
     private var sessions: [ObjectIdentifier: ClientSession] = [:]
     private var deadlineTimer: EventTimer?
+    /// Writes waiting for a copy of their key to finish (`KeyFence`), with the
+    /// slot generation they belong to, tried again every millisecond.
+    private var fenceWaiters: [(slot: ReplySlot, tag: Int)] = []
+    private var fenceTimer: EventTimer?
     /// Flushes what this iteration gathered; created on the loop thread at first use.
     private lazy var flushTask = DeferredTask(loop: loop) { [unowned self] in flushPending() }
     private var affinityCounter = 0
@@ -88,6 +92,27 @@ final class ProxyWorker: @unchecked Sendable {
             pools[key] = pool
         }
         return pool.connection(choice: session?.affinity, lane: lane, worker: self)
+    }
+
+    /// Tries `slot`'s write again shortly (its key's fence was held by a copy).
+    func retryWhenFenceOpens(_ slot: ReplySlot) {
+        fenceWaiters.append((slot, slot.tag(position: 0)))
+        guard fenceTimer == nil else { return }
+        let timer = EventTimer(loop: loop, milliseconds: 1, repeating: true) { [unowned self] in retryFencedWrites() }
+        timer.start()
+        fenceTimer = timer
+    }
+
+    private func retryFencedWrites() {
+        let waiting = fenceWaiters
+        fenceWaiters.removeAll()
+        // A write still fenced out puts itself back on the list.
+        for (slot, tag) in waiting where slot.isCurrent(tag) && !slot.isComplete { slot.resumeWrite() }
+        if fenceWaiters.isEmpty {
+            fenceTimer?.stop()
+            fenceTimer = nil
+        }
+        flushPending()
     }
 
     /// Hands out session affinities in turn.
