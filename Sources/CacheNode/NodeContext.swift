@@ -15,6 +15,9 @@ public final class NodeContext: Sendable {
     /// Descriptors the node holds besides client connections (listeners, event
     /// loops, wake-ups, signals), counted once at start for `stats` `reserved_fds`.
     public let reservedDescriptors = Atomic<Int>(0)
+    /// Times accepting stopped for lack of descriptors, and for how long in all (µs).
+    public let listenDisabled = Atomic<Int>(0)
+    public let listenDisabledMicroseconds = Atomic<Int>(0)
     /// `lru_crawler crawl` passes run (`lru_crawler_starts`).
     public let crawlerStarts = Atomic<Int>(0)
     /// Background maintenance passes (expiry reclaim and compaction, once a

@@ -3,6 +3,12 @@ import EventLoop
 import Glibc
 import Synchronization
 
+/// A reason the node cannot run, for the operator.
+public struct StartupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// The running node: listening sockets and the clock on the main thread's loop,
 /// client connections spread over `-t` worker loops.
 ///
@@ -43,7 +49,11 @@ public final class NodeServer {
             try? Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             // With -p 0 every address shares the port the first one was given.
             if port == 0, let chosen = Socket.localPort(fd) { port = chosen }
-            listeners.append(Listener(fd: fd, loop: mainLoop) { [unowned self] client in accept(client) })
+            let context = self.context
+            listeners.append(Listener(fd: fd, loop: mainLoop,
+                                      onPause: { context.listenDisabled.wrappingAdd(1, ordering: .relaxed) },
+                                      onResume: { context.listenDisabledMicroseconds.wrappingAdd(Int($0), ordering: .relaxed) },
+                                      onAccept: { [unowned self] client in accept(client) }))
         }
         boundPort = port
         context.boundPort.store(Int(port), ordering: .relaxed)
@@ -72,7 +82,13 @@ public final class NodeServer {
         let loop = mainLoop
         context.onShutdown { loop.execute { loop.stop() } }
         // No client is accepted before the main loop runs: every descriptor open now is the node's own.
-        context.reservedDescriptors.store(NodeServer.openDescriptors(), ordering: .relaxed)
+        let reserved = NodeServer.openDescriptors()
+        context.reservedDescriptors.store(reserved, ordering: .relaxed)
+        // -c clients, one more to accept and refuse the next, the node's own
+        // descriptors and standard streams, and a little room (a pid file, /proc).
+        if let problem = DescriptorLimit.ensure(context.settings.maxConnections + 1 + reserved + 3 + 16) {
+            throw StartupError("-c \(context.settings.maxConnections) \(problem)")
+        }
         mainLoop.run()
         for worker in workers { worker.loop.stop() }
         for worker in workers { worker.loop.waitUntilStopped() }

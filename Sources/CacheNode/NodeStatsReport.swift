@@ -83,8 +83,8 @@ struct NodeStatsReport {
             ("limit_maxbytes", String(storage.memoryLimit)),
             ("accepting_conns", "1"),
             // Over the limit the node refuses a connection instead of pausing accept.
-            ("listen_disabled_num", "0"),
-            ("time_in_listen_disabled_us", "0"),
+            ("listen_disabled_num", load(context.listenDisabled)),
+            ("time_in_listen_disabled_us", load(context.listenDisabledMicroseconds)),
             ("threads", String(context.settings.threads)),
             ("conn_yields", total(.connYields)),
             ("hash_power_level", String(hashPower)),

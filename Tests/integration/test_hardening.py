@@ -18,6 +18,7 @@ Every load loop is bounded in count and time; only 127.0.0.1 is contacted.
 from __future__ import annotations
 
 import os
+import subprocess
 import socket
 import struct
 import threading
@@ -443,3 +444,87 @@ def test_refill_never_resurrects_a_deleted_key(cluster):
         on_nodes = cluster.placement(deleted)
         resurrected += [k for k, holders in on_nodes.items() if holders]
     assert not resurrected, f"{len(resurrected)} deleted keys readable again, e.g. {sorted(set(resurrected))[:5]}"
+
+
+# --------------------------------------------------------------------------
+# Out of file descriptors: wait, do not spin
+# --------------------------------------------------------------------------
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _exhaust_descriptors(addr, pid: int, limit: int, extra: int):
+    """Lowers `pid`'s open-file limit to `limit` and opens `extra` connections
+    (more than fit). Returns (CPU seconds used over 1.5 s, the connections)."""
+    import resource
+    _soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
+    conns = []
+    for _ in range(extra):
+        s = socket.socket()
+        s.settimeout(2)
+        s.connect(addr)   # completes in the kernel's backlog even when not accepted
+        conns.append(s)
+    time.sleep(0.3)
+    before = _cpu_seconds(pid)
+    time.sleep(1.5)
+    return _cpu_seconds(pid) - before, conns
+
+
+def test_node_out_of_descriptors_waits_instead_of_spinning(server_factory):
+    # Not switched to another user: lowering the limit of another user's
+    # process needs a capability a container may not grant.
+    port = harness.free_port()
+    node = ph.spawn([harness.target_binary(), "-l", harness.HOST, "-p", str(port), "-U", "0"], harness.HOST, port)
+    host, proc = harness.HOST, node.proc
+    try:
+        _node_out_of_descriptors(host, port, proc)
+    finally:
+        node.stop()
+
+
+def _node_out_of_descriptors(host, port, proc):
+    watcher = harness.TextClient((host, port))
+    used, conns = _exhaust_descriptors((host, port), proc.pid, limit=48, extra=80)
+    try:
+        assert used < 0.5, f"node used {used:.2f} s of CPU in 1.5 s while out of descriptors"
+        stats = watcher.stats()
+        assert int(stats["listen_disabled_num"]) > 0
+        assert int(stats["time_in_listen_disabled_us"]) > 0
+    finally:
+        for s in conns:
+            s.close()
+    import resource
+    _soft, hard = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (4096, hard))
+    # Accepting resumes once descriptors are free again.
+    ph.wait_until(lambda: harness.TextClient((host, port), timeout=2).line("version").startswith(b"VERSION"), 5,
+                  what="a new connection answered")
+
+
+def test_proxy_out_of_descriptors_waits_instead_of_spinning(cluster):
+    pid = cluster.proxy.pid
+    assert cluster.client().line("version").startswith(b"VERSION")   # backend connections already open
+    used, conns = _exhaust_descriptors(cluster.addr, pid, limit=64, extra=100)
+    try:
+        assert used < 0.5, f"proxy used {used:.2f} s of CPU in 1.5 s while out of descriptors"
+    finally:
+        for s in conns:
+            s.close()
+    import resource
+    _soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (min(65536, hard), hard))
+    ph.wait_until(lambda: cluster.client().line("version").startswith(b"VERSION"), 5, what="a new connection answered")
+
+
+def test_node_refuses_a_connection_limit_it_cannot_have(server_factory):
+    """-c beyond what the system allows: a clear message, not EMFILE later."""
+    port = harness.free_port()
+    out = subprocess.run([harness.target_binary(), "-l", "127.0.0.1", "-p", str(port), "-U", "0",
+                          *harness._user_flags(), "-c", "3000000"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0
+    assert "open files" in (out.stderr + out.stdout), out.stderr

@@ -79,10 +79,23 @@ public final class ProxyServer: @unchecked Sendable {
         }
     }
 
+    /// Descriptors the proxy may need at once with `configuration`: every
+    /// client, one more to accept and refuse the next, each worker's
+    /// connections to each node in both lanes, a probe and a stats poll per
+    /// node, the admin endpoint's connections, and its own loops and listeners.
+    static func descriptorsNeeded(_ configuration: ProxyConfiguration) -> Int {
+        let nodes = configuration.nodes.count
+        return configuration.maxConnections + 1 + nodes * configuration.threads * configuration.backendConnections * 2
+            + nodes * 2 + 64 + 8 * configuration.threads + 32
+    }
+
     /// Starts the workers and runs until SIGINT or SIGTERM.
     public func run() throws {
         SignalWatcher.ignoreBrokenPipes()
         let configuration = context.topology.configuration
+        if let problem = DescriptorLimit.ensure(ProxyServer.descriptorsNeeded(configuration)) {
+            throw ConfigurationError("max_connections \(configuration.maxConnections): \(problem)")
+        }
         let mainLoop = self.mainLoop
         monitor = HealthMonitor(loop: mainLoop, configuration: configuration, logger: logger) { [context] node in
             node.startRefill(until: monotonicMilliseconds() + Int64(context.topology.configuration.warmupSeconds) * 1000)
@@ -167,6 +180,10 @@ public final class ProxyServer: @unchecked Sendable {
         do {
             let configuration = try loadConfiguration()
             let current = context.topology
+            // More nodes need more connections: make room, or refuse the reload.
+            if let problem = DescriptorLimit.ensure(ProxyServer.descriptorsNeeded(configuration)) {
+                throw ConfigurationError(problem)
+            }
             if configuration.threads != current.configuration.threads || configuration.listen != current.configuration.listen {
                 logger.warning("listen and threads take effect only at restart")
             }
