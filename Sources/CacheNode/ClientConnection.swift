@@ -18,6 +18,8 @@ final class ClientConnection: ConnectionHandler {
     private var atStart = true
     /// Server time of the last request, for `-o idle_timeout`.
     private(set) var lastActive: ServerTime
+    /// The node is shutting down: nothing more is read (see `drain`).
+    private var draining = false
     /// A multi-key get at the front of the input stopped at its output limit:
     /// where it goes on (see `RequestProcessor.execute`), else 0.
     private var resumeRetrieval = 0
@@ -41,6 +43,7 @@ final class ClientConnection: ConnectionHandler {
     func connectionDrained(_ connection: Connection) {
         guard !finished, connection.isReadingPaused else { return }
         processInput(connection)
+        if draining { return finishDrainIfDone(connection) }
         if !connection.isClosed && !isBackedUp(connection) && resumeRetrieval == 0 { connection.resumeReading() }
         finishIfInputEnded(connection)
     }
@@ -136,6 +139,27 @@ final class ClientConnection: ConnectionHandler {
             connection.input.reserveWritable(needed - connection.input.readableCount)
         }
     }
+
+    /// The node is shutting down: answer what the client had sent by now (as
+    /// the output drains, if it is backed up), then end the connection
+    /// without losing those replies.
+    func drain(_ connection: Connection) {
+        guard !finished, !draining else { return }
+        draining = true
+        connection.readArrived(limit: ClientConnection.drainReadLimit)
+        connection.pauseReading()
+        processInput(connection)
+        finishDrainIfDone(connection)
+    }
+
+    private func finishDrainIfDone(_ connection: Connection) {
+        guard draining, !finished, !isBackedUp(connection), resumeRetrieval == 0 else { return }
+        finished = true
+        connection.closeGracefully()
+    }
+
+    /// At shutdown, at most this much already-sent input is still read and answered.
+    static let drainReadLimit = 4 << 20
 
     /// Closes after the replies already gathered are written, as memcached does
     /// for quit, an HTTP request, an over-long line or shutdown.

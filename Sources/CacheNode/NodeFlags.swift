@@ -128,6 +128,11 @@ public enum NodeFlags {
             case "idle_timeout":
                 guard let seconds = value.flatMap({ Int($0) }), seconds >= 0 else { return "Invalid idle_timeout: \(value ?? "")" }
                 settings.idleTimeoutSeconds = seconds
+            case "shutdown_grace_ms":
+                guard let milliseconds = value.flatMap({ Int($0) }), milliseconds >= 0 else {
+                    return "Invalid shutdown_grace_ms: \(value ?? "")"
+                }
+                settings.shutdownGraceMilliseconds = milliseconds
             case "request_line_max":
                 guard let bytes = value.flatMap({ parseSize($0, defaultUnit: 1) }), bytes >= 2048 else {
                     return "Invalid request_line_max: \(value ?? "") (a size of at least 2048 bytes, k/m suffix allowed)"
@@ -191,6 +196,8 @@ public enum NodeFlags {
     -o, --extended            comma separated extended options: idle_timeout=<s>;
                               request_line_max=<size> (default 2m: a longer request
                               line gets CLIENT_ERROR line too long and a close);
+                              shutdown_grace_ms=<ms> (default 5000: on SIGTERM, answer
+                              what was read and exit once clients close, or after this);
                               memcached's slab/LRU tuning options are accepted and ignored,
                               unknown ones are reported and ignored
     """

@@ -23,6 +23,7 @@ public final class NodeServer {
     private var timers: [EventTimer] = []
     private var signalWatchers: [SignalWatcher] = []
     private var nextWorker = 0
+    private var shuttingDown = false
     /// Ports the listeners are bound to (the first matters when `-p 0`).
     public private(set) var boundPort: UInt16 = 0
 
@@ -77,7 +78,7 @@ public final class NodeServer {
         tick.start()
         timers.append(tick)
         for signalNumber in [SIGINT, SIGTERM] {
-            signalWatchers.append(SignalWatcher(loop: mainLoop, signal: signalNumber) { [unowned self] in stop() })
+            signalWatchers.append(SignalWatcher(loop: mainLoop, signal: signalNumber) { [unowned self] in shutDownGracefully() })
         }
         let loop = mainLoop
         context.onShutdown { loop.execute { loop.stop() } }
@@ -97,6 +98,24 @@ public final class NodeServer {
     /// Stops the main loop; `run` returns. Main loop thread.
     public func stop() {
         mainLoop.stop()
+    }
+
+    /// SIGTERM, SIGINT: stop accepting, let every connection answer what it has
+    /// read and end cleanly, and stop once all have closed or the grace period
+    /// (`-o shutdown_grace_ms`) is over. A second signal stops at once.
+    /// Main loop thread.
+    func shutDownGracefully() {
+        if shuttingDown { return stop() }
+        shuttingDown = true
+        listeners.removeAll()
+        for worker in workers { worker.loop.execute { worker.drainAll() } }
+        let deadline = monotonicMilliseconds() + Int64(context.settings.shutdownGraceMilliseconds)
+        let context = self.context
+        let check = EventTimer(loop: mainLoop, milliseconds: 20, repeating: true) { [unowned self] in
+            if context.currentConnections.load(ordering: .relaxed) <= 0 || monotonicMilliseconds() >= deadline { stop() }
+        }
+        check.start()
+        timers.append(check)
     }
 
     /// Descriptors open in this process, standard input, output and error aside.

@@ -47,6 +47,10 @@ public struct NodeSettings: Sendable {
     /// included) before the client gets `CLIENT_ERROR line too long` and is
     /// disconnected. memcached has no such bound.
     public var requestLineMax: Int = 2 << 20
+    /// `-o shutdown_grace_ms=N`: on SIGTERM or SIGINT the node stops accepting,
+    /// answers what it has read, and exits once its clients have closed or
+    /// after this long.
+    public var shutdownGraceMilliseconds: Int = 5000
     /// Extended options given with `-o` that the node does not act on (kept for `stats settings`).
     public var ignoredExtendedOptions: [String] = []
 

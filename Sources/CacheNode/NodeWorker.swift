@@ -36,6 +36,11 @@ final class NodeWorker: @unchecked Sendable {
         }
     }
 
+    /// The node is shutting down: every connection answers what it read, then ends.
+    func drainAll() {
+        for (client, connection) in clients.values { client.drain(connection) }
+    }
+
     func connectionClosed(_ client: ClientConnection) {
         clients[ObjectIdentifier(client)] = nil
         context.currentConnections.wrappingSubtract(1, ordering: .relaxed)

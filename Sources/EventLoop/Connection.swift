@@ -53,6 +53,9 @@ public final class Connection {
     private var closeWhenDrained = false
     /// `notifyWhenWritable` was asked: keep the write event armed until it fires.
     private var drainNoticeWanted = false
+    /// `closeGracefully` was called: input is dropped, the end is near.
+    private var lingering = false
+    private var outputShutDown = false
 
     /// Room made in `input` before each read.
     public static let readChunk = 16 * 1024
@@ -113,7 +116,7 @@ public final class Connection {
             event_del(writeEvent)
         }
         if output.allocatedCapacity > Connection.retainedCapacity { output.shrink(to: Connection.readChunk) }
-        if closeWhenDrained { close() }
+        if closeWhenDrained { close() } else if lingering { endLinger() }
     }
 
     /// Stops reading from the socket, e.g. while output is backed up.
@@ -151,6 +154,47 @@ public final class Connection {
         flush()
     }
 
+    /// Ends the connection without losing replies (a server shutting down):
+    /// writes what is pending, then half-closes; what the peer still sends is
+    /// read and dropped until it closes too, or until the caller closes. Closing
+    /// with unread input would reset the connection instead, and a reset can
+    /// destroy replies the peer has not read yet. With nothing to write and
+    /// nothing unread, closes at once.
+    public func closeGracefully() {
+        guard !isClosed, !lingering else { return }
+        lingering = true
+        input.removeAll()
+        if readingPaused && !inputEnded {
+            readingPaused = false
+            event_add(readEvent, nil)
+        }
+        flush()
+    }
+
+    /// Reads what the peer has already sent (what the kernel holds for this
+    /// socket, up to `limit` bytes) into `input`, without telling the handler:
+    /// a server shutting down answers what reached it before it stops reading.
+    public func readArrived(limit: Int) {
+        guard !isClosed, !inputEnded else { return }
+        var unread: Int32 = 0
+        guard ioctl(fd, UInt(FIONREAD), &unread) == 0, unread > 0 else { return }
+        let wanted = min(Int(unread), limit)
+        input.reserveWritable(wanted)
+        var space = input.writableSpace
+        space = UnsafeMutableRawBufferPointer(rebasing: space[0..<wanted])
+        if case .transferred(let count) = NonBlockingIO.read(fd, into: space) { input.commitWritten(count) }
+    }
+
+    /// After `closeGracefully`, once the output is written: half-close, or
+    /// close when the peer has nothing more in flight.
+    private func endLinger() {
+        guard !outputShutDown else { return }
+        var unread: Int32 = 0
+        if inputEnded || (ioctl(fd, UInt(FIONREAD), &unread) == 0 && unread == 0) { return close() }
+        outputShutDown = true
+        shutdown(fd, Int32(SHUT_WR))
+    }
+
     /// Closes the socket now and tells the handler. Safe to call more than once.
     public func close() { close(error: 0) }
 
@@ -185,6 +229,7 @@ public final class Connection {
     }
 
     fileprivate func handleReadable() {
+        if lingering { return dropInput() }
         if input.writableCount < Connection.readChunk / 4 { input.reserveWritable(Connection.readChunk) }
         switch NonBlockingIO.read(fd, into: input.writableSpace) {
         case .transferred(let count):
@@ -203,6 +248,17 @@ public final class Connection {
             handler?.connectionInputEnded(self)
         case .failed(let error):
             close(error: error)
+        }
+    }
+
+    /// Lingering: reads and drops what the peer sends, until it closes.
+    private func dropInput() {
+        input.removeAll()
+        switch NonBlockingIO.read(fd, into: input.writableSpace) {
+        case .transferred: input.removeAll()
+        case .wouldBlock: return
+        case .endOfFile: close()
+        case .failed(let error): close(error: error)
         }
     }
 

@@ -32,7 +32,7 @@ public final class Listener {
                           Unmanaged.passUnretained(self).toOpaque())
         event_add(event, nil)
         retryTimer = EventTimer(loop: loop, milliseconds: Listener.retryMilliseconds, repeating: false) { [unowned self] in
-            onResume?(Listener.nowMicroseconds() - pausedSince)
+            onResume?((monotonicMilliseconds() - pausedSince) * 1000)
             event_add(event, nil)
         }
     }
@@ -62,15 +62,9 @@ public final class Listener {
 
     private func pauseForDescriptors() {
         onPause?()
-        pausedSince = Listener.nowMicroseconds()
+        pausedSince = monotonicMilliseconds()
         event_del(event)
         retryTimer?.start()
-    }
-
-    private static func nowMicroseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
     }
 }
 

@@ -18,6 +18,7 @@ Every load loop is bounded in count and time; only 127.0.0.1 is contacted.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import socket
 import struct
@@ -528,3 +529,58 @@ def test_node_refuses_a_connection_limit_it_cannot_have(server_factory):
                          capture_output=True, text=True, timeout=20)
     assert out.returncode != 0
     assert "open files" in (out.stderr + out.stdout), out.stderr
+
+
+# --------------------------------------------------------------------------
+# Shutdown answers what was sent before it
+# --------------------------------------------------------------------------
+
+def _pipelined_big_gets_then_sigterm(addr, pid: int, count: int) -> tuple[int, bytes, bool]:
+    """Stores a ~1 MiB value, asks for it `count` times in one pipeline without
+    reading, sends SIGTERM, then reads everything. Returns (complete replies,
+    what followed them, whether the end was a reset)."""
+    c = harness.RawConn(addr, timeout=10)
+    line, size = big_value_line()
+    assert c.request(line) == b"STORED\r\n"
+    c.send(b"get big\r\n" * count)
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGTERM)
+    one = len(b"VALUE big 0 %d\r\n" % size) + size + len(b"\r\nEND\r\n")
+    got = read_exactly(c, one * count + 1, timeout=30)
+    reset = False
+    try:
+        c.sock.setblocking(True)
+        c.sock.settimeout(2)
+        tail = c.sock.recv(1)
+    except ConnectionResetError:
+        reset, tail = True, b""
+    except socket.timeout:
+        tail = b"<no end>"
+    return got // one, tail if got % one == 0 else b"<partial reply>", reset
+
+
+def test_node_sigterm_answers_what_was_sent_then_exits(server_factory):
+    port = harness.free_port()
+    node = ph.spawn([harness.target_binary(), "-l", harness.HOST, "-p", str(port), "-U", "0",
+                     *harness._user_flags()], harness.HOST, port)
+    try:
+        t0 = time.monotonic()
+        replies, tail, reset = _pipelined_big_gets_then_sigterm(node.addr, node.pid, 60)
+        assert (replies, tail, reset) == (60, b"", False)
+        assert node.proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 8
+    finally:
+        node.stop()
+
+
+def test_proxy_sigterm_answers_what_was_sent_then_exits(cluster):
+    pid = cluster.proxy.pid
+    idle = cluster.raw()
+    assert idle.request(b"version\r\n").startswith(b"VERSION")
+    t0 = time.monotonic()
+    replies, tail, reset = _pipelined_big_gets_then_sigterm(cluster.addr, pid, 60)
+    assert (replies, tail, reset) == (60, b"", False)
+    # An idle client is closed cleanly too, and the proxy exits before its grace is over.
+    assert idle.wait_closed(5) and not idle.reset
+    assert cluster.proxy.proc.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 8

@@ -38,6 +38,10 @@ final class ClientSession: ConnectionHandler {
     private var lane = Lane.requests
     private var inFlight = (requests: 0, bulk: 0)
     private var waitingForLane = false
+    /// The proxy is shutting down (`drain`): nothing more is read.
+    private var draining = false
+    /// The last parse reached the end of the complete requests in the input.
+    private var inputExhausted = false
     /// Reply bytes collected from nodes for this client and not yet written to
     /// its connection's output.
     private(set) var heldReplyBytes = 0
@@ -49,6 +53,8 @@ final class ClientSession: ConnectionHandler {
     /// Stop reading while this many requests wait or this much output is unsent.
     static let maxPendingRequests = 1024
     static let outputHighWater = 1 << 20
+    /// At shutdown, at most this much already-sent input is still read and answered.
+    static let drainReadLimit = 4 << 20
 
     init(worker: ProxyWorker) {
         self.worker = worker
@@ -123,6 +129,7 @@ final class ClientSession: ConnectionHandler {
         var request = Request(command: .get)
         var consumed = 0
         var needed: Int?
+        inputExhausted = false
         parsing: while true {
             if isBackedUp(connection) || holdingSlot != nil || waitingForLane {
                 connection.pauseReading()
@@ -152,6 +159,7 @@ final class ClientSession: ConnectionHandler {
                 }
             case .needMoreData(let total):
                 needed = total
+                inputExhausted = true
                 break parsing
             case .invalid(let error, let quiet):
                 worker.counters.add(.clientErrors)
@@ -282,9 +290,28 @@ final class ClientSession: ConnectionHandler {
         closeIfDone(connection)
     }
 
-    /// After a half-close, the session ends once every request read is answered.
+    /// The proxy is shutting down: route what was read, stop reading, and end
+    /// the connection cleanly once every reply is written.
+    func drain() {
+        guard let connection, !draining else { return }
+        draining = true
+        connection.readArrived(limit: ClientSession.drainReadLimit)
+        connection.pauseReading()
+        processInput(connection)
+        closeIfDone(connection)
+    }
+
+    /// After a half-close or during a shutdown, the session ends once every
+    /// request read is answered.
     private func closeIfDone(_ connection: Connection) {
-        guard connection.inputEnded, slots.isEmpty, !connection.isClosed else { return }
+        guard slots.isEmpty, !connection.isClosed else { return }
+        if draining {
+            // Requests still parked in the input (behind a full output) come first.
+            guard inputExhausted || finished else { return }
+            finished = true
+            return connection.closeGracefully()
+        }
+        guard connection.inputEnded else { return }
         // What could not be framed yet never will be.
         finished = true
         connection.closeAfterFlush()
@@ -303,7 +330,9 @@ final class ClientSession: ConnectionHandler {
               !waitingForLane else { return }
         processInput(connection)
         // Routing may have stopped again, for the same reasons.
-        if !isBackedUp(connection) && !finished && holdingSlot == nil && !waitingForLane { connection.resumeReading() }
+        if !isBackedUp(connection) && !finished && holdingSlot == nil && !waitingForLane && !draining {
+            connection.resumeReading()
+        }
         if connection.inputEnded { closeIfDone(connection) }
     }
 }

@@ -20,6 +20,8 @@ public final class ProxyServer: @unchecked Sendable {
     private var statsPoller: NodeStatsPoller?
     private var signalWatchers: [SignalWatcher] = []
     private var nextWorker = 0
+    private var shuttingDown = false
+    private var shutdownCheck: EventTimer?
     /// Nodes by identity, kept across reloads so their health carries over.
     private var registry: [String: BackendNode] = [:]
     private let loadConfiguration: (() throws -> ProxyConfiguration)?
@@ -113,8 +115,8 @@ public final class ProxyServer: @unchecked Sendable {
         let poller = NodeStatsPoller(loop: mainLoop, context: context) { [unowned self] node in nodeRestarted(node) }
         context.reportNodeTotals { poller.totals() }
         statsPoller = poller
-        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in stop() })
-        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGTERM) { [unowned self] in stop() })
+        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in shutDownGracefully() })
+        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGTERM) { [unowned self] in shutDownGracefully() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGHUP) { [unowned self] in reload() })
         logger.info("proxy listening", metadata: [
             "listen": "\(configuration.listen.host):\(boundPort)", "nodes": "\(configuration.nodes.count)",
@@ -126,6 +128,25 @@ public final class ProxyServer: @unchecked Sendable {
     }
 
     public func stop() { mainLoop.stop() }
+
+    /// SIGTERM, SIGINT: stop accepting, let every client get the replies to
+    /// what it sent before, end each connection cleanly, and stop once all are
+    /// closed or `shutdown_grace_ms` is over. A second signal stops at once.
+    /// Main loop.
+    private func shutDownGracefully() {
+        if shuttingDown { return stop() }
+        shuttingDown = true
+        logger.info("shutting down: answering what clients sent, then exiting")
+        listener = nil
+        for worker in workers { worker.loop.execute { worker.drainSessions() } }
+        let deadline = monotonicMilliseconds() + Int64(context.topology.configuration.shutdownGraceMilliseconds)
+        let context = self.context
+        let check = EventTimer(loop: mainLoop, milliseconds: 20, repeating: true) { [unowned self] in
+            if context.currentConnections.load(ordering: .relaxed) <= 0 || monotonicMilliseconds() >= deadline { stop() }
+        }
+        check.start()
+        shutdownCheck = check
+    }
 
     private func accept(_ fd: Int32) {
         if context.currentConnections.load(ordering: .relaxed) >= context.topology.configuration.maxConnections {

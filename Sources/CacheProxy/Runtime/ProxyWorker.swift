@@ -69,6 +69,12 @@ final class ProxyWorker: @unchecked Sendable {
         }
     }
 
+    /// The proxy is shutting down: every session answers what it read, then ends.
+    func drainSessions() {
+        for session in sessions.values { session.drain() }
+        flushPending()
+    }
+
     func sessionClosed(_ session: ClientSession) {
         sessions[ObjectIdentifier(session)] = nil
         context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
