@@ -146,8 +146,7 @@ final class ClientConnection: ConnectionHandler {
     func drain(_ connection: Connection) {
         guard !finished, !draining else { return }
         draining = true
-        connection.readArrived(limit: ClientConnection.drainReadLimit)
-        connection.pauseReading()
+        connection.stopReadingAfterWhatArrived()
         processInput(connection)
         finishDrainIfDone(connection)
     }
@@ -158,8 +157,6 @@ final class ClientConnection: ConnectionHandler {
         connection.closeGracefully()
     }
 
-    /// At shutdown, at most this much already-sent input is still read and answered.
-    static let drainReadLimit = 4 << 20
 
     /// Closes after the replies already gathered are written, as memcached does
     /// for quit, an HTTP request, an over-long line or shutdown.

@@ -91,7 +91,10 @@ public final class NodeServer {
             throw StartupError("-c \(context.settings.maxConnections) \(problem)")
         }
         mainLoop.run()
-        for worker in workers { worker.loop.stop() }
+        for worker in workers {
+            worker.loop.execute { worker.closeAll() }
+            worker.loop.stop()
+        }
         for worker in workers { worker.loop.waitUntilStopped() }
     }
 

@@ -41,6 +41,12 @@ final class NodeWorker: @unchecked Sendable {
         for (client, connection) in clients.values { client.drain(connection) }
     }
 
+    /// The node is exiting: closes every client connection. Loop thread.
+    func closeAll() {
+        for (_, connection) in Array(clients.values) { connection.close() }
+        idleSweep?.stop()
+    }
+
     func connectionClosed(_ client: ClientConnection) {
         clients[ObjectIdentifier(client)] = nil
         context.currentConnections.wrappingSubtract(1, ordering: .relaxed)

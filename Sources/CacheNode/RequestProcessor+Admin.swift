@@ -87,13 +87,13 @@ extension RequestProcessor {
     private func slabs(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
         let words = arguments.filter { $0 != "noreply" }
         if words.count == 3 && words[0] == "reassign" {
-            guard Int32(words[1]) != nil, Int32(words[2]) != nil else {
+            guard MemcachedNumber.int32(words[1]) != nil, MemcachedNumber.int32(words[2]) != nil else {
                 return reply("CLIENT_ERROR bad command line format\r\n", noreply: noreply, output: &output)
             }
             return reply("BADCLASS invalid src or dst class id\r\n", noreply: noreply, output: &output)
         }
         if words.count >= 2 && words[0] == "automove" {
-            guard let level = UInt32(words[1]) else {
+            guard let level = MemcachedNumber.uint32(words[1]) else {
                 return reply("CLIENT_ERROR bad command line format\r\n", noreply: noreply, output: &output)
             }
             return reply(level <= 2 ? "OK\r\n" : "ERROR\r\n", noreply: noreply, output: &output)
@@ -177,7 +177,7 @@ extension RequestProcessor {
                 return output.append("CLIENT_ERROR stats cachedump not allowed\r\n")
             }
             guard arguments.count >= 3 else { return output.append("CLIENT_ERROR bad command line\r\n") }
-            guard let classID = UInt32(arguments[1]), UInt32(arguments[2]) != nil else {
+            guard let classID = MemcachedNumber.uint32(arguments[1]), MemcachedNumber.uint32(arguments[2]) != nil else {
                 return output.append("CLIENT_ERROR bad command line format\r\n")
             }
             guard classID < 64 else { return output.append("CLIENT_ERROR Illegal slab id\r\n") }

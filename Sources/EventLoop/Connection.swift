@@ -172,18 +172,22 @@ public final class Connection {
     }
 
     /// Reads what the peer has already sent (what the kernel holds for this
-    /// socket, up to `limit` bytes) into `input`, without telling the handler:
-    /// a server shutting down answers what reached it before it stops reading.
-    public func readArrived(limit: Int) {
+    /// socket, up to `limit` bytes) into `input`, without telling the handler,
+    /// then stops reading: a server shutting down answers what reached it
+    /// before it stopped, and nothing after.
+    public func stopReadingAfterWhatArrived(limit: Int = Connection.shutdownReadLimit) {
+        defer { pauseReading() }
         guard !isClosed, !inputEnded else { return }
         var unread: Int32 = 0
         guard ioctl(fd, UInt(FIONREAD), &unread) == 0, unread > 0 else { return }
         let wanted = min(Int(unread), limit)
         input.reserveWritable(wanted)
-        var space = input.writableSpace
-        space = UnsafeMutableRawBufferPointer(rebasing: space[0..<wanted])
+        let space = UnsafeMutableRawBufferPointer(rebasing: input.writableSpace[0..<wanted])
         if case .transferred(let count) = NonBlockingIO.read(fd, into: space) { input.commitWritten(count) }
     }
+
+    /// At shutdown, at most this much already-sent input is still read.
+    public static let shutdownReadLimit = 4 << 20
 
     /// After `closeGracefully`, once the output is written: half-close, or
     /// close when the peer has nothing more in flight.

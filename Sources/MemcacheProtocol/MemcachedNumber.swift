@@ -42,6 +42,20 @@ public enum MemcachedNumber {
         return int32(base, range.lowerBound, range.upperBound)
     }
 
+    // MARK: - Words already split off a line (administrative commands)
+
+    /// `safe_strtoul` of a word, for the free-form arguments of admin commands.
+    public static func uint32(_ word: String) -> UInt32? {
+        var word = word
+        return word.withUTF8 { uint32(UnsafeRawBufferPointer($0), 0..<$0.count) }
+    }
+
+    /// `safe_strtol` of a word into an `int32_t`.
+    public static func int32(_ word: String) -> Int32? {
+        var word = word
+        return word.withUTF8 { int32(UnsafeRawBufferPointer($0), 0..<$0.count) }
+    }
+
     // MARK: - Pointer forms used by the parsers (bounds are the caller's promise).
 
     @inlinable @inline(__always)

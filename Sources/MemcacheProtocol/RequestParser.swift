@@ -78,15 +78,14 @@ public struct RequestLimits: Sendable {
         self.maxLineLength = maxLineLength
     }
 
-    /// memcached's `item_size_ok`: item header (48) + CAS (8 when enabled) + key + 1
-    /// + client-flags suffix (4 when the 32-bit flags are non-zero) + value + `\r\n`
-    /// must fit `-I`. Verified on the binary: with `-I 1m` a 3-byte key takes at most
+    /// memcached's `item_size_ok`: the item's `MemcachedItemSize.total` must fit
+    /// `-I`. Verified on the binary: with `-I 1m` a 3-byte key takes at most
     /// 1048514 bytes (1048510 with flags, 1048522 with `-C`), a 250-byte key 1048267.
     @inlinable
     public func itemFits(keyLength: Int, flags: UInt32, valueLength: Int) -> Bool {
         guard let itemSizeMax else { return true }
-        let total = 48 + (casEnabled ? 8 : 0) + keyLength + 1 + (flags != 0 ? 4 : 0) + valueLength + 2
-        return total <= itemSizeMax
+        return MemcachedItemSize.total(keyLength: keyLength, valueLength: valueLength, clientFlags: flags,
+                                       casEnabled: casEnabled) <= itemSizeMax
     }
 }
 

@@ -53,8 +53,6 @@ final class ClientSession: ConnectionHandler {
     /// Stop reading while this many requests wait or this much output is unsent.
     static let maxPendingRequests = 1024
     static let outputHighWater = 1 << 20
-    /// At shutdown, at most this much already-sent input is still read and answered.
-    static let drainReadLimit = 4 << 20
 
     init(worker: ProxyWorker) {
         self.worker = worker
@@ -295,8 +293,7 @@ final class ClientSession: ConnectionHandler {
     func drain() {
         guard let connection, !draining else { return }
         draining = true
-        connection.readArrived(limit: ClientSession.drainReadLimit)
-        connection.pauseReading()
+        connection.stopReadingAfterWhatArrived()
         processInput(connection)
         closeIfDone(connection)
     }

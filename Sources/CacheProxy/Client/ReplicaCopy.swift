@@ -113,16 +113,15 @@ struct MetaValue {
 
     init?(_ unit: Response, in bytes: UnsafeRawBufferPointer) {
         for token in KeyTokens(bytes, unit.metaFlags) where token.count >= 2 {
-            let digits = UnsafeRawBufferPointer(rebasing: bytes[(token.lowerBound + 1)..<token.upperBound])
-            let text = String(decoding: digits, as: UTF8.self)
+            let digits = (token.lowerBound + 1)..<token.upperBound
             switch bytes[token.lowerBound] {
             case UInt8(ascii: "f"):
-                guard let flags = UInt32(text) else { return nil }
+                guard let flags = MemcachedNumber.uint32(bytes, digits) else { return nil }
                 clientFlags = flags
             case UInt8(ascii: "t"):
-                guard let ttl = Int64(text) else { return nil }
+                guard let ttl = MemcachedNumber.int32(bytes, digits) else { return nil }
                 // -1: never expires. A TTL that ran out in between stays expired.
-                exptime = ttl < 0 ? 0 : max(ttl, 1)
+                exptime = ttl < 0 ? 0 : max(Int64(ttl), 1)
             default:
                 break
             }

@@ -123,7 +123,10 @@ public final class ProxyServer: @unchecked Sendable {
             "replicas": "\(context.topology.replicas)", "threads": "\(configuration.threads)",
         ])
         mainLoop.run()
-        for worker in workers { worker.loop.stop() }
+        for worker in workers {
+            worker.loop.execute { worker.closeAll() }
+            worker.loop.stop()
+        }
         for worker in workers { worker.loop.waitUntilStopped() }
     }
 

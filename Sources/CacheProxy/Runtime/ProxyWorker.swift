@@ -75,6 +75,16 @@ final class ProxyWorker: @unchecked Sendable {
         flushPending()
     }
 
+    /// The proxy is exiting: closes every connection this worker holds, so
+    /// nothing is left half-owned when the loop stops. Loop thread.
+    func closeAll() {
+        for session in Array(sessions.values) { session.connection?.close() }
+        for pool in pools.values { pool.failAll(.nodeDown) }
+        pools.removeAll()
+        deadlineTimer?.stop()
+        fenceTimer?.stop()
+    }
+
     func sessionClosed(_ session: ClientSession) {
         sessions[ObjectIdentifier(session)] = nil
         context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
