@@ -5,7 +5,7 @@ import Synchronization
 /// node-wide gauges. Thread-safe.
 public final class NodeContext: Sendable {
     public let settings: NodeSettings
-    public let storage: CacheStorage
+    public let storage: ItemStore
     public let clock: ServerClock
     /// One set of counters per worker, summed by `stats`.
     public let workerCounters: [WorkerCounters]
@@ -32,7 +32,7 @@ public final class NodeContext: Sendable {
     public let oldestLive = Atomic<UInt32>(0)
     private let shutdownHandler: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
 
-    public init(settings: NodeSettings, storage: CacheStorage, clock: ServerClock) {
+    public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock) {
         self.settings = settings
         self.storage = storage
         self.clock = clock

@@ -34,7 +34,7 @@ public final class NodeServer {
         let configuration = StorageConfiguration(memoryLimit: settings.memoryLimit, itemSizeMax: settings.itemSizeMax,
                                                  evictionsEnabled: !settings.evictionsDisabled,
                                                  casEnabled: settings.casEnabled)
-        let storage = try CacheStorage(configuration: configuration)
+        let storage = try ItemStore(configuration: configuration)
         context = NodeContext(settings: settings, storage: storage, clock: ServerClock())
         mainLoop = try EventLoop()
     }

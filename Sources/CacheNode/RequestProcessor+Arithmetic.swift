@@ -15,7 +15,7 @@ extension RequestProcessor {
     // incr|decr <key> <delta> [noreply] -> <new value> | NOT_FOUND
     func arithmetic(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         let key = slice(bytes, request.key)
-        let hash = CacheStorage.hash(key)
+        let hash = ItemStore.hash(key)
         let increment = request.command == .incr
         let now = clock.now
         let outcome = storage.withShard(hash: hash) { shard -> DeltaOutcome in

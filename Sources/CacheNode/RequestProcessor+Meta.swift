@@ -16,7 +16,7 @@ extension RequestProcessor {
     func metaGet(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         guard let key = metaKey(request, in: bytes) else { return replyError(.metaKeyDecoding, output: &output) }
         let meta = request.meta
-        let hash = CacheStorage.hash(key)
+        let hash = ItemStore.hash(key)
         let now = clock.now
         let ttlSet = meta.has(flagT)
         let hit = storage.withShard(hash: hash) { shard -> Bool in
@@ -144,7 +144,7 @@ extension RequestProcessor {
     func metaDelete(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         guard let key = metaKey(request, in: bytes) else { return replyError(.metaKeyDecoding, output: &output) }
         let meta = request.meta
-        let hash = CacheStorage.hash(key)
+        let hash = ItemStore.hash(key)
         let now = clock.now
         enum Result { case deleted, invalidated, casMismatch, notFound }
         let result = storage.withShard(hash: hash) { shard -> Result in
@@ -188,7 +188,7 @@ extension RequestProcessor {
         guard let key = metaKey(request, in: bytes) else { return replyError(.metaKeyDecoding, output: &output) }
         let meta = request.meta
         let increment = !(meta.mode == UInt8(ascii: "D") || meta.mode == UInt8(ascii: "-"))
-        let hash = CacheStorage.hash(key)
+        let hash = ItemStore.hash(key)
         let now = clock.now
         storage.withShard(hash: hash) { shard in
             var item: ItemRef?
@@ -267,7 +267,7 @@ extension RequestProcessor {
     func metaDebug(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         counters.add(.cmdMeta)
         guard let key = metaKey(request, in: bytes) else { return replyError(.badCommandLineFormat, output: &output) }
-        let hash = CacheStorage.hash(key)
+        let hash = ItemStore.hash(key)
         let now = clock.now
         let found = storage.withShard(hash: hash) { shard -> Bool in
             guard case .hit(let item) = lookupCounting(&shard, key: key, hash: hash, now: now, bump: false, fetch: false) else {

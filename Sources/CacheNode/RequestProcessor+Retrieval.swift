@@ -26,7 +26,7 @@ extension RequestProcessor {
             }
             keysDone += 1
             let key = slice(bytes, keyRange)
-            let hash = CacheStorage.hash(key)
+            let hash = ItemStore.hash(key)
             let hit = storage.withShard(hash: hash) { shard -> Bool in
                 guard case .hit(let item) = lookupCounting(&shard, key: key, hash: hash, now: now) else { return false }
                 if touching { item.expiry = newExpiry }
@@ -82,7 +82,7 @@ extension RequestProcessor {
     // touch <key> <exptime> [noreply] -> TOUCHED | NOT_FOUND
     func touch(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         let key = slice(bytes, request.key)
-        let hash = CacheStorage.hash(key)
+        let hash = ItemStore.hash(key)
         let expiry = clock.expiry(fromExptime: request.exptime)
         let now = clock.now
         let found = storage.withShard(hash: hash) { shard -> Bool in

@@ -63,7 +63,7 @@ extension RequestProcessor {
     /// memcached's do_store_item: the whole decision runs under the key's shard lock.
     func store(_ request: StoreRequest) -> StoreOutcome {
         counters.add(.cmdSet)
-        let hash = CacheStorage.hash(request.key)
+        let hash = ItemStore.hash(request.key)
         let now = clock.now
         let outcome = storage.withShard(hash: hash) { shard -> StoreOutcome in
             storeLocked(&shard, request, hash: hash, now: now)
@@ -179,7 +179,7 @@ extension RequestProcessor {
         if request.command != .metaSet && prefixes.isEnabled { prefixes.recordSet(slice(bytes, request.key)) }
         if request.command == .set || request.command == .metaSet {
             if let key = request.command == .metaSet ? metaKey(request, in: bytes) : slice(bytes, request.key) {
-                let hash = CacheStorage.hash(key)
+                let hash = ItemStore.hash(key)
                 let now = clock.now
                 storage.withShard(hash: hash) { shard in
                     if case .hit(let item) = shard.lookup(key: key, hash: hash, now: now, bump: false, fetch: false) {
@@ -196,7 +196,7 @@ extension RequestProcessor {
     func delete(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) {
         let key = slice(bytes, request.key)
         if prefixes.isEnabled { prefixes.recordDelete(key) }
-        let hash = CacheStorage.hash(key)
+        let hash = ItemStore.hash(key)
         let now = clock.now
         let deleted = storage.withShard(hash: hash) { shard -> Bool in
             guard case .hit(let item) = lookupCounting(&shard, key: key, hash: hash, now: now, bump: false, fetch: false) else {

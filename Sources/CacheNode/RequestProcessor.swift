@@ -27,7 +27,7 @@ enum Disposition: Equatable {
 final class RequestProcessor {
     let context: NodeContext
     let counters: WorkerCounters
-    let storage: CacheStorage
+    let storage: ItemStore
     let clock: ServerClock
     /// `stats detail`: checked once per request (`isEnabled`) on the paths it counts.
     let prefixes: PrefixStatistics

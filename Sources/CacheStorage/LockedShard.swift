@@ -9,14 +9,14 @@ public struct LockedShard {
     }
 
     private var shard: UnsafeMutablePointer<ShardState> {
-        // Safe because `state` always comes from CacheStorage's typed shard pointers.
+        // Safe because `state` always comes from ItemStore's typed shard pointers.
         state.assumingMemoryBound(to: ShardState.self)
     }
 
     /// Finds `key`, applying lazy expiry and flush (both unlink the item).
     /// A hit marks the item accessed (for eviction) and updates its last access
     /// time unless `bump` is false, and marks it fetched unless `fetch` is false.
-    /// `hash` must be `CacheStorage.hash(key)`.
+    /// `hash` must be `ItemStore.hash(key)`.
     public mutating func lookup(key: UnsafeRawBufferPointer, hash: UInt64, now: ServerTime, bump: Bool = true, fetch: Bool = true) -> LookupResult {
         shard.pointee.lookup(key: key, hash: hash, now: now, bump: bump, fetch: fetch)
     }

@@ -144,7 +144,7 @@ extension ShardState {
             read += size
         }
         segments[Int(segment)].writeOffset = UInt32(write)
-        moveToTail(segment)
+        makeHead(segment)
         counters.compactions += 1
     }
 

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// Counters of one shard, summed by `CacheStorage.statistics()`.
+/// Counters of one shard, summed by `ItemStore.statistics()`.
 struct ShardCounters {
     var currentItems = 0
     var totalItems = 0
@@ -417,7 +417,7 @@ struct ShardState {
         let info = SegmentInfo(writeOffset: 0, liveBytes: 0, previous: head, next: 0,
                                epoch: segments[Int(segment)].epoch &+ 1, owner: UInt16(index + 1))
         segments[Int(segment)] = info
-        attachAtTail(segment)
+        attachAsHead(segment)
         counters.segmentsTaken += 1
     }
 
@@ -431,13 +431,13 @@ struct ShardState {
     }
 
     /// Makes `segment` the head (newest) keeping its contents.
-    mutating func moveToTail(_ segment: UInt32) {
+    mutating func makeHead(_ segment: UInt32) {
         if segment == head { return }
         detach(segment)
-        attachAtTail(segment)
+        attachAsHead(segment)
     }
 
-    private mutating func attachAtTail(_ segment: UInt32) {
+    private mutating func attachAsHead(_ segment: UInt32) {
         segments[Int(segment)].previous = head
         segments[Int(segment)].next = 0
         if head != 0 { segments[Int(head)].next = segment } else { oldest = segment }

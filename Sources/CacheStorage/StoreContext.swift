@@ -8,7 +8,7 @@ final class StoreContext: @unchecked Sendable {
     let shardCount: Int
     /// `hash >> shardShift` is the shard (the high bits).
     let shardShift: UInt64
-    /// Filled by CacheStorage right after the shards are made; read-only afterwards.
+    /// Filled by ItemStore right after the shards are made; read-only afterwards.
     let shards: UnsafeMutablePointer<UnsafeMutablePointer<ShardState>>
     /// CAS counter and flush boundary; see StoreSequence.
     let sequence: UnsafeMutablePointer<StoreSequence>

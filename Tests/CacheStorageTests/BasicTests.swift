@@ -4,7 +4,7 @@ import Testing
 @Suite("Store and look up")
 struct BasicTests {
     @Test func roundTripBinaryKeysAndValues() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let keys: [[UInt8]] = [
             [0], [0, 0], [0xFF, 0x00, 0x0D, 0x0A], bytes("plain"), Array(repeating: 0xAB, count: 250),
             (0..<255).map { UInt8($0) }, [],
@@ -31,18 +31,18 @@ struct BasicTests {
     }
 
     @Test func emptyValueAndZeroFlags() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         _ = try store.set(bytes("empty"), []).get()
         #expect(store.value(bytes("empty")) == [])
     }
 
     @Test func keyLongerThan255IsTooLarge() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         #expect(throws: AllocationFailure.tooLarge) { try store.set(Array(repeating: 1, count: 256), [1]).get() }
     }
 
     @Test func replaceExistingKey() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let first = try store.set(bytes("k"), Array(repeating: 1, count: 500), flags: 1).get()
         let second = try store.set(bytes("k"), [9, 9, 9], flags: 2).get()
         #expect(second > first)
@@ -56,11 +56,11 @@ struct BasicTests {
     }
 
     @Test func itemFieldsAndMetaBits() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let key = bytes("meta")
         _ = try store.set(key, [1, 2, 3], flags: 7, expiry: 500, now: 10).get()
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             store.withShard(hash: hash) { shard in
                 guard case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: 20, bump: false, fetch: false) else {
                     Issue.record("miss")
@@ -91,10 +91,10 @@ struct BasicTests {
     }
 
     @Test func unlinkedItemIsDroppedAtClosureEnd() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let key = bytes("never-linked")
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             store.withShard(hash: hash) { shard in
                 _ = shard.allocate(key: keyBytes, valueLength: 100, clientFlags: 0, expiry: 0, now: 1)
                 _ = shard.allocate(key: keyBytes, valueLength: 300 << 10, clientFlags: 0, expiry: 0, now: 1) // large
@@ -109,7 +109,7 @@ struct BasicTests {
     }
 
     @Test func itemSizeMaxIsAPhysicalGuard() throws {
-        let store = try CacheStorage(configuration: .small(8, itemSizeMax: 1000))
+        let store = try ItemStore(configuration: .small(8, itemSizeMax: 1000))
         // 32 header + 3 key + 965 value = 1000: fits exactly.
         _ = try store.set(bytes("abc"), Array(repeating: 1, count: 965)).get()
         #expect(throws: AllocationFailure.tooLarge) { try store.set(bytes("abc"), Array(repeating: 1, count: 966)).get() }

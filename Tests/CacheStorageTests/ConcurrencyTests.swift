@@ -9,9 +9,9 @@ import Testing
 struct ConcurrencyTests {
     /// memcached's incr, done the way the node does it: read, allocate a new item
     /// preserving the old one, link; all under the shard lock.
-    static func increment(_ store: CacheStorage, _ key: [UInt8], now: ServerTime) -> Bool {
+    static func increment(_ store: ItemStore, _ key: [UInt8], now: ServerTime) -> Bool {
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return store.withShard(hash: hash) { shard in
                 var current: UInt64 = 0
                 var old: ItemRef?
@@ -29,12 +29,12 @@ struct ConcurrencyTests {
         }
     }
 
-    static func counter(_ store: CacheStorage, _ key: [UInt8]) -> UInt64? {
+    static func counter(_ store: ItemStore, _ key: [UInt8]) -> UInt64? {
         store.value(key).map { $0.withUnsafeBytes { $0.load(as: UInt64.self) } }
     }
 
     @Test func sharedCountersAreExact() throws {
-        let store = try CacheStorage(configuration: .small(32))
+        let store = try ItemStore(configuration: .small(32))
         let failures = Atomic<Int>(0)
         runThreads(4) { _ in
             for round in 0..<2500 {
@@ -55,7 +55,7 @@ struct ConcurrencyTests {
 
     @Test func ownKeysStayConsistentUnderEvictionPressure() throws {
         let limit = 4 << 20
-        let store = try CacheStorage(configuration: .small(4))
+        let store = try ItemStore(configuration: .small(4))
         let corrupt = Atomic<Int>(0)
         let failures = Atomic<Int>(0)
         runThreads(4) { thread in
@@ -89,7 +89,7 @@ struct ConcurrencyTests {
     }
 
     @Test func readersWritersAndReclaimerTogether() throws {
-        let store = try CacheStorage(configuration: .small(32, itemSizeMax: 512 << 10))
+        let store = try ItemStore(configuration: .small(32, itemSizeMax: 512 << 10))
         let misses = Atomic<Int>(0)
         let writersDone = Atomic<Int>(0)
         for index in 0..<1000 { _ = try store.set(bytes("stable-\(index)"), patternValue(key: index, version: 0, count: 100)).get() }
@@ -135,7 +135,7 @@ struct ConcurrencyTests {
     /// threads constantly take segments and budget from each other's shards.
     @Test func tinyBudgetMixedSizesFromFourThreads() throws {
         let limit = 2 << 20
-        let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: limit, itemSizeMax: 256 << 10))
+        let store = try ItemStore(configuration: StorageConfiguration(memoryLimit: limit, itemSizeMax: 256 << 10))
         #expect(store.statistics().shards == 8)
         #expect(store.statistics().largeItemThreshold == 8 << 10)
         let corrupt = Atomic<Int>(0)

@@ -4,7 +4,7 @@ import Testing
 @Suite("Eviction under a budget")
 struct EvictionTests {
     /// Checks the budget promises: item bytes, charged bytes and real resident pages all within the limit.
-    static func expectWithinBudget(_ store: CacheStorage, limit: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectWithinBudget(_ store: ItemStore, limit: Int, sourceLocation: SourceLocation = #_sourceLocation) {
         let statistics = store.statistics()
         #expect(statistics.bytes <= limit, sourceLocation: sourceLocation)
         #expect(statistics.residentBytes <= limit, sourceLocation: sourceLocation)
@@ -16,7 +16,7 @@ struct EvictionTests {
     @Test(arguments: [1, 8])
     func hotItemsSurviveColdOnesGo(shards: Int) throws {
         let limit = 4 << 20
-        let store = try CacheStorage(configuration: .small(4, shards: shards))
+        let store = try ItemStore(configuration: .small(4, shards: shards))
         let hot = (0..<200).map { bytes("hot-\($0)") }
         for key in hot { _ = try store.set(key, patternValue(key: key.count, version: 1, count: 500)).get() }
         // 12 MiB of cold writes through a 4 MiB cache, reading the hot set as we go.
@@ -42,7 +42,7 @@ struct EvictionTests {
     }
 
     @Test func evictionsOffRefusesWhenFull() throws {
-        let store = try CacheStorage(configuration: .small(2, shards: 1, evictions: false))
+        let store = try ItemStore(configuration: .small(2, shards: 1, evictions: false))
         var stored = 0
         var refused = false
         for index in 0..<10_000 {
@@ -71,7 +71,7 @@ struct EvictionTests {
     }
 
     @Test func expiredItemsAreReclaimedBeforeLiveOnesAreEvicted() throws {
-        let store = try CacheStorage(configuration: .small(2, shards: 1))
+        let store = try ItemStore(configuration: .small(2, shards: 1))
         for index in 0..<1500 { _ = try store.set(bytes("short-\(index)"), Array(repeating: 1, count: 1000), expiry: 50, now: 10).get() }
         for index in 0..<6000 { _ = try store.set(bytes("new-\(index)"), Array(repeating: 2, count: 100), now: 60).get() }
         let statistics = store.statistics()
@@ -84,7 +84,7 @@ struct EvictionTests {
 
     @Test func preservingIsHonouredUnderPressure() throws {
         let limit = 1 << 20
-        let store = try CacheStorage(configuration: .small(1, shards: 1))
+        let store = try ItemStore(configuration: .small(1, shards: 1))
         let key = bytes("appended")
         var expected = patternValue(key: 1, version: 1, count: 100)
         _ = try store.set(key, expected).get()
@@ -105,12 +105,12 @@ struct EvictionTests {
     }
 
     @Test func preservedItemIsNeitherMovedNorEvicted() throws {
-        let store = try CacheStorage(configuration: .small(1, shards: 1))
+        let store = try ItemStore(configuration: .small(1, shards: 1))
         let key = bytes("pinned")
         let original = patternValue(key: 9, version: 9, count: 3000)
         _ = try store.set(key, original).get()
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             store.withShard(hash: hash) { shard in
                 guard case .hit(let pinned) = shard.lookup(key: keyBytes, hash: hash, now: 2, bump: false) else {
                     Issue.record("miss")
@@ -122,7 +122,7 @@ struct EvictionTests {
                 for index in 0..<3000 {
                     let other = Array(bytes("o\(index)"))
                     other.withUnsafeBytes { otherKey in
-                        let otherHash = CacheStorage.hash(otherKey)
+                        let otherHash = ItemStore.hash(otherKey)
                         if case .success(let item) = shard.allocate(key: otherKey, valueLength: 1000, clientFlags: 0, expiry: 0, now: 2, preserving: pinned) {
                             shard.link(item, hash: otherHash, now: 2)
                         }

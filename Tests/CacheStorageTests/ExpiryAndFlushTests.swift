@@ -4,7 +4,7 @@ import Testing
 @Suite("Expiry and flush")
 struct ExpiryAndFlushTests {
     @Test func expiresAtTheExactSecond() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         _ = try store.set(bytes("t"), [1], expiry: 100, now: 90).get()
         #expect(store.value(bytes("t"), now: 99) == [1])
         #expect(store.get(bytes("t"), now: 100) == .expired)
@@ -15,17 +15,17 @@ struct ExpiryAndFlushTests {
     }
 
     @Test func zeroExpiryNeverExpires() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         _ = try store.set(bytes("forever"), [1], expiry: 0, now: 1).get()
         #expect(store.value(bytes("forever"), now: .max) == [1])
     }
 
     @Test func touchMovesExpiry() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let key = bytes("touch")
         _ = try store.set(key, [1], expiry: 100, now: 90).get()
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             store.withShard(hash: hash) { shard in
                 if case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: 95) { item.expiry = 200 }
             }
@@ -36,7 +36,7 @@ struct ExpiryAndFlushTests {
 
     @Test(arguments: [true, false])
     func flushNowHidesEverythingStoredBeforeItEvenInTheSameSecond(cas: Bool) throws {
-        let store = try CacheStorage(configuration: .small(8, cas: cas))
+        let store = try ItemStore(configuration: .small(8, cas: cas))
         _ = try store.set(bytes("a"), [1], now: 10).get()
         _ = try store.set(bytes("b"), [2], now: 10).get()
         store.flush(boundary: 10, now: 10)
@@ -50,7 +50,7 @@ struct ExpiryAndFlushTests {
     }
 
     @Test func delayedFlushTakesEffectAtItsBoundary() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         _ = try store.set(bytes("old"), [1], now: 10).get()
         store.flush(boundary: 12, now: 10) // flush_all 2
         #expect(store.value(bytes("old"), now: 11) == [1])
@@ -66,7 +66,7 @@ struct ExpiryAndFlushTests {
     }
 
     @Test func delayedFlushAppliesEvenIfTheFirstOperationComesLate() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         _ = try store.set(bytes("old"), [1], now: 10).get()
         store.flush(boundary: 15, now: 10)
         // Nothing happens until t=40; then a store comes first: "old" must still be gone.
@@ -76,7 +76,7 @@ struct ExpiryAndFlushTests {
     }
 
     @Test func laterFlushReplacesAPendingOne() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         _ = try store.set(bytes("x"), [1], now: 10).get()
         store.flush(boundary: 12, now: 10)
         store.flush(boundary: 20, now: 11)
@@ -85,7 +85,7 @@ struct ExpiryAndFlushTests {
     }
 
     @Test func reclaimerAppliesFlushToo() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         for index in 0..<100 { _ = try store.set(bytes("k\(index)"), [1], now: 5).get() }
         store.flush(boundary: 5, now: 5)
         #expect(store.reclaimExpired(now: 6, limit: 1000) == 100)
@@ -98,7 +98,7 @@ struct ExpiryAndFlushTests {
     }
 
     @Test func reclaimerCountsWhatItChecksAndReclaims() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         for index in 0..<30 { _ = try store.set(bytes("e\(index)"), [1], expiry: 8, now: 5).get() }
         for index in 0..<10 { _ = try store.set(bytes("l\(index)"), [1], now: 5).get() }
         #expect(store.reclaimExpired(now: 6, limit: 1000) == 0)
@@ -112,11 +112,11 @@ struct ExpiryAndFlushTests {
     }
 
     @Test func explicitCasItemsFallBackToTimeForFlush() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let key = bytes("e")
         func setWithExplicitCas(_ token: UInt64, now: ServerTime) {
             key.withUnsafeBytes { keyBytes in
-                let hash = CacheStorage.hash(keyBytes)
+                let hash = ItemStore.hash(keyBytes)
                 store.withShard(hash: hash) { shard in
                     guard case .success(let item) = shard.allocate(key: keyBytes, valueLength: 1, clientFlags: 0, expiry: 0, now: now) else { return }
                     shard.link(item, hash: hash, now: now)
@@ -142,7 +142,7 @@ struct ExpiryAndFlushTests {
 @Suite("CAS")
 struct CasTests {
     @Test func uniqueAndMonotonic() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         var previous: UInt64 = 0
         var seen = Set<UInt64>()
         for index in 0..<2000 {
@@ -160,11 +160,11 @@ struct CasTests {
     }
 
     @Test func assignNewCas() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let key = bytes("incr")
         let first = try store.set(key, bytes("10")).get()
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             store.withShard(hash: hash) { shard in
                 guard case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: 2) else { return }
                 // An in-place incr: rewrite the digits, then a new CAS.
@@ -178,7 +178,7 @@ struct CasTests {
     }
 
     @Test func uniqueAcrossThreads() throws {
-        let store = try CacheStorage(configuration: .small(32))
+        let store = try ItemStore(configuration: .small(32))
         final class Results: @unchecked Sendable { var perThread = [[UInt64]](repeating: [], count: 4) }
         let results = Results()
         runThreads(4) { thread in
@@ -195,10 +195,10 @@ struct CasTests {
     }
 
     @Test func explicitCasSetBeforeLinkIsKept() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         let key = bytes("token")
         let linked: UInt64 = key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return store.withShard(hash: hash) { shard in
                 guard case .success(let item) = shard.allocate(key: keyBytes, valueLength: 1, clientFlags: 0, expiry: 0, now: 1) else { return 0 }
                 item.cas = 123_456
@@ -217,7 +217,7 @@ struct CasTests {
     }
 
     @Test func disabledCasReadsZero() throws {
-        let store = try CacheStorage(configuration: .small(8, cas: false))
+        let store = try ItemStore(configuration: .small(8, cas: false))
         let key = bytes("nocas")
         #expect(try store.set(key, [1]).get() == 0)
         #expect(try store.set(key, [2]).get() == 0)
@@ -227,7 +227,7 @@ struct CasTests {
         }
         #expect(fetched.cas == 0)
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             store.withShard(hash: hash) { shard in
                 guard case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: 2) else { return }
                 #expect(shard.assignNewCas(item) == 0)

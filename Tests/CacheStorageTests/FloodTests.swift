@@ -16,7 +16,7 @@ struct FloodTests {
     @Test(arguments: [(UInt64(1), 1), (UInt64(2), 8), (UInt64(3), 4)])
     func randomSizeFloodKeepsBudgetAndData(seed: UInt64, shards: Int) throws {
         let limit = 6 << 20
-        let store = try CacheStorage(configuration: .small(6, shards: shards, itemSizeMax: 1 << 20))
+        let store = try ItemStore(configuration: .small(6, shards: shards, itemSizeMax: 1 << 20))
         var generator = SeededGenerator(seed: seed)
         // The version each key was last written with (reads check exactly that value), or nil if deleted.
         var versions = [Int?](repeating: nil, count: 3000)
@@ -63,7 +63,7 @@ struct FloodTests {
     }
 
     @Test func reclaimExpiredReclaimsAndCompacts() throws {
-        let store = try CacheStorage(configuration: .small(16, shards: 2))
+        let store = try ItemStore(configuration: .small(16, shards: 2))
         for index in 0..<6000 { _ = try store.set(bytes("e\(index)"), Array(repeating: 1, count: 400), expiry: 50, now: 10).get() }
         for index in 0..<300 { _ = try store.set(bytes("keep\(index)"), Array(repeating: 2, count: 400), now: 10).get() }
         for index in 0..<3 { _ = try store.set(bytes("bigexp\(index)"), Array(repeating: 3, count: 300 << 10), expiry: 50, now: 10).get() }
@@ -92,7 +92,7 @@ struct FloodTests {
     }
 
     @Test func reclaimCompactsDeletedSpace() throws {
-        let store = try CacheStorage(configuration: .small(16, shards: 1))
+        let store = try ItemStore(configuration: .small(16, shards: 1))
         for index in 0..<8000 { _ = try store.set(bytes("d\(index)"), Array(repeating: 1, count: 500)).get() }
         for index in 0..<8000 where index % 10 != 0 { store.delete(bytes("d\(index)")) }
         let before = store.statistics()
@@ -107,7 +107,7 @@ struct FloodTests {
     }
 
     @Test func setMemoryLimitShrinksAndGrows() throws {
-        let store = try CacheStorage(configuration: .small(16))
+        let store = try ItemStore(configuration: .small(16))
         for index in 0..<25_000 { _ = try store.set(bytes("m\(index)"), Array(repeating: 1, count: 500)).get() }
         _ = try store.set(bytes("large"), Array(repeating: 9, count: 200 << 10)).get()
         #expect(store.statistics().residentBytes > 12 << 20)
@@ -136,7 +136,7 @@ struct FloodTests {
     }
 
     @Test func hashTableGrowsPast100kItems() throws {
-        let store = try CacheStorage(configuration: .small(64))
+        let store = try ItemStore(configuration: .small(64))
         let initialBuckets = store.statistics().hashBuckets
         for index in 0..<120_000 { _ = try store.set(bytes("h\(index)"), [UInt8(truncatingIfNeeded: index)]).get() }
         let statistics = store.statistics()
@@ -153,7 +153,7 @@ struct FloodTests {
 
     @Test func itemsStayReachableWhileTheTableMovesToItsNewSize() throws {
         // One shard of 1024 buckets: doubles at 1537 items, then moves 4 old buckets per link.
-        let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 16 << 20, shardCount: 1, hashPower: 10))
+        let store = try ItemStore(configuration: StorageConfiguration(memoryLimit: 16 << 20, shardCount: 1, hashPower: 10))
         for index in 0..<1536 { _ = try store.set(bytes("g\(index)"), [1]).get() }
         #expect(store.statistics().hashBuckets == 1024)
         #expect(!store.statistics().hashExpanding)
@@ -186,7 +186,7 @@ struct FloodTests {
     }
 
     @Test func resetStatisticsKeepsGauges() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         for index in 0..<10 { _ = try store.set(bytes("r\(index)"), [1]).get() }
         store.resetStatistics()
         let statistics = store.statistics()

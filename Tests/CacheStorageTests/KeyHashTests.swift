@@ -3,7 +3,7 @@ import Testing
 
 @Suite("Key hash")
 struct KeyHashTests {
-    func hash(_ key: [UInt8]) -> UInt64 { key.withUnsafeBytes { CacheStorage.hash($0) } }
+    func hash(_ key: [UInt8]) -> UInt64 { key.withUnsafeBytes { ItemStore.hash($0) } }
 
     @Test func deterministicAndLengthSensitive() {
         #expect(hash(bytes("abc")) == hash(bytes("abc")))
@@ -18,8 +18,8 @@ struct KeyHashTests {
         for length in 0...64 {
             let a = (0..<length).map { UInt8(truncatingIfNeeded: $0 * 7) } + Array(repeating: 0xAA, count: 16)
             let b = (0..<length).map { UInt8(truncatingIfNeeded: $0 * 7) } + Array(repeating: 0x55, count: 16)
-            let ha = a.withUnsafeBytes { CacheStorage.hash(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
-            let hb = b.withUnsafeBytes { CacheStorage.hash(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            let ha = a.withUnsafeBytes { ItemStore.hash(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            let hb = b.withUnsafeBytes { ItemStore.hash(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
             #expect(ha == hb)
         }
     }

@@ -5,7 +5,7 @@ import Testing
 struct LargeItemTests {
     @Test func storeReadAndDeleteUpToItemSizeMax() throws {
         let limit = 16 << 20
-        let store = try CacheStorage(configuration: .small(16, itemSizeMax: 4 << 20))
+        let store = try ItemStore(configuration: .small(16, itemSizeMax: 4 << 20))
         let threshold = store.statistics().largeItemThreshold
         #expect(threshold == store.statistics().segmentSize / 8)
         let sizes = [threshold - 40, threshold + 1, 1 << 20, (4 << 20) - 32 - 5]
@@ -33,7 +33,7 @@ struct LargeItemTests {
 
     @Test func largeItemsAreEvictedAndTheirMemoryReturned() throws {
         let limit = 16 << 20
-        let store = try CacheStorage(configuration: .small(16, itemSizeMax: 2 << 20))
+        let store = try ItemStore(configuration: .small(16, itemSizeMax: 2 << 20))
         for index in 0..<60 {
             _ = try store.set(bytes("mb-\(index)"), patternValue(key: index, version: 1, count: 1 << 20), now: 2).get()
             EvictionTests.expectWithinBudget(store, limit: limit)
@@ -53,7 +53,7 @@ struct LargeItemTests {
     }
 
     @Test func hotLargeItemSurvivesAFloodOfSmallOnes() throws {
-        let store = try CacheStorage(configuration: .small(4, shards: 1))
+        let store = try ItemStore(configuration: .small(4, shards: 1))
         let big = patternValue(key: 77, version: 0, count: 700 << 10)
         _ = try store.set(bytes("big"), big).get()
         for index in 0..<30_000 {
@@ -65,7 +65,7 @@ struct LargeItemTests {
     }
 
     @Test func replacingALargeItemFreesTheOldMapping() throws {
-        let store = try CacheStorage(configuration: .small(8))
+        let store = try ItemStore(configuration: .small(8))
         for version in 0..<40 {
             _ = try store.set(bytes("same"), patternValue(key: 1, version: version, count: 600 << 10)).get()
         }
@@ -77,7 +77,7 @@ struct LargeItemTests {
     }
 
     @Test func largeItemsWithEvictionsOff() throws {
-        let store = try CacheStorage(configuration: .small(4, shards: 1, evictions: false))
+        let store = try ItemStore(configuration: .small(4, shards: 1, evictions: false))
         var stored = 0
         while case .success = store.set(bytes("l\(stored)"), Array(repeating: 5, count: 500 << 10)) { stored += 1 }
         #expect(stored >= 6 && stored <= 8)

@@ -29,7 +29,7 @@ struct MemoryMeasurementTests {
     @Test func bytesPerSmallItem() throws {
         let count = getenv("MEMCLUSTER_MEASURE") != nil ? 1_000_000 : 100_000
         let residentBefore = Self.processResidentBytes()
-        let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 1 << 30))
+        let store = try ItemStore(configuration: StorageConfiguration(memoryLimit: 1 << 30))
         var key = Array(bytes("key:0000000000000000"))
         #expect(key.count == 20)
         let value = [UInt8](repeating: 0x61, count: 100)

@@ -19,11 +19,11 @@ enum Found: Equatable {
 }
 
 /// Small conveniences over the closure API, as the node would use it.
-extension CacheStorage {
+extension ItemStore {
     @discardableResult
     func set(_ key: [UInt8], _ value: [UInt8], flags: UInt32 = 0, expiry: ServerTime = 0, now: ServerTime = 1) -> Result<UInt64, AllocationFailure> {
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return withShard(hash: hash) { shard in
                 switch shard.allocate(key: keyBytes, valueLength: value.count, clientFlags: flags, expiry: expiry, now: now) {
                 case .failure(let failure):
@@ -38,7 +38,7 @@ extension CacheStorage {
 
     func get(_ key: [UInt8], now: ServerTime = 1, bump: Bool = true, fetch: Bool = true) -> Found {
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return withShard(hash: hash) { shard in
                 switch shard.lookup(key: keyBytes, hash: hash, now: now, bump: bump, fetch: fetch) {
                 case .hit(let item):
@@ -59,7 +59,7 @@ extension CacheStorage {
     /// nil when the key is absent, else whether its value is exactly `expected` (one atomic look).
     func matches(_ key: [UInt8], _ expected: [UInt8], now: ServerTime = 1, bump: Bool = true) -> Bool? {
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return withShard(hash: hash) { shard in
                 guard case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: now, bump: bump) else { return nil }
                 guard item.value.count == expected.count else { return false }
@@ -71,7 +71,7 @@ extension CacheStorage {
 
     func contains(_ key: [UInt8], now: ServerTime = 1) -> Bool {
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return withShard(hash: hash) { shard in
                 if case .hit = shard.lookup(key: keyBytes, hash: hash, now: now, bump: false, fetch: false) { return true }
                 return false
@@ -87,7 +87,7 @@ extension CacheStorage {
     @discardableResult
     func delete(_ key: [UInt8], now: ServerTime = 1) -> Bool {
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return withShard(hash: hash) { shard in
                 if case .hit(let item) = shard.lookup(key: keyBytes, hash: hash, now: now, bump: false, fetch: false) {
                     shard.unlink(item, hash: hash)
@@ -102,7 +102,7 @@ extension CacheStorage {
     @discardableResult
     func append(_ key: [UInt8], _ suffix: [UInt8], now: ServerTime = 1) -> Result<UInt64, AllocationFailure>? {
         key.withUnsafeBytes { keyBytes in
-            let hash = CacheStorage.hash(keyBytes)
+            let hash = ItemStore.hash(keyBytes)
             return withShard(hash: hash) { shard in
                 guard case .hit(let old) = shard.lookup(key: keyBytes, hash: hash, now: now, bump: false, fetch: false) else { return nil }
                 let oldCount = old.value.count

@@ -42,8 +42,8 @@ struct ThroughputBenchmarkTests {
         print("\(label): \(Double(elapsed) / Double(operations)) ns/op")
     }
 
-    static func set(_ store: CacheStorage, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
-        let hash = CacheStorage.hash(key)
+    static func set(_ store: ItemStore, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        let hash = ItemStore.hash(key)
         store.withShard(hash: hash) { shard in
             if case .success(let item) = shard.allocate(key: key, valueLength: value.count, clientFlags: 0, expiry: 0, now: 1) {
                 item.value.copyMemory(from: value)
@@ -52,8 +52,8 @@ struct ThroughputBenchmarkTests {
         }
     }
 
-    static func get(_ store: CacheStorage, _ key: UnsafeRawBufferPointer) -> Int {
-        let hash = CacheStorage.hash(key)
+    static func get(_ store: ItemStore, _ key: UnsafeRawBufferPointer) -> Int {
+        let hash = ItemStore.hash(key)
         return store.withShard(hash: hash) { shard in
             if case .hit(let item) = shard.lookup(key: key, hash: hash, now: 1) { return item.value.count }
             return 0
@@ -70,17 +70,17 @@ struct ThroughputBenchmarkTests {
         let values = UnsafeRawBufferPointer(value)
 
         let hotKeys = Keys(count: 10_000)
-        let hot = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 64 << 20))
+        let hot = try ItemStore(configuration: StorageConfiguration(memoryLimit: 64 << 20))
         Self.measure("set, 10k keys (cache-resident)", operations: Self.operations) { Self.set(hot, hotKeys[$0], values) }
         var found = 0
         Self.measure("get, 10k keys (cache-resident)", operations: Self.operations) { found += Self.get(hot, hotKeys[$0]) }
 
         let keys = Keys(count: 1_000_000)
-        let big = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 1 << 30))
+        let big = try ItemStore(configuration: StorageConfiguration(memoryLimit: 1 << 30))
         Self.measure("set, 1M new keys", operations: Self.operations) { Self.set(big, keys[$0], values) }
         Self.measure("get, 1M keys", operations: Self.operations) { found += Self.get(big, keys[$0]) }
 
-        let small = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 64 << 20))
+        let small = try ItemStore(configuration: StorageConfiguration(memoryLimit: 64 << 20))
         Self.measure("set, 1M keys into 64 MiB (evicting)", operations: Self.operations) { Self.set(small, keys[$0], values) }
         #expect(found == 2 * Self.operations * 100)
         if Self.operations == 1_000_000 { #expect(small.statistics().evictions > 500_000) }
@@ -89,14 +89,14 @@ struct ThroughputBenchmarkTests {
     /// 90% get / 10% set over 100k keys from 1, 2 and 4 threads: total throughput.
     @Test func severalThreads() throws {
         let keys = Keys(count: 100_000)
-        let store = try CacheStorage(configuration: StorageConfiguration(memoryLimit: 256 << 20))
+        let store = try ItemStore(configuration: StorageConfiguration(memoryLimit: 256 << 20))
         let value = UnsafeMutableRawBufferPointer.allocate(byteCount: 100, alignment: 8)
         defer { value.deallocate() }
         value.initializeMemory(as: UInt8.self, repeating: 0x62)
         let values = UnsafeRawBufferPointer(value)
         for index in 0..<100_000 { Self.set(store, keys[index], values) }
         struct Shared: @unchecked Sendable {
-            let store: CacheStorage
+            let store: ItemStore
             let keys: Keys
             let values: UnsafeRawBufferPointer
         }

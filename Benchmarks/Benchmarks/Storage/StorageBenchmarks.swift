@@ -1,4 +1,4 @@
-// CacheStorage on the node's paths, without I/O: a get hit (hash, withShard, lookup,
+// ItemStore on the node's paths, without I/O: a get hit (hash, withShard, lookup,
 // read the value) and a set (hash, withShard, allocate, copy the value, link), with
 // 20-byte keys and 100-byte values, keys visited in a fixed shuffled order. Time is
 // per operation (scalingFactor .kilo).
@@ -19,8 +19,8 @@ let valueBytes = ByteStream(makeValue(length: 100), units: 1)
 
 /// A set of `key` with the 100-byte value; false when the store refused it.
 @inline(__always)
-func store(_ storage: CacheStorage, _ key: UnsafeRawBufferPointer) -> Bool {
-    let hash = CacheStorage.hash(key)
+func store(_ storage: ItemStore, _ key: UnsafeRawBufferPointer) -> Bool {
+    let hash = ItemStore.hash(key)
     return storage.withShard(hash: hash) { shard in
         switch shard.allocate(key: key, valueLength: 100, clientFlags: 0, expiry: 0, now: now) {
         case .success(let item):
@@ -35,8 +35,8 @@ func store(_ storage: CacheStorage, _ key: UnsafeRawBufferPointer) -> Bool {
 
 /// A get: the value's first byte on a hit, -1 on a miss.
 @inline(__always)
-func fetch(_ storage: CacheStorage, _ key: UnsafeRawBufferPointer) -> Int {
-    let hash = CacheStorage.hash(key)
+func fetch(_ storage: ItemStore, _ key: UnsafeRawBufferPointer) -> Int {
+    let hash = ItemStore.hash(key)
     return storage.withShard(hash: hash) { shard in
         if case .hit(let item) = shard.lookup(key: key, hash: hash, now: now) {
             return Int(item.value[0])
@@ -50,7 +50,7 @@ final class Fixture: @unchecked Sendable {
     let keyCount: Int
     let configuration: StorageConfiguration
     let check: @Sendable (StorageStatistics) -> String?
-    var storage: CacheStorage?
+    var storage: ItemStore?
     var keys: KeySet?
     var order: AccessOrder?
     /// Where in `order` the next sample goes on: samples continue the walk rather
@@ -69,7 +69,7 @@ final class Fixture: @unchecked Sendable {
 
     /// Makes the store and sets every key once (in shuffled order).
     func setUp() throws {
-        let storage = try CacheStorage(configuration: configuration)
+        let storage = try ItemStore(configuration: configuration)
         let keys = KeySet(count: keyCount, length: 20)
         let order = AccessOrder(count: keyCount)
         for position in 0..<keyCount where !store(storage, keys.key(order[position])) {

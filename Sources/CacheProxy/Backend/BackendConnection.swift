@@ -29,10 +29,10 @@ final class BackendConnection: ConnectionHandler {
     private var lastProgress: Int64
     private(set) var isClosed = false
     /// Queued in the worker's list of connections to flush at the end of this event.
-    var flushPending = false
+    var isQueuedForFlush = false
 
     private struct InFlight {
-        let call: BackendCall
+        let call: ReplyReceiver
         let tag: Int
         let shape: ReplyShape
         let sentAt: Int64
@@ -65,7 +65,7 @@ final class BackendConnection: ConnectionHandler {
     /// The bytes leave when the worker flushes at the end of the current event.
     /// A write that entered a `KeyFence` stripe names it in `fence`; the stripe
     /// is left once the node answers, or the request fails.
-    func send(call: BackendCall, tag: Int, shape: ReplyShape, fence: Int = -1, write: (inout ByteBuffer) -> Void) {
+    func send(call: ReplyReceiver, tag: Int, shape: ReplyShape, fence: Int = -1, write: (inout ByteBuffer) -> Void) {
         guard let connection, !isClosed else {
             if fence >= 0 { worker.context.fence.exitWrite(fence) }
             call.backend(node, failed: .connectionLost, tag: tag)
@@ -74,14 +74,14 @@ final class BackendConnection: ConnectionHandler {
         write(&connection.output)
         inFlight.append(InFlight(call: call, tag: tag, shape: shape, sentAt: worker.now, fence: fence))
         node.requests.wrappingAdd(1, ordering: .relaxed)
-        if !flushPending {
-            flushPending = true
+        if !isQueuedForFlush {
+            isQueuedForFlush = true
             worker.backendNeedsFlush(self)
         }
     }
 
     func flush() {
-        flushPending = false
+        isQueuedForFlush = false
         connection?.flush()
     }
 

@@ -16,7 +16,7 @@ import MemcacheProtocol
 ///
 ///   mg at source --hit--> add on every live replica --> delete at old owner (scale-out) --> done(found)
 ///                '-miss/failure--> done(not found)
-final class KeyMigration: BackendCall {
+final class KeyMigration: ReplyReceiver {
     private let key: [UInt8]
     /// The key travels in base64 (meta `b`), as the client sent it.
     private let base64: Bool

@@ -19,7 +19,7 @@ enum ReplicaCopy {
     /// tags `firstTag + position`. Returns how many copies were sent.
     static func send(_ mode: Mode, key: UnsafeRawBufferPointer, base64: Bool, value: UnsafeRawBufferPointer,
                      clientFlags: UInt32, exptime: Int64, replicas: ReplicaSet, topology: Topology, skipping: Int,
-                     worker: ProxyWorker, call: BackendCall, firstTag: Int) -> Int {
+                     worker: ProxyWorker, call: ReplyReceiver, firstTag: Int) -> Int {
         var sent = 0
         for position in 0..<replicas.count where position != skipping {
             let node = topology.nodes[replicas[position]]
@@ -64,7 +64,7 @@ enum CompareAndSwapCopy {
 
 /// `ms ... MA C<cas>` (append with a CAS): only the node knows the appended
 /// result, so it is read back (`mg <key> v f t`) and then set on the others.
-final class ReadBackCopy: BackendCall {
+final class ReadBackCopy: ReplyReceiver {
     private let key: [UInt8]
     private let base64: Bool
     private let replicas: ReplicaSet

@@ -13,10 +13,10 @@ protocol ReplyStream: AnyObject {
 /// A session keeps its slots in request order and writes each reply only when
 /// every earlier one has been written, whatever order the nodes answer in.
 ///
-/// The slot is also the `BackendCall` its nodes answer to. Slots are reused:
+/// The slot is also the `ReplyReceiver` its nodes answer to. Slots are reused:
 /// `generation` changes on every reuse and travels in each call's tag, so a
 /// late reply meant for an earlier request is recognised and dropped.
-final class ReplySlot: BackendCall {
+final class ReplySlot: ReplyReceiver {
     /// What the request is doing with the nodes.
     enum Work {
         /// Answered by the proxy itself.
@@ -233,7 +233,7 @@ final class ReplySlot: BackendCall {
         complete()
     }
 
-    // MARK: BackendCall
+    // MARK: ReplyReceiver
 
     func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int,
                  last: Bool) -> Bool {

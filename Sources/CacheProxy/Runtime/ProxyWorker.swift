@@ -31,10 +31,10 @@ final class ProxyWorker: @unchecked Sendable {
     private var fenceWaiters: [(slot: ReplySlot, tag: Int)] = []
     private var fenceTimer: EventTimer?
     /// Flushes what this iteration gathered; created on the loop thread at first use.
-    private lazy var flushTask = DeferredTask(loop: loop) { [unowned self] in flushPending() }
+    private lazy var flushTask = DeferredTask(loop: loop) { [unowned self] in flushGathered() }
     private var affinityCounter = 0
     /// Replies nobody waits for (copies to other replicas, deletes of moved keys) land here.
-    private(set) lazy var discard = DiscardCall(worker: self)
+    private(set) lazy var discard = DiscardingReceiver(worker: self)
 
     init(loop: EventLoop, index: Int, context: ProxyContext, onNodeDown: @escaping @Sendable (BackendNode) -> Void,
          onConnectionLost: @escaping @Sendable (BackendNode) -> Void) {
@@ -72,7 +72,7 @@ final class ProxyWorker: @unchecked Sendable {
     /// The proxy is shutting down: every session answers what it read, then ends.
     func drainSessions() {
         for session in sessions.values { session.drain() }
-        flushPending()
+        flushGathered()
     }
 
     /// The proxy is exiting: closes every connection this worker holds, so
@@ -128,7 +128,7 @@ final class ProxyWorker: @unchecked Sendable {
             fenceTimer?.stop()
             fenceTimer = nil
         }
-        flushPending()
+        flushGathered()
     }
 
     /// Hands out session affinities in turn.
@@ -149,7 +149,7 @@ final class ProxyWorker: @unchecked Sendable {
 
     /// Writes everything gathered during this loop iteration: requests to nodes
     /// first, then replies to clients.
-    func flushPending() {
+    func flushGathered() {
         while !backendsToFlush.isEmpty || !sessionsToFlush.isEmpty {
             if !backendsToFlush.isEmpty {
                 let backends = backendsToFlush
@@ -179,7 +179,7 @@ final class ProxyWorker: @unchecked Sendable {
     /// in flight fail over to replicas. Loop thread.
     func dropConnections(to node: BackendNode) {
         pools[ObjectIdentifier(node)]?.failAll(.nodeDown)
-        flushPending()
+        flushGathered()
     }
 
     /// Installs a new topology (a reload). Connections to nodes that left are
@@ -201,104 +201,11 @@ final class ProxyWorker: @unchecked Sendable {
             pool.checkDeadlines(now: now, requestTimeout: Int64(configuration.requestTimeoutMilliseconds),
                                 connectTimeout: Int64(configuration.connectTimeoutMilliseconds))
         }
-        flushPending()
+        flushGathered()
     }
 
     /// Counters of every node pool, for `stats`.
     func connectionCount(to node: BackendNode) -> Int {
         pools[ObjectIdentifier(node)]?.openCount ?? 0
-    }
-}
-
-/// Which of a node's connections a request takes. Replies on one connection
-/// come back in order, so a request waits for every reply sent before it on
-/// its connection: multi-key gets, whose replies can be megabytes, have
-/// connections of their own, and the small requests of other clients never
-/// queue behind them.
-enum Lane {
-    /// Single-key requests (a value is at most item_size_max).
-    case requests
-    /// Multi-key gets.
-    case bulk
-}
-
-/// A worker's connections to one node, used in turn.
-final class BackendPool {
-    let node: BackendNode
-    private var connections: [BackendConnection?]
-    private var bulkConnections: [BackendConnection?]
-    private var roundRobin = 0
-    /// Connections of a node that left the configuration, closed once idle.
-    private var retiring: [BackendConnection] = []
-
-    init(node: BackendNode, size: Int) {
-        self.node = node
-        self.connections = Array(repeating: nil, count: max(1, size))
-        self.bulkConnections = Array(repeating: nil, count: max(1, size))
-    }
-
-    func connection(choice: Int?, lane: Lane, worker: ProxyWorker) -> BackendConnection? {
-        let count = connections.count
-        let slot: Int
-        if let choice {
-            slot = choice % count
-        } else {
-            slot = roundRobin
-            roundRobin = (roundRobin + 1) % count
-        }
-        switch lane {
-        case .requests: return usable(&connections[slot], worker: worker)
-        case .bulk: return usable(&bulkConnections[slot], worker: worker)
-        }
-    }
-
-    private func usable(_ connection: inout BackendConnection?, worker: ProxyWorker) -> BackendConnection? {
-        if let existing = connection, existing.isUsable { return existing }
-        if let stale = connection, !stale.isClosed { stale.fail(.nodeDown) }
-        let fresh = BackendConnection(node: node, worker: worker)
-        connection = fresh
-        return fresh.isClosed ? nil : fresh
-    }
-
-    private var all: [BackendConnection] { (connections + bulkConnections).compactMap { $0 } }
-
-    var openCount: Int { all.reduce(0) { $0 + ($1.isClosed ? 0 : 1) } }
-
-    func failAll(_ failure: BackendFailure) {
-        for connection in all { connection.fail(failure) }
-    }
-
-    func retire() {
-        retiring = all
-        connections = connections.map { _ in nil }
-        bulkConnections = bulkConnections.map { _ in nil }
-        for connection in retiring where connection.pendingCount == 0 { connection.fail(.nodeDown) }
-    }
-
-    func checkDeadlines(now: Int64, requestTimeout: Int64, connectTimeout: Int64) {
-        for connection in connections + bulkConnections {
-            connection?.checkDeadlines(now: now, requestTimeout: requestTimeout, connectTimeout: connectTimeout)
-        }
-        retiring.removeAll { connection in
-            if connection.pendingCount == 0 { connection.fail(.nodeDown) }
-            return connection.isClosed
-        }
-    }
-}
-
-/// Receives replies nobody waits for: the writes the proxy makes on its own
-/// (a CAS result copied to the other replicas, a moved key deleted at its old
-/// owner). Such a write that fails leaves the node possibly stale, so it marks
-/// the node down like any other missed write.
-final class DiscardCall: BackendCall {
-    private unowned let worker: ProxyWorker
-
-    init(worker: ProxyWorker) { self.worker = worker }
-
-    func backend(_ node: BackendNode, received unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int,
-                 last: Bool) -> Bool { true }
-
-    func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
-        BackendNode.missedWrite(on: node, failure: failure, worker: worker)
     }
 }

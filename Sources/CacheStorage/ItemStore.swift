@@ -1,7 +1,7 @@
 // The node's item store. No I/O, no protocol: keys and values are bytes, time is passed in.
 //
 //                 key bytes
-//                     |  CacheStorage.hash (KeyHash: 64 bits, 8 bytes a step)
+//                     |  ItemStore.hash (KeyHash: 64 bits, 8 bytes a step)
 //                     v
 //   high bits -> shard (one of N, own pthread mutex)   low bits -> bucket
 //                     |
@@ -49,7 +49,7 @@ public typealias ServerTime = UInt32
 /// - large items: records above segment size / 8 (128 KiB with 1 MiB segments),
 ///   so a segment's unusable tail stays under 1/8;
 /// - arena reservation: max(budget, 4 GiB) of address space, at most 16 GiB.
-public final class CacheStorage: @unchecked Sendable {
+public final class ItemStore: @unchecked Sendable {
     public let configuration: StorageConfiguration
     let context: StoreContext
     let largeThreshold: Int
@@ -64,10 +64,10 @@ public final class CacheStorage: @unchecked Sendable {
         let limit = max(0, configuration.memoryLimit)
         var shardCount = 1
         while shardCount * 2 <= min(64, max(1, configuration.shardCount)) { shardCount *= 2 }
-        while shardCount > 1 && limit / shardCount < 4 * CacheStorage.minimumSegmentSize { shardCount /= 2 }
-        let wanted = min(CacheStorage.maximumSegmentSize, max(CacheStorage.minimumSegmentSize, limit / (shardCount * 8)))
+        while shardCount > 1 && limit / shardCount < 4 * ItemStore.minimumSegmentSize { shardCount /= 2 }
+        let wanted = min(ItemStore.maximumSegmentSize, max(ItemStore.minimumSegmentSize, limit / (shardCount * 8)))
         let segmentSize = 1 << (Int.bitWidth - 1 - wanted.leadingZeroBitCount)
-        guard let arena = Arena(segmentSize: segmentSize, wantedBytes: max(limit, CacheStorage.defaultReservation),
+        guard let arena = Arena(segmentSize: segmentSize, wantedBytes: max(limit, ItemStore.defaultReservation),
                                 minimumBytes: min(limit, Arena.maxBytes)) else {
             throw AllocationFailure.outOfMemory
         }
@@ -122,7 +122,7 @@ public final class CacheStorage: @unchecked Sendable {
 
     @usableFromInline
     func _unlockShard(_ locked: LockedShard) {
-        // Safe because `state` always comes from CacheStorage's typed shard pointers.
+        // Safe because `state` always comes from ItemStore's typed shard pointers.
         let shard = locked.state.assumingMemoryBound(to: ShardState.self)
         if shard.pointee.pendingLarge != 0 {
             shard.pointee.drainPendingLarge()
