@@ -33,7 +33,7 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .long, help: "Key placement: ketama (libmemcached KETAMA_WEIGHTED, default), twemproxy, ketama_classic.")
     var hash: String?
 
-    @Option(name: .long, help: "Serve Prometheus /metrics and POST /reload on host:port.")
+    @Option(name: .long, help: "Serve Prometheus /metrics and POST /reload on host:port, or on 127.0.0.1 given only a port.")
     var metrics: String?
 
     @Flag(name: .long, help: "Check the configuration, print it, and exit.")

@@ -133,7 +133,12 @@ public enum ConfigurationFile {
                 case "client_reply_max": config.clientReplyMax = try size(value, key)
                 case "request_line_max": config.requestLineMax = try size(value, key)
                 case "shutdown_grace_ms": config.shutdownGraceMilliseconds = try integer(value, key, minimum: 0, maximum: 600_000)
-                case "metrics_listen": config.metricsListen = try hostPort(value, key)
+                case "metrics_listen":
+                    let text = try string(value, key)
+                    guard let address = HostPort(adminAddress: text) else {
+                        throw fail(value, "metrics_listen: expected host:port or a port (127.0.0.1), found '\(text)'")
+                    }
+                    config.metricsListen = address
                 case "nodes":
                     config.nodes = try nodes(value)
                     sawNodes = true

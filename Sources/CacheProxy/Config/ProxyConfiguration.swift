@@ -59,7 +59,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// On SIGTERM or SIGINT the proxy stops accepting, answers what it has
     /// read, and exits after at most this long. Default 5000 ms.
     public var shutdownGraceMilliseconds = 5000
-    /// Prometheus metrics endpoint (`/metrics`), or nil for none. Default none.
+    /// The admin endpoint (`GET /metrics`, `POST /reload`), or nil for none.
+    /// Default none. A bare port (`9150`, `:9150`) means 127.0.0.1: only a
+    /// host written out puts it beyond the machine.
     public var metricsListen: HostPort?
 
     public enum WritePolicy: String, Sendable, Equatable {
@@ -111,4 +113,19 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension HostPort {
+    /// The admin endpoint's address: `host:port` as for any address, or a
+    /// bare port (`9150` or `:9150`) meaning 127.0.0.1:9150, so that leaving
+    /// the host out never exposes the endpoint to the network.
+    public init?(adminAddress text: String) {
+        let digits = text.hasPrefix(":") ? text.dropFirst() : Substring(text)
+        if !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            guard let port = UInt16(digits), port > 0 else { return nil }
+            self.init(host: "127.0.0.1", port: port)
+        } else {
+            self.init(parsing: text)
+        }
+    }
 }

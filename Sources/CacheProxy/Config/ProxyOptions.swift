@@ -44,7 +44,9 @@ public struct ProxyOverrides: Sendable {
             }
         }
         if let metrics {
-            guard let address = HostPort(parsing: metrics) else { throw ConfigurationError("--metrics: expected host:port") }
+            guard let address = HostPort(adminAddress: metrics) else {
+                throw ConfigurationError("--metrics: expected host:port or a port (127.0.0.1)")
+            }
             configuration.metricsListen = address
         }
         if configuration.nodes.isEmpty {

@@ -167,8 +167,9 @@ public final class ProxyServer: @unchecked Sendable {
         do {
             let configuration = try loadConfiguration()
             let current = context.topology
-            if configuration.threads != current.configuration.threads || configuration.listen != current.configuration.listen {
-                logger.warning("listen and threads take effect only at restart")
+            if configuration.threads != current.configuration.threads || configuration.listen != current.configuration.listen
+                || configuration.metricsListen != current.configuration.metricsListen {
+                logger.warning("listen, threads and metrics_listen take effect only at restart")
             }
             var registry = self.registry
             let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: current)
