@@ -19,22 +19,94 @@ import Testing
         #expect(HostPort(adminAddress: text) == nil)
     }
 
+    @Test func knowsLoopbackAddresses() {
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "localhost", "LocalHost"] {
+            #expect(HostPort(host: host, port: 1).isLoopback, "\(host)")
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::2", "::ffff:10.0.0.1", "evil.example", "localhost.evil.example"] {
+            #expect(!HostPort(host: host, port: 1).isLoopback, "\(host)")
+        }
+    }
+
     @Test func readsTheAdminOptions() throws {
         let bare = try ConfigurationFile.parse("metrics_listen: :9150\nnodes: [127.0.0.1:1]\n")
         #expect(bare.metricsListen == HostPort(host: "127.0.0.1", port: 9150))
-        let port = try ConfigurationFile.parse("metrics_listen: 9150\nnodes: [127.0.0.1:1]\n")
+        #expect(bare.adminToken == nil && bare.adminTokenFile == nil && !bare.adminTokenProtectsMetrics)
+        let port = try ConfigurationFile.parse("metrics_listen: 9150\nadmin_token_file: secret/admin.token\nnodes: [127.0.0.1:1]\n")
         #expect(port.metricsListen == HostPort(host: "127.0.0.1", port: 9150))
-        var overrides = ProxyOverrides()
-        overrides.metrics = ":9151"
-        #expect(try overrides.apply(to: bare).metricsListen == HostPort(host: "127.0.0.1", port: 9151))
+        #expect(port.adminTokenFile == "secret/admin.token")
     }
 
     @Test(arguments: [
+        ("admin_token: short\nnodes: [127.0.0.1:1]\n",
+         "f.yaml:1: admin_token: expected 16 to 1024 printable ASCII characters without spaces"),
+        ("admin_token: \"with a space inside\"\nnodes: [127.0.0.1:1]\n",
+         "f.yaml:1: admin_token: expected 16 to 1024 printable ASCII characters without spaces"),
+        ("admin_token: 0123456789abcdef\nadmin_token_file: t\nnodes: [127.0.0.1:1]\n",
+         "f.yaml: admin_token and admin_token_file: give one of them (the file keeps the secret out of this one)"),
         ("metrics_listen: 0\nnodes: [127.0.0.1:1]\n",
          "f.yaml:1: metrics_listen: expected host:port or a port (127.0.0.1), found '0'"),
+        ("admin_token_protects_metrics: maybe\nnodes: [127.0.0.1:1]\n",
+         "f.yaml:1: admin_token_protects_metrics: expected true or false, found 'maybe'"),
     ])
     func refusesBadAdminOptions(text: String, message: String) {
         #expect(throws: ConfigurationError(message)) { try ConfigurationFile.parse(text, path: "f.yaml") }
+    }
+
+    @Test func protectingMetricsNeedsAToken() throws {
+        let base = try ConfigurationFile.parse("admin_token_protects_metrics: true\nnodes: [127.0.0.1:1]\n")
+        #expect(throws: ConfigurationError("admin_token_protects_metrics: needs admin_token or admin_token_file")) {
+            try ProxyOverrides().apply(to: base)
+        }
+    }
+
+    @Test func theTokenFileIsReadTrimmedAndTheFlagWins() throws {
+        let directory = String(cString: mkdtemp(strdup("/tmp/admin-token-XXXXXX")))
+        defer { _ = system("rm -rf '\(directory)'") }
+        func write(_ name: String, _ text: String) {
+            let file = fopen("\(directory)/\(name)", "w")!
+            fputs(text, file)
+            fclose(file)
+        }
+        write("proxy.yaml", "admin_token_file: file.token\nmetrics_listen: 9150\nnodes: [127.0.0.1:1]\n")
+        write("file.token", "  0123456789abcdef-file\r\n\n")
+        write("flag.token", "0123456789abcdef-flag")
+        write("bad.token", "two tokens-0123456789\n")
+
+        var overrides = ProxyOverrides()
+        let fromFile = try overrides.load(path: "\(directory)/proxy.yaml")
+        #expect(fromFile.adminTokenFile == "\(directory)/file.token")
+        #expect(fromFile.adminToken == AdminToken("0123456789abcdef-file"))
+        var dumped = ""
+        dump(fromFile, to: &dumped)
+        #expect(!"\(fromFile)".contains("0123456789abcdef") && !dumped.contains("0123456789abcdef"))
+        #expect(!String(reflecting: fromFile).contains("0123456789abcdef"))
+
+        overrides.adminTokenFile = "\(directory)/flag.token"
+        #expect(try overrides.load(path: "\(directory)/proxy.yaml").adminToken == AdminToken("0123456789abcdef-flag"))
+        overrides.metrics = ":9151"
+        #expect(try overrides.load(path: "\(directory)/proxy.yaml").metricsListen == HostPort(host: "127.0.0.1", port: 9151))
+
+        overrides.adminTokenFile = "\(directory)/bad.token"
+        #expect(throws: ConfigurationError("admin token file \(directory)/bad.token: expected one token of 16 to 1024 printable ASCII characters without spaces")) {
+            try overrides.load(path: "\(directory)/proxy.yaml")
+        }
+        overrides.adminTokenFile = "\(directory)/missing.token"
+        #expect(throws: ConfigurationError("admin token file \(directory)/missing.token: cannot open: No such file or directory")) {
+            try overrides.load(path: "\(directory)/proxy.yaml")
+        }
+    }
+
+    @Test func aTokenMatchesOnlyItself() throws {
+        let token = try #require(AdminToken("0123456789abcdef"))
+        #expect(token.matches(Array("0123456789abcdef".utf8)))
+        for other in ["0123456789abcdeF", "0123456789abcde", "0123456789abcdef0", "", "x0123456789abcdef"] {
+            #expect(!token.matches(Array(other.utf8)), "\(other)")
+        }
+        #expect(AdminToken("0123456789abcde") == nil)
+        #expect(AdminToken(String(repeating: "a", count: 1025)) == nil)
+        #expect(AdminToken("0123456789abcdé0") == nil)
+        #expect(token.description == "<admin token, 16 characters>")
     }
 }
 
@@ -120,5 +192,22 @@ import Testing
         let busyText = String(decoding: UnsafeRawBufferPointer(start: busy.utf8Start, count: busy.utf8CodeUnitCount), as: UTF8.self)
         let answer = AdminResponse(status: "503 Service Unavailable", body: "too many admin connections\n")
         #expect(busyText == answer.encoded())
+    }
+}
+
+@Suite struct AdminAccessTests {
+    func head(_ fields: [(String, String)], version: String = "HTTP/1.0") -> AdminRequestHead {
+        AdminRequestHead(method: "POST", target: "/reload", version: version,
+                         fields: fields.map { (name: $0.0.lowercased(), value: $0.1) })
+    }
+
+    @Test func bearerTokens() throws {
+        let token = try #require(AdminToken("0123456789abcdef"))
+        #expect(AdminAccess.authorizationRefusal(head([("Authorization", "Bearer 0123456789abcdef")]), token: token) == nil)
+        #expect(AdminAccess.authorizationRefusal(head([("Authorization", "bearer  0123456789abcdef")]), token: token) == nil)
+        #expect(AdminAccess.authorizationRefusal(head([]), token: token) == .unauthorized)
+        #expect(AdminAccess.authorizationRefusal(head([("Authorization", "Basic 0123456789abcdef")]), token: token) == .unauthorized)
+        #expect(AdminAccess.authorizationRefusal(head([("Authorization", "Bearer 0123456789abcdeg")]), token: token) == .wrongToken)
+        #expect(AdminAccess.authorizationRefusal(head([("Authorization", "Bearer")]), token: token) == .wrongToken)
     }
 }

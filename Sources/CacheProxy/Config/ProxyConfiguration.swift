@@ -1,3 +1,5 @@
+import Glibc
+
 /// Everything that decides how the proxy runs, with a documented default for
 /// every option. Built from a YAML file (`ConfigurationFile`), from command-line
 /// flags, or both (flags win). `examples/proxy.yaml` lists every key.
@@ -63,6 +65,15 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// Default none. A bare port (`9150`, `:9150`) means 127.0.0.1: only a
     /// host written out puts it beyond the machine.
     public var metricsListen: HostPort?
+    /// The bearer token `POST /reload` requires (`Authorization: Bearer
+    /// <token>`), or nil for none. Default none.
+    public var adminToken: AdminToken?
+    /// The file `adminToken` is read from, again on every reload (so a new
+    /// token takes effect with the reload). Default none.
+    public var adminTokenFile: String?
+    /// Whether `GET /metrics` requires the token too. Default false: a
+    /// scraper keeps working when a token is added to protect reloads.
+    public var adminTokenProtectsMetrics = false
 
     public enum WritePolicy: String, Sendable, Equatable {
         case all
@@ -127,5 +138,21 @@ extension HostPort {
         } else {
             self.init(parsing: text)
         }
+    }
+
+    /// Whether the host is this machine's loopback: 127.0.0.0/8, ::1, an
+    /// IPv4-mapped 127 address, or `localhost`.
+    public var isLoopback: Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { bytes in
+                let loopback = bytes.prefix(15).allSatisfy { $0 == 0 } && bytes[15] == 1
+                let mapped = bytes.prefix(10).allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+                return loopback || mapped
+            }
+        }
+        return host.lowercased() == "localhost"
     }
 }

@@ -1,5 +1,5 @@
 /// One answer of the admin endpoint: a status, plain text, and the headers a
-/// refusal needs (`Allow`). Always `Connection: close`.
+/// refusal needs (`Allow`, `WWW-Authenticate`). Always `Connection: close`.
 struct AdminResponse: Equatable {
     var status: String
     var body: String
@@ -21,6 +21,14 @@ struct AdminResponse: Equatable {
     static func badRequest(_ reason: String) -> AdminResponse {
         AdminResponse(status: "400 Bad Request", body: reason + "\n")
     }
+
+    static let unauthorized = AdminResponse(
+        status: "401 Unauthorized", body: "this request needs Authorization: Bearer <admin_token>\n",
+        fields: ["WWW-Authenticate: Bearer realm=\"memcluster-proxy\""])
+
+    static let wrongToken = AdminResponse(
+        status: "401 Unauthorized", body: "wrong admin token\n",
+        fields: ["WWW-Authenticate: Bearer realm=\"memcluster-proxy\", error=\"invalid_token\""])
 
     static let notFound = AdminResponse(status: "404 Not Found", body: "GET /metrics or POST /reload\n")
 

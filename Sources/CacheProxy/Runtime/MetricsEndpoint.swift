@@ -19,6 +19,9 @@ import Glibc
 ///   405  a method other than GET and POST              Allow: GET, POST
 ///   404  a path other than /metrics and /reload
 ///   405  the other method on /metrics or /reload        Allow: GET / Allow: POST
+///   401  `admin_token` is set and `Authorization: Bearer <token>` is missing
+///        or wrong (POST /reload; GET /metrics too with
+///        `admin_token_protects_metrics`)               WWW-Authenticate: Bearer
 ///   400  a body (Content-Length other than 0, or Transfer-Encoding)
 ///
 /// Connections: the head must arrive within 5 s of connecting and the answer
@@ -42,6 +45,7 @@ final class MetricsEndpoint {
         Connection: close\r\n\r\ntoo many admin connections\n
         """
 
+    let access: AdminAccess
     private let listener: Listener
     private let context: ProxyContext
     private let reload: () -> String
@@ -53,6 +57,7 @@ final class MetricsEndpoint {
     init(address: HostPort, loop: EventLoop, context: ProxyContext, reload: @escaping () -> String) throws {
         self.context = context
         self.reload = reload
+        self.access = AdminAccess(address: address)
         let socketAddress = try SocketAddress(host: address.host, port: address.port)
         let fd = try Socket.listen(on: socketAddress, backlog: 64)
         var accept: (Int32) -> Void = { _ in }
@@ -102,6 +107,11 @@ final class MetricsEndpoint {
         }
         guard let route else { return .notFound }
         guard head.method == route.method else { return .methodNotAllowed(allow: route.method) }
+        let configuration = context.topology.configuration
+        if let token = configuration.adminToken, route == .reload || configuration.adminTokenProtectsMetrics,
+           let refusal = AdminAccess.authorizationRefusal(head, token: token) {
+            return refusal
+        }
         if head.declaresBody { return .badRequest("requests to this endpoint have no body") }
         switch route {
         case .metrics:

@@ -76,7 +76,16 @@ public final class ProxyServer: @unchecked Sendable {
             metrics = try MetricsEndpoint(address: metricsAddress, loop: mainLoop, context: context) { [unowned self] in
                 reload()
             }
+            warnIfAdminEndpointIsOpen(configuration)
         }
+    }
+
+    /// Beyond loopback, an admin endpoint without a token lets anyone who
+    /// reaches the port reload the configuration.
+    private func warnIfAdminEndpointIsOpen(_ configuration: ProxyConfiguration) {
+        guard let address = metrics?.access.address, !address.isLoopback, configuration.adminToken == nil else { return }
+        logger.warning("the admin endpoint (POST /reload) is reachable beyond this machine without a token; set admin_token_file",
+                       metadata: ["metrics_listen": "\(address)"])
     }
 
     /// Starts the workers and runs until SIGINT or SIGTERM.
@@ -175,6 +184,7 @@ public final class ProxyServer: @unchecked Sendable {
             let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: current)
             self.registry = registry
             context.install(topology)
+            warnIfAdminEndpointIsOpen(configuration)
             monitor.update(configuration: configuration)
             monitor.forget(except: topology.nodes + (topology.previous?.nodes ?? []))
             for worker in workers { worker.loop.execute { worker.install(topology) } }
