@@ -196,9 +196,45 @@ import Testing
 }
 
 @Suite struct AdminAccessTests {
+    let loopback = AdminAccess(address: HostPort(host: "127.0.0.1", port: 9150))
+    let wildcard = AdminAccess(address: HostPort(host: "0.0.0.0", port: 9150))
+
     func head(_ fields: [(String, String)], version: String = "HTTP/1.0") -> AdminRequestHead {
         AdminRequestHead(method: "POST", target: "/reload", version: version,
                          fields: fields.map { (name: $0.0.lowercased(), value: $0.1) })
+    }
+
+    @Test func sameOriginPasses() {
+        #expect(loopback.crossOriginRefusal(head([])) == nil)
+        #expect(loopback.crossOriginRefusal(head([("Host", "127.0.0.1:9150"), ("Origin", "http://127.0.0.1:9150")])) == nil)
+        #expect(loopback.crossOriginRefusal(head([("Host", "LOCALHOST:9150"), ("Origin", "http://localhost:9150")])) == nil)
+        #expect(loopback.crossOriginRefusal(head([("Origin", "http://127.0.0.1:9150"), ("Sec-Fetch-Site", "same-origin")])) == nil)
+        #expect(loopback.crossOriginRefusal(head([("Host", "[::1]:9150"), ("Sec-Fetch-Site", "none")])) == nil)
+        #expect(wildcard.crossOriginRefusal(head([("Host", "proxy1.internal:9150"), ("Origin", "http://proxy1.internal:9150")])) == nil)
+        #expect(wildcard.crossOriginRefusal(head([("Host", "proxy1.internal")])) == nil)
+    }
+
+    @Test func otherOriginsAreRefused() {
+        let refused = AdminResponse.forbidden("cross-origin request refused")
+        for fields in [
+            [("Origin", "http://evil.example")],
+            [("Origin", "null")],
+            [("Origin", "https://127.0.0.1:9150")],
+            [("Origin", "http://127.0.0.1:9151")],
+            [("Origin", "http://127.0.0.1")],
+            [("Host", "127.0.0.1:9150"), ("Origin", "http://localhost:9150")],
+            [("Sec-Fetch-Site", "cross-site")],
+            [("Sec-Fetch-Site", "same-site")],
+        ] {
+            #expect(loopback.crossOriginRefusal(head(fields)) == refused, "\(fields)")
+        }
+        #expect(wildcard.crossOriginRefusal(head([("Host", "proxy1.internal:9150"), ("Origin", "http://evil.example")])) == refused)
+    }
+
+    @Test func aLoopbackEndpointAnswersOnlyLoopbackNames() {
+        let rebinding = AdminResponse.forbidden("Host does not name this endpoint's loopback address")
+        #expect(loopback.crossOriginRefusal(head([("Host", "evil.example:9150"), ("Origin", "http://evil.example:9150")])) == rebinding)
+        #expect(loopback.crossOriginRefusal(head([("Host", "10.0.0.1:9150")])) == rebinding)
     }
 
     @Test func bearerTokens() throws {

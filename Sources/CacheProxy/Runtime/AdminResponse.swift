@@ -30,11 +30,18 @@ struct AdminResponse: Equatable {
         status: "401 Unauthorized", body: "wrong admin token\n",
         fields: ["WWW-Authenticate: Bearer realm=\"memcluster-proxy\", error=\"invalid_token\""])
 
+    static func forbidden(_ reason: String) -> AdminResponse {
+        AdminResponse(status: "403 Forbidden", body: reason + "\n")
+    }
+
     static let notFound = AdminResponse(status: "404 Not Found", body: "GET /metrics or POST /reload\n")
 
     static func methodNotAllowed(allow: String) -> AdminResponse {
         AdminResponse(status: "405 Method Not Allowed", body: "method not allowed; use \(allow)\n", fields: ["Allow: \(allow)"])
     }
+
+    static let unsupportedMediaType = AdminResponse(
+        status: "415 Unsupported Media Type", body: "POST /reload takes no body and no Content-Type (curl -X POST)\n")
 
     static let headTooLarge = AdminResponse(
         status: "431 Request Header Fields Too Large", body: "request head over \(MetricsEndpoint.headLimit / 1024) KiB\n")

@@ -17,12 +17,18 @@ import Glibc
 ///   505  a version other than HTTP/1.0 and HTTP/1.1
 ///   431  the head (request line and header lines) over 8 KiB
 ///   405  a method other than GET and POST              Allow: GET, POST
+///   403  from another origin (`AdminAccess`): an `Origin` other than
+///        http://<the Host the request names>, `Sec-Fetch-Site` other than
+///        same-origin or none, or, on a loopback endpoint, a Host that is not
+///        a loopback name
 ///   404  a path other than /metrics and /reload
 ///   405  the other method on /metrics or /reload        Allow: GET / Allow: POST
 ///   401  `admin_token` is set and `Authorization: Bearer <token>` is missing
 ///        or wrong (POST /reload; GET /metrics too with
 ///        `admin_token_protects_metrics`)               WWW-Authenticate: Bearer
 ///   400  a body (Content-Length other than 0, or Transfer-Encoding)
+///   415  POST /reload with a Content-Type: browsers' forms and cross-origin
+///        fetches always send one, `curl -X POST` and Prometheus never do
 ///
 /// Connections: the head must arrive within 5 s of connecting and the answer
 /// be taken within 5 s more, or the connection is closed. At most 32 are
@@ -105,6 +111,7 @@ final class MetricsEndpoint {
         guard head.method == "GET" || head.method == "POST" else {
             return .methodNotAllowed(allow: route?.method ?? "GET, POST")
         }
+        if let refusal = access.crossOriginRefusal(head) { return refusal }
         guard let route else { return .notFound }
         guard head.method == route.method else { return .methodNotAllowed(allow: route.method) }
         let configuration = context.topology.configuration
@@ -117,6 +124,7 @@ final class MetricsEndpoint {
         case .metrics:
             return .ok(PrometheusText.render(context), contentType: "text/plain; version=0.0.4")
         case .reload:
+            if head.value("content-type") != nil { return .unsupportedMediaType }
             let outcome = reload()
             return outcome == "OK" ? .ok("OK\n") : .badRequest(outcome)
         }
