@@ -33,8 +33,11 @@ struct ProxyCommand: ParsableCommand {
     @Option(name: .long, help: "Key placement: ketama (libmemcached KETAMA_WEIGHTED, default), twemproxy, ketama_classic.")
     var hash: String?
 
-    @Option(name: .long, help: "Serve Prometheus /metrics and POST /reload on host:port.")
+    @Option(name: .long, help: "Serve Prometheus /metrics and POST /reload on host:port, or on 127.0.0.1 given only a port.")
     var metrics: String?
+
+    @Option(name: .long, help: "File holding the bearer token POST /reload requires (replaces the file's admin_token).")
+    var adminTokenFile: String?
 
     @Flag(name: .long, help: "Check the configuration, print it, and exit.")
     var checkConfig = false
@@ -52,6 +55,7 @@ struct ProxyCommand: ParsableCommand {
         overrides.threads = threads
         overrides.hash = hash
         overrides.metrics = metrics
+        overrides.adminTokenFile = adminTokenFile
         let path = config
         // A configuration error names its file and line (and prints no usage text).
         let configuration = try overrides.load(path: path)

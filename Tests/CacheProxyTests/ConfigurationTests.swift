@@ -22,6 +22,8 @@ import Testing
         item_size_max: 2m
         max_connections: 100
         metrics_listen: 127.0.0.1:9150
+        admin_token: 0123456789abcdef
+        admin_token_protects_metrics: true
         nodes:
           - 10.0.0.1:11211:2 alpha
           - address: "[::1]:11212"
@@ -46,6 +48,8 @@ import Testing
         #expect(configuration.itemSizeMax == 2 << 20)
         #expect(configuration.maxConnections == 100)
         #expect(configuration.metricsListen == HostPort(host: "127.0.0.1", port: 9150))
+        #expect(configuration.adminToken == AdminToken("0123456789abcdef"))
+        #expect(configuration.adminTokenProtectsMetrics)
         #expect(configuration.nodes == [
             RingNode(host: "10.0.0.1", port: 11211, weight: 2, name: "alpha"),
             RingNode(host: "::1", port: 11212, weight: 3, name: "beta"),

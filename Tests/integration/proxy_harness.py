@@ -495,14 +495,17 @@ class Cluster:
     def sighup(self) -> None:
         os.kill(self.proxy.pid, signal.SIGHUP)
 
-    def http(self, method: str, path: str, timeout: float = 5.0) -> tuple[int, dict, str]:
-        """One HTTP request to the metrics address: (status, headers, body)."""
+    def http(self, method: str, path: str, timeout: float = 5.0, headers: dict | None = None,
+             body: bytes | None = None) -> tuple[int, dict, str]:
+        """One HTTP request to the metrics address: (status, headers, body).
+        http.client adds Host (unless `headers` has one), and Content-Length: 0
+        to a POST without a body."""
         assert self.metrics_addr, "cluster started without metrics"
 
         def go():
             c = http.client.HTTPConnection(*self.metrics_addr, timeout=timeout)
             try:
-                c.request(method, path)
+                c.request(method, path, body=body, headers=headers or {})
                 r = c.getresponse()
                 return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode("utf-8", "replace")
             finally:

@@ -133,7 +133,23 @@ public enum ConfigurationFile {
                 case "client_reply_max": config.clientReplyMax = try size(value, key)
                 case "request_line_max": config.requestLineMax = try size(value, key)
                 case "shutdown_grace_ms": config.shutdownGraceMilliseconds = try integer(value, key, minimum: 0, maximum: 600_000)
-                case "metrics_listen": config.metricsListen = try hostPort(value, key)
+                case "metrics_listen":
+                    let text = try string(value, key)
+                    guard let address = HostPort(adminAddress: text) else {
+                        throw fail(value, "metrics_listen: expected host:port or a port (127.0.0.1), found '\(text)'")
+                    }
+                    config.metricsListen = address
+                case "admin_token":
+                    // The value is a secret: the message never repeats it.
+                    guard let token = AdminToken(try string(value, key)) else {
+                        throw fail(value, "admin_token: expected 16 to 1024 printable ASCII characters without spaces")
+                    }
+                    config.adminToken = token
+                case "admin_token_file":
+                    let file = try string(value, key)
+                    guard !file.isEmpty else { throw fail(value, "admin_token_file: expected a file name") }
+                    config.adminTokenFile = file
+                case "admin_token_protects_metrics": config.adminTokenProtectsMetrics = try boolean(value, key)
                 case "nodes":
                     config.nodes = try nodes(value)
                     sawNodes = true
@@ -143,6 +159,9 @@ public enum ConfigurationFile {
             }
             guard sawNodes, !config.nodes.isEmpty else {
                 throw ConfigurationError("\(path): no nodes: list the cache nodes under 'nodes:'")
+            }
+            if config.adminToken != nil && config.adminTokenFile != nil {
+                throw ConfigurationError("\(path): admin_token and admin_token_file: give one of them (the file keeps the secret out of this one)")
             }
             if config.probeMaxMilliseconds < config.probeInitialMilliseconds {
                 throw ConfigurationError("\(path): probe_max_ms must not be below probe_initial_ms")

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Everything that decides how the proxy runs, with a documented default for
 /// every option. Built from a YAML file (`ConfigurationFile`), from command-line
 /// flags, or both (flags win). `examples/proxy.yaml` lists every key.
@@ -59,8 +61,19 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// On SIGTERM or SIGINT the proxy stops accepting, answers what it has
     /// read, and exits after at most this long. Default 5000 ms.
     public var shutdownGraceMilliseconds = 5000
-    /// Prometheus metrics endpoint (`/metrics`), or nil for none. Default none.
+    /// The admin endpoint (`GET /metrics`, `POST /reload`), or nil for none.
+    /// Default none. A bare port (`9150`, `:9150`) means 127.0.0.1: only a
+    /// host written out puts it beyond the machine.
     public var metricsListen: HostPort?
+    /// The bearer token `POST /reload` requires (`Authorization: Bearer
+    /// <token>`), or nil for none. Default none.
+    public var adminToken: AdminToken?
+    /// The file `adminToken` is read from, again on every reload (so a new
+    /// token takes effect with the reload). Default none.
+    public var adminTokenFile: String?
+    /// Whether `GET /metrics` requires the token too. Default false: a
+    /// scraper keeps working when a token is added to protect reloads.
+    public var adminTokenProtectsMetrics = false
 
     public enum WritePolicy: String, Sendable, Equatable {
         case all
@@ -111,4 +124,35 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+extension HostPort {
+    /// The admin endpoint's address: `host:port` as for any address, or a
+    /// bare port (`9150` or `:9150`) meaning 127.0.0.1:9150, so that leaving
+    /// the host out never exposes the endpoint to the network.
+    public init?(adminAddress text: String) {
+        let digits = text.hasPrefix(":") ? text.dropFirst() : Substring(text)
+        if !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            guard let port = UInt16(digits), port > 0 else { return nil }
+            self.init(host: "127.0.0.1", port: port)
+        } else {
+            self.init(parsing: text)
+        }
+    }
+
+    /// Whether the host is this machine's loopback: 127.0.0.0/8, ::1, an
+    /// IPv4-mapped 127 address, or `localhost`.
+    public var isLoopback: Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, host, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { bytes in
+                let loopback = bytes.prefix(15).allSatisfy { $0 == 0 } && bytes[15] == 1
+                let mapped = bytes.prefix(10).allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF && bytes[12] == 127
+                return loopback || mapped
+            }
+        }
+        return host.lowercased() == "localhost"
+    }
 }

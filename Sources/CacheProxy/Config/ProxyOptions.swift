@@ -1,5 +1,3 @@
-import Glibc
-
 /// Command-line settings that override the configuration file, so a one-liner
 /// works without one: `memcluster-proxy --listen 127.0.0.1:22121 --node a:11211 --node b:11211`.
 public struct ProxyOverrides: Sendable {
@@ -9,6 +7,10 @@ public struct ProxyOverrides: Sendable {
     public var threads: Int?
     public var hash: String?
     public var metrics: String?
+    /// `--admin-token-file`: replaces the file's `admin_token` or `admin_token_file`.
+    /// (There is no flag taking the token itself: every local user can read a
+    /// process's command line.)
+    public var adminTokenFile: String?
 
     public init() {}
 
@@ -44,8 +46,20 @@ public struct ProxyOverrides: Sendable {
             }
         }
         if let metrics {
-            guard let address = HostPort(parsing: metrics) else { throw ConfigurationError("--metrics: expected host:port") }
+            guard let address = HostPort(adminAddress: metrics) else {
+                throw ConfigurationError("--metrics: expected host:port or a port (127.0.0.1)")
+            }
             configuration.metricsListen = address
+        }
+        if let adminTokenFile {
+            configuration.adminToken = nil
+            configuration.adminTokenFile = adminTokenFile
+        }
+        if let file = configuration.adminTokenFile {
+            configuration.adminToken = try AdminToken.read(file: file)
+        }
+        if configuration.adminTokenProtectsMetrics && configuration.adminToken == nil {
+            throw ConfigurationError("admin_token_protects_metrics: needs admin_token or admin_token_file")
         }
         if configuration.nodes.isEmpty {
             throw ConfigurationError("no nodes: give --node host:port (repeatable) or a --config file with a nodes: list")
@@ -56,20 +70,14 @@ public struct ProxyOverrides: Sendable {
     /// Reads `path` (when given) and applies the overrides: what runs at start and on every reload.
     public func load(path: String?) throws(ConfigurationError) -> ProxyConfiguration {
         guard let path else { return try apply(to: ProxyConfiguration()) }
-        guard let file = fopen(path, "r") else {
-            throw ConfigurationError("\(path): cannot open: \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count <= 0 { break }
-            bytes += chunk[0..<count]
-        }
+        let bytes = try readFile(path)
         var base = try ConfigurationFile.parse(String(decoding: bytes, as: UTF8.self), path: path)
         // Flags name nodes only when no file does.
         if !nodes.isEmpty && !base.nodes.isEmpty { base.nodes = [] }
+        // A token file named in the configuration lives next to it.
+        if let file = base.adminTokenFile, !file.hasPrefix("/"), let slash = path.lastIndex(of: "/") {
+            base.adminTokenFile = String(path[...slash]) + file
+        }
         return try apply(to: base)
     }
 }

@@ -78,6 +78,7 @@ public final class ProxyServer: @unchecked Sendable {
             metrics = try MetricsEndpoint(address: metricsAddress, loop: mainLoop, context: context) { [unowned self] in
                 reload()
             }
+            warnIfAdminEndpointIsOpen(configuration)
         }
     }
 
@@ -89,6 +90,14 @@ public final class ProxyServer: @unchecked Sendable {
         let nodes = configuration.nodes.count
         return configuration.maxConnections + 1 + nodes * configuration.threads * configuration.backendConnections * 2
             + nodes * 2 + 64 + 8 * configuration.threads + 32
+    }
+
+    /// Beyond loopback, an admin endpoint without a token lets anyone who
+    /// reaches the port reload the configuration.
+    private func warnIfAdminEndpointIsOpen(_ configuration: ProxyConfiguration) {
+        guard let address = metrics?.access.address, !address.isLoopback, configuration.adminToken == nil else { return }
+        logger.warning("the admin endpoint (POST /reload) is reachable beyond this machine without a token; set admin_token_file",
+                       metadata: ["metrics_listen": "\(address)"])
     }
 
     /// Starts the workers and runs until SIGINT or SIGTERM.
@@ -208,13 +217,15 @@ public final class ProxyServer: @unchecked Sendable {
             if let problem = DescriptorLimit.ensure(ProxyServer.descriptorsNeeded(configuration)) {
                 throw ConfigurationError(problem)
             }
-            if configuration.threads != current.configuration.threads || configuration.listen != current.configuration.listen {
-                logger.warning("listen and threads take effect only at restart")
+            if configuration.threads != current.configuration.threads || configuration.listen != current.configuration.listen
+                || configuration.metricsListen != current.configuration.metricsListen {
+                logger.warning("listen, threads and metrics_listen take effect only at restart")
             }
             var registry = self.registry
             let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: current)
             self.registry = registry
             context.install(topology)
+            warnIfAdminEndpointIsOpen(configuration)
             monitor.update(configuration: configuration)
             monitor.forget(except: topology.nodes + (topology.previous?.nodes ?? []))
             for worker in workers { worker.loop.execute { worker.install(topology) } }
