@@ -5,8 +5,8 @@ import Glibc
 /// Items too big for a segment (record > segment size / 8: 128 KiB with 1 MiB
 /// segments) live in their own anonymous mapping.
 ///
-/// The brief suggested malloc with `mallopt(M_MMAP_THRESHOLD)` so glibc serves
-/// them by mmap; calling mmap/munmap directly gives exactly that behaviour (pages
+/// malloc with `mallopt(M_MMAP_THRESHOLD)` would have glibc serve them by
+/// mmap; calling mmap/munmap directly gives exactly that behaviour (pages
 /// back to the kernel on free, no heap fragmentation, page-exact budget
 /// accounting) without changing malloc's threshold for the whole process.
 ///

@@ -324,8 +324,8 @@ def test_miss_failover_single_key(cluster_factory, enabled):
 
 @MISS_FAILOVER
 def test_miss_failover_multi_key(cluster_factory, enabled):
-    """The same keys in multi-key get/gets (DESIGN.md: get/gets/... "one or
-    many keys ... Optional miss-failover")."""
+    """The same keys in multi-key get/gets: miss_failover applies to one key
+    and to many (docs/protocol.md §2)."""
     cl, conn, a, a2, b, c = _miss_failover_cluster(cluster_factory, enabled)
     out = {}
     for cmd in (f"get {c} {a}", f"get {a} {a2}", f"gets {a2} {c} {b}"):

@@ -18,11 +18,11 @@ import proxy_harness as ph
 import test_stats
 from conftest import require_tool
 
-# What test_stats.py requires of the node (PROTOCOL.md §9: "must-have for
-# clients/monitoring"); the proxy is what those clients now talk to.
+# What test_stats.py requires of the node (docs/protocol.md §9: the fields
+# clients and monitoring read); the proxy is what those clients now talk to.
 MUST_HAVE = test_stats.MUST_HAVE
 
-# The ones a proxy sees itself, and what the brief names first.
+# The ones a proxy counts itself rather than summing its nodes'.
 CORE = """pid uptime time version pointer_size rusage_user rusage_system
 curr_connections total_connections max_connections threads cmd_get cmd_set
 cmd_flush cmd_touch get_hits get_misses bytes_read bytes_written""".split()
@@ -60,8 +60,8 @@ def test_stats_core_fields(cluster):
 def test_stats_has_every_must_have_memcached_field(cluster):
     st = cluster.stats()
     missing = [f for f in MUST_HAVE if f not in st]
-    assert not missing, (f"proxy `stats` lacks {len(missing)} of the {len(MUST_HAVE)} fields PROTOCOL.md §9 "
-                         f"calls must-have for clients/monitoring: {' '.join(missing)}")
+    assert not missing, (f"proxy `stats` lacks {len(missing)} of the {len(MUST_HAVE)} fields docs/protocol.md §9 "
+                         f"lists as must-have for clients and monitoring: {' '.join(missing)}")
 
 
 def test_counters_move_like_memcached(cluster):

@@ -1,4 +1,4 @@
-"""`stats`, `stats settings`, `stats reset` and memcstat (PROTOCOL.md §9):
+"""`stats`, `stats settings`, `stats reset` and memcstat (docs/protocol.md §9):
 every must-have field is present with a sane value, and the counters move
 exactly as memcached 1.6.18 moves them.
 """

@@ -1,7 +1,8 @@
 import Buffers
 import MemcacheProtocol
 
-/// Decides where each request goes, following the design's routing table:
+/// Decides where each request goes (the README's "What the proxy does with
+/// each request"; docs/architecture.md):
 ///
 /// | request                                   | nodes                          | the client gets                 |
 /// |-------------------------------------------|--------------------------------|---------------------------------|

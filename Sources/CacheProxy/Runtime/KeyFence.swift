@@ -26,7 +26,7 @@ import Synchronization
 /// its key: a copy either sees the write's result at its source or is
 /// overwritten by it. `flush_all` cannot wait for every stripe; it bumps
 /// `flushes`, and a copy that saw one start meanwhile removes what it added.
-/// Across several proxies this is not enough (see the docs on membership).
+/// It orders the workers of one proxy only, not several proxies.
 /// Thread-safe.
 final class KeyFence: @unchecked Sendable {
     static let stripeCount = 4096
