@@ -3,6 +3,7 @@ import PackageDescription
 
 // Dependencies point one way:
 //   Buffers <- EventLoop, MemcacheProtocol (byte buffers, no I/O)
+//   Concurrency (pthread locks) <- EventLoop, CacheStorage and the modules above them
 //   EventLoop, MemcacheProtocol <- CacheNode, CacheProxy, LoadGenerator
 //   CacheStorage <- CacheNode only; COpenSSLCrypto (MD5 for the ring) <- CacheProxy only
 //   each program (memcluster-node, -proxy, -bench) is a thin main over its module.
@@ -44,13 +45,15 @@ let package = Package(
             providers: [.apt(["libssl-dev"])]
         ),
         .target(name: "Buffers"),
-        .target(name: "EventLoop", dependencies: ["CLibevent", "Buffers"]),
+        // Locks ThreadSanitizer can follow (pthread), shared by every threaded module.
+        .target(name: "Concurrency"),
+        .target(name: "EventLoop", dependencies: ["CLibevent", "Buffers", "Concurrency"]),
         .target(name: "MemcacheProtocol", dependencies: ["Buffers"]),
-        .target(name: "CacheStorage"),
-        .target(name: "CacheNode", dependencies: ["EventLoop", "MemcacheProtocol", "CacheStorage"]),
+        .target(name: "CacheStorage", dependencies: ["Concurrency"]),
+        .target(name: "CacheNode", dependencies: ["Concurrency", "EventLoop", "MemcacheProtocol", "CacheStorage"]),
         .executableTarget(name: "memcluster-node", dependencies: ["CacheNode"]),
         .target(name: "CacheProxy", dependencies: [
-            "COpenSSLCrypto", "EventLoop", "MemcacheProtocol",
+            "COpenSSLCrypto", "Concurrency", "EventLoop", "MemcacheProtocol",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -59,7 +62,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "LoadGenerator", dependencies: [
-            "EventLoop", "MemcacheProtocol",
+            "Concurrency", "EventLoop", "MemcacheProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),

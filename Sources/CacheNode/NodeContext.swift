@@ -1,3 +1,4 @@
+import Concurrency
 import CacheStorage
 import Synchronization
 
@@ -30,7 +31,7 @@ public final class NodeContext: Sendable {
     public let prefixStatistics: PrefixStatistics
     /// Flush boundary currently in force (memcached's `settings.oldest_live`), for `stats settings`.
     public let oldestLive = Atomic<UInt32>(0)
-    private let shutdownHandler: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
+    private let shutdownHandler: Locked<(@Sendable () -> Void)?> = Locked(nil)
 
     public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock) {
         self.settings = settings

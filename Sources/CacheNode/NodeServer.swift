@@ -1,7 +1,6 @@
 import CacheStorage
 import EventLoop
 import Glibc
-import Synchronization
 
 /// A reason the node cannot run, for the operator.
 public struct StartupError: Error, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import Concurrency
 import Synchronization
 
 /// memcached's per-prefix statistics (`stats detail on|off|dump`, `-D <char>`).
@@ -40,7 +41,7 @@ public final class PrefixStatistics: Sendable {
     public let delimiter: UInt8
     public let capacity: Int
     private let enabled: Atomic<Bool>
-    private let table: Mutex<Table>
+    private let table: Locked<Table>
 
     struct Entry {
         var prefix: [UInt8]
@@ -60,7 +61,7 @@ public final class PrefixStatistics: Sendable {
         self.delimiter = delimiter
         self.capacity = capacity
         self.enabled = Atomic(enabled)
-        self.table = Mutex(Table())
+        self.table = Locked(Table())
     }
 
     /// Whether keys are being counted. The one check on the hot path.

@@ -29,6 +29,7 @@
 // Lock order: one shard lock, then the pool lock (innermost) or the flush lock.
 // A shard never waits for a second shard lock (only tryLock), so no cycle exists.
 
+import Concurrency
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,5 @@
+import Concurrency
+
 /// The memory budget and the free segments.
 ///
 /// The budget charge is `resident segments * segment size + large item

@@ -1,3 +1,4 @@
+import Concurrency
 #if canImport(Glibc)
 import Glibc
 #endif

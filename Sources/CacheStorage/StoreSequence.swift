@@ -1,3 +1,4 @@
+import Concurrency
 import Synchronization
 
 /// The CAS/sequence counter and the flush boundary, in memory of their own

@@ -1,3 +1,4 @@
+import Concurrency
 import CLibevent
 import Glibc
 import Synchronization
@@ -23,7 +24,7 @@ public final class EventLoop: @unchecked Sendable {
     let base: OpaquePointer
     private let wakeFD: Int32
     private var wakeEvent: OpaquePointer?
-    private let queue = Mutex<[@Sendable () -> Void]>([])
+    private let queue = Locked<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
     private let stopped = Atomic<Bool>(false)
 

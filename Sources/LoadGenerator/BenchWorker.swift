@@ -1,3 +1,4 @@
+import Concurrency
 import Buffers
 import EventLoop
 import Glibc
@@ -28,7 +29,7 @@ final class BenchWorker: @unchecked Sendable {
     let loop: EventLoop
     let workload: Workload
     let phase = Atomic<Int>(Phase.starting.rawValue)
-    let failure = Mutex<String?>(nil)
+    let failure = Locked<String?>(nil)
     let progress = PublishedProgress()
     let statistics = WorkerStatistics()
     private(set) var connections: [BenchConnection] = []

@@ -1,6 +1,5 @@
 import EventLoop
 import Glibc
-import Synchronization
 
 // LoadGenerator: drives memcached-protocol servers and measures them.
 //

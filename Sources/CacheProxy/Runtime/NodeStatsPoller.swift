@@ -1,5 +1,5 @@
+import Concurrency
 import EventLoop
-import Synchronization
 
 /// Asks every live node for its `stats` every few seconds, for two reasons:
 ///
@@ -29,7 +29,7 @@ final class NodeStatsPoller: @unchecked Sendable {
     private var timer: EventTimer?
     private var exchanges: [ObjectIdentifier: LineExchange] = [:]
     private var recheckTimers: [ObjectIdentifier: EventTimer] = [:]
-    private let latest = Mutex<[String: [String: UInt64]]>([:])
+    private let latest = Locked<[String: [String: UInt64]]>([:])
     /// Told when a node turns out to be another process than before.
     private let onRestart: (BackendNode) -> Void
 

@@ -1,3 +1,4 @@
+import Concurrency
 import Synchronization
 
 /// What all workers of one proxy share: counters to sum, connection gauges, and
@@ -11,13 +12,13 @@ final class ProxyContext: Sendable {
     let reloadFailures = Atomic<Int>(0)
     /// Orders the proxy's own copies of a key and clients' writes of it.
     let fence = KeyFence()
-    private let current: Mutex<Topology>
+    private let current: Locked<Topology>
     /// The nodes' own counters, summed (set once the main loop starts polling).
-    private let nodeTotals = Mutex<(@Sendable () -> [(String, UInt64)])?>(nil)
+    private let nodeTotals = Locked<(@Sendable () -> [(String, UInt64)])?>(nil)
 
     init(workers: Int, topology: Topology, startedAt: Int64) {
         self.counters = (0..<workers).map { _ in ProxyCounters() }
-        self.current = Mutex(topology)
+        self.current = Locked(topology)
         self.startedAt = startedAt
     }
 
