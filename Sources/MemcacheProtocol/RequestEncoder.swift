@@ -205,6 +205,17 @@ public enum RequestEncoder {
         buffer.append("\r\n")
     }
 
+    /// `mg <key>[ b] T<exptime>\r\n`: sets a key's expiry where it is held,
+    /// as the `gat` or `mg ... T` a client sent to another copy did there.
+    public static func appendTouchCopy(_ key: UnsafeRawBufferPointer, base64: Bool, exptime: Int64,
+                                       to buffer: inout ByteBuffer) {
+        buffer.append("mg ")
+        appendKeyBytes(key, to: &buffer)
+        buffer.append(base64 ? " b T" : " T")
+        buffer.appendDecimal(exptime)
+        buffer.append("\r\n")
+    }
+
     /// `md <key>[ b]\r\n`
     public static func appendMetaDelete(_ key: UnsafeRawBufferPointer, base64: Bool, to buffer: inout ByteBuffer) {
         buffer.append("md ")

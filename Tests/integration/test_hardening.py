@@ -584,3 +584,39 @@ def test_proxy_sigterm_answers_what_was_sent_then_exits(cluster):
     assert idle.wait_closed(5) and not idle.reset
     assert cluster.proxy.proc.wait(timeout=10) == 0
     assert time.monotonic() - t0 < 8
+
+
+# --------------------------------------------------------------------------
+# A read that sets the expiry sets it on every copy
+# --------------------------------------------------------------------------
+
+def _ttls(cluster, key: str) -> list[int]:
+    """The remaining TTL of `key` on each node that holds it."""
+    out = []
+    for i in range(len(cluster.nodes)):
+        reply = cluster.node_client(i).conn.request(b"mg %s t\r\n" % key.encode())
+        if reply.startswith(b"HD"):
+            out.append(int(reply.split(b" t", 1)[1].split()[0]))
+    return out
+
+
+def test_gat_and_mg_with_T_set_the_expiry_of_every_replica(cluster):
+    """gat through the proxy once touched only the replica that answered: the
+    other copy kept its old expiry and could outlive or die before it."""
+    c = cluster.raw()
+    keys = [f"touchme{i}" for i in range(20)]
+    ph.set_many(c, [(k, b"v") for k in keys])
+    before = cluster.stats()
+    assert c.request(b"gat 1000 touchme0\r\n", done=b"END\r\n") == b"VALUE touchme0 0 1\r\nv\r\nEND\r\n"
+    assert c.request(b"gats 2000 " + " ".join(keys[1:10]).encode() + b"\r\n", done=b"END\r\n").count(b"VALUE") == 9
+    assert c.request(b"mg touchme10 T3000 v\r\n") == b"VA 1\r\nv\r\n"
+    time.sleep(0.3)   # the other replicas are touched after the reply
+    want = {"touchme0": 1000, "touchme10": 3000, **{k: 2000 for k in keys[1:10]}}
+    for key, ttl in want.items():
+        ttls = _ttls(cluster, key)
+        assert len(ttls) == 2 and all(ttl - 5 <= t <= ttl for t in ttls), f"{key}: TTLs {ttls}, wanted {ttl}"
+    for key in keys[11:]:
+        assert _ttls(cluster, key) == [-1, -1]
+    after = cluster.stats()
+    assert int(after["touch_hits"]) - int(before["touch_hits"]) == 10
+    assert int(after["get_hits"]) - int(before["get_hits"]) == 1   # the mg

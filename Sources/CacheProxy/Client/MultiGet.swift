@@ -266,8 +266,16 @@ final class MultiGet: ReplyStream {
         let counters = slot.worker.counters
         var hits = 0
         for index in 0..<keys.count where found[canonical[index]] != nil { hits += 1 }
-        counters.add(.getHits, UInt64(hits))
-        counters.add(.getMisses, UInt64(keys.count - hits))
+        let touching = slot.touchExptime != nil
+        counters.add(touching ? .touchHits : .getHits, UInt64(hits))
+        counters.add(touching ? .touchMisses : .getMisses, UInt64(keys.count - hits))
+        if let exptime = slot.touchExptime, let topology = slot.topology {
+            // gat: the replicas that did not serve a key get its new expiry too.
+            for index in 0..<keys.count where canonical[index] == index && found[index] != nil {
+                ReplicaCopy.touch(key(index), base64: false, exptime: exptime, replicas: replicaSets[index],
+                                  topology: topology, except: attempts[index], worker: slot.worker)
+            }
+        }
         if unavailableKeys > 0 { counters.add(.unavailable) }
         if unavailableKeys > 0 && unavailableKeys == distinctKeys {
             slot.complete(line: "SERVER_ERROR no live node holds these keys")

@@ -33,6 +33,19 @@ enum ReplicaCopy {
         return sent
     }
 
+    /// Sets `key`'s expiry to `exptime` at every live replica but the one at
+    /// `answered`, which a `gat` or `mg ... T` already touched: the copies of a
+    /// key expire together, whichever replica served the read.
+    static func touch(_ key: UnsafeRawBufferPointer, base64: Bool, exptime: Int64, replicas: ReplicaSet,
+                      topology: Topology, except answered: Int, worker: ProxyWorker) {
+        for position in 0..<replicas.count where position != answered {
+            worker.backend(for: topology.nodes[replicas[position]], session: nil)?
+                .send(call: worker.discard, tag: 0, shape: .meta) { output in
+                    RequestEncoder.appendTouchCopy(key, base64: base64, exptime: exptime, to: &output)
+                }
+        }
+    }
+
     /// Deletes `key` at `node`, a copy the proxy no longer wants there (a key
     /// moved away from its old owner, a value too large to store). A delete
     /// that fails marks the node down like any missed write.

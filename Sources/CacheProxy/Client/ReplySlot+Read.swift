@@ -45,9 +45,16 @@ extension ReplySlot {
         default: miss = unit.kind == .metaMiss
         }
         if miss && !retriedMiss && retryMiss(at: node) { return }
-        if shape == .retrieval || command == .metaGet {
-            let failed = unit.kind == .error || unit.kind == .clientError || unit.kind == .serverError
-            worker.counters.add(!miss && !failed ? .getHits : .getMisses)
+        let failed = unit.kind == .error || unit.kind == .clientError || unit.kind == .serverError
+        let hit = !miss && !failed
+        if command == .gat || command == .gats {
+            worker.counters.add(hit ? .touchHits : .touchMisses)
+        } else if shape == .retrieval || command == .metaGet {
+            worker.counters.add(hit ? .getHits : .getMisses)
+        }
+        if hit, let exptime = touchExptime, let topology {
+            ReplicaCopy.touch(keyBytes, base64: keyIsBase64, exptime: exptime, replicas: replicas, topology: topology,
+                              except: attempt, worker: worker)
         }
         complete()
     }

@@ -105,6 +105,9 @@ final class ReplySlot: ReplyReceiver {
     var fenceStripe = -1
     /// The write waits for a copy of its key to finish.
     var waitingForFence = false
+    /// A read that also sets the expiry (gat, gats, mg with T): the expiry the
+    /// other replicas get once one of them served it.
+    var touchExptime: Int64?
 
     unowned(unsafe) var worker: ProxyWorker!
 
@@ -134,6 +137,7 @@ final class ReplySlot: ReplyReceiver {
         retriedMiss = false
         fenceStripe = -1
         waitingForFence = false
+        touchExptime = nil
         copy = CopySpec()
         whenFirst = nil
     }

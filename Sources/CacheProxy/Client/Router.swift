@@ -127,6 +127,7 @@ enum Router {
                                   worker: ProxyWorker) {
         guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
         slot.work = .read
+        slot.touchExptime = touchedExptime(request)
         slot.sendRead()
     }
 
@@ -143,9 +144,20 @@ enum Router {
         }
         slot.topology = worker.topology
         slot.shape = .retrieval
+        slot.touchExptime = touchedExptime(request)
         let state = MultiGet(slot: slot, prefix: prefix, keys: keys)
         slot.work = .multiGet(state)
         state.start()
+    }
+
+    /// The expiry a read sets where it is served (gat, gats, mg with T), which
+    /// the key's other replicas get too.
+    private static func touchedExptime(_ request: Request) -> Int64? {
+        switch request.command {
+        case .gat, .gats: return request.exptime
+        case .metaGet: return request.meta.has(UInt8(ascii: "T")) ? request.meta.ttl : nil
+        default: return nil
+        }
     }
 
     // MARK: Writes
