@@ -48,6 +48,8 @@ public final class Connection {
 
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
+    /// Tests only: the other end of a connection with no socket (see `EmbeddedPeer`).
+    public let embeddedPeer: EmbeddedPeer?
     private var readingPaused = false
     private var writeArmed = false
     private var closeWhenDrained = false
@@ -67,6 +69,7 @@ public final class Connection {
         self.fd = fd
         self.loop = loop
         self.handler = handler
+        self.embeddedPeer = nil
         self.input = ByteBuffer(capacity: Connection.readChunk)
         self.output = ByteBuffer(capacity: Connection.readChunk)
         // The connection keeps itself alive while open; `close()` releases it.
@@ -74,6 +77,22 @@ public final class Connection {
         readEvent = event_new(loop.base, fd, Int16(EV_READ | EV_PERSIST), connectionReadCallback, context)
         writeEvent = event_new(loop.base, fd, Int16(EV_WRITE | EV_PERSIST), connectionWriteCallback, context)
         event_add(readEvent, nil)
+    }
+
+    /// A connection with no socket, for tests: what it writes is kept by
+    /// `peer`, and the test plays the other end through it (sends bytes,
+    /// half-closes, resets, lets it drain). With `connecting`, it waits for
+    /// `peer.establish()`. Nothing touches the loop, which need not run.
+    public init(embedded peer: EmbeddedPeer, loop: EventLoop, handler: any ConnectionHandler, connecting: Bool = false) {
+        self.fd = -1
+        self.loop = loop
+        self.handler = handler
+        self.embeddedPeer = peer
+        self.input = ByteBuffer(capacity: Connection.readChunk)
+        self.output = ByteBuffer(capacity: Connection.readChunk)
+        self.isConnecting = connecting
+        _ = Unmanaged.passRetained(self)
+        peer.connection = self
     }
 
     /// Adopts a socket whose non-blocking connect is in progress (`Socket.connect`).
@@ -95,7 +114,7 @@ public final class Connection {
         guard !isClosed, !isConnecting else { return }
         while !output.isEmpty {
             let pending = output.readableCount
-            switch NonBlockingIO.write(fd, output.readableBytes) {
+            switch write(output.readableBytes) {
             case .transferred(let written):
                 output.consume(written)
                 // A short write means the socket buffer is full; wait for room.
@@ -113,7 +132,7 @@ public final class Connection {
         }
         if writeArmed && !drainNoticeWanted {
             writeArmed = false
-            event_del(writeEvent)
+            if let writeEvent { event_del(writeEvent) }
         }
         if output.allocatedCapacity > Connection.retainedCapacity { output.shrink(to: Connection.readChunk) }
         if closeWhenDrained { close() } else if lingering { endLinger() }
@@ -123,13 +142,13 @@ public final class Connection {
     public func pauseReading() {
         guard !readingPaused, !isClosed else { return }
         readingPaused = true
-        event_del(readEvent)
+        if let readEvent { event_del(readEvent) }
     }
 
     public func resumeReading() {
         guard readingPaused, !isClosed, !inputEnded else { return }
         readingPaused = false
-        event_add(readEvent, nil)
+        if let readEvent { event_add(readEvent, nil) } else { embeddedPeer?.readingResumed() }
     }
 
     public var isReadingPaused: Bool { readingPaused }
@@ -166,7 +185,7 @@ public final class Connection {
         input.removeAll()
         if readingPaused && !inputEnded {
             readingPaused = false
-            event_add(readEvent, nil)
+            if let readEvent { event_add(readEvent, nil) }
         }
         flush()
     }
@@ -178,12 +197,11 @@ public final class Connection {
     public func stopReadingAfterWhatArrived(limit: Int = Connection.shutdownReadLimit) {
         defer { pauseReading() }
         guard !isClosed, !inputEnded else { return }
-        var unread: Int32 = 0
-        guard ioctl(fd, UInt(FIONREAD), &unread) == 0, unread > 0 else { return }
-        let wanted = min(Int(unread), limit)
+        let wanted = min(unreadCount, limit)
+        guard wanted > 0 else { return }
         input.reserveWritable(wanted)
         let space = UnsafeMutableRawBufferPointer(rebasing: input.writableSpace[0..<wanted])
-        if case .transferred(let count) = NonBlockingIO.read(fd, into: space) { input.commitWritten(count) }
+        if case .transferred(let count) = read(into: space) { input.commitWritten(count) }
     }
 
     /// At shutdown, at most this much already-sent input is still read.
@@ -193,10 +211,9 @@ public final class Connection {
     /// close when the peer has nothing more in flight.
     private func endLinger() {
         guard !outputShutDown else { return }
-        var unread: Int32 = 0
-        if inputEnded || (ioctl(fd, UInt(FIONREAD), &unread) == 0 && unread == 0) { return close() }
+        if inputEnded || unreadCount == 0 { return close() }
         outputShutDown = true
-        shutdown(fd, Int32(SHUT_WR))
+        if let embeddedPeer { embeddedPeer.outputEnded = true } else { shutdown(fd, Int32(SHUT_WR)) }
     }
 
     /// Closes the socket now and tells the handler. Safe to call more than once.
@@ -207,18 +224,29 @@ public final class Connection {
     /// writes that were queued before it was marked down).
     public func abort() {
         guard !isClosed else { return }
-        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        if let embeddedPeer {
+            embeddedPeer.wasReset = true
+        } else {
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        }
         close(error: 0)
     }
+
+    /// The far end of an embedded connection reset it.
+    func closedByPeer(errno: Int32) { close(error: errno) }
 
     private func close(error: Int32) {
         guard !isClosed else { return }
         isClosed = true
         closeError = error
-        event_del(readEvent)
-        event_del(writeEvent)
-        Glibc.close(fd)
+        if let embeddedPeer {
+            embeddedPeer.isClosed = true
+        } else {
+            event_del(readEvent)
+            event_del(writeEvent)
+            Glibc.close(fd)
+        }
         let handler = self.handler
         self.handler = nil
         handler?.connectionClosed(self)
@@ -229,13 +257,32 @@ public final class Connection {
     private func armWrite() {
         guard !writeArmed else { return }
         writeArmed = true
-        event_add(writeEvent, nil)
+        if let writeEvent { event_add(writeEvent, nil) }
     }
 
-    fileprivate func handleReadable() {
+    // MARK: The socket, or the embedded peer
+
+    private func write(_ bytes: UnsafeRawBufferPointer) -> IOResult {
+        if let embeddedPeer { return embeddedPeer.take(bytes) }
+        return NonBlockingIO.write(fd, bytes)
+    }
+
+    private func read(into space: UnsafeMutableRawBufferPointer) -> IOResult {
+        if let embeddedPeer { return embeddedPeer.give(into: space) }
+        return NonBlockingIO.read(fd, into: space)
+    }
+
+    /// Bytes the peer sent that are not read yet.
+    private var unreadCount: Int {
+        if let embeddedPeer { return embeddedPeer.unsent.count }
+        var unread: Int32 = 0
+        return ioctl(fd, UInt(FIONREAD), &unread) == 0 ? Int(unread) : 0
+    }
+
+    func handleReadable() {
         if lingering { return dropInput() }
         if input.writableCount < Connection.readChunk / 4 { input.reserveWritable(Connection.readChunk) }
-        switch NonBlockingIO.read(fd, into: input.writableSpace) {
+        switch read(into: input.writableSpace) {
         case .transferred(let count):
             input.commitWritten(count)
             lastReadCount = count
@@ -258,7 +305,7 @@ public final class Connection {
     /// Lingering: reads and drops what the peer sends, until it closes.
     private func dropInput() {
         input.removeAll()
-        switch NonBlockingIO.read(fd, into: input.writableSpace) {
+        switch read(into: input.writableSpace) {
         case .transferred: input.removeAll()
         case .wouldBlock: return
         case .endOfFile: close()
@@ -266,9 +313,9 @@ public final class Connection {
         }
     }
 
-    fileprivate func handleWritable() {
+    func handleWritable() {
         if isConnecting {
-            let error = Socket.pendingError(fd)
+            let error = embeddedPeer?.connectError ?? Socket.pendingError(fd)
             if error != 0 { return close(error: error) }
             isConnecting = false
             handler?.connectionEstablished(self)

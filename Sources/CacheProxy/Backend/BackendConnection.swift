@@ -47,8 +47,7 @@ final class BackendConnection: ConnectionHandler {
         self.connectStarted = worker.now
         self.lastProgress = connectStarted
         do {
-            let fd = try Socket.connect(to: node.address)
-            connection = Connection(connecting: fd, loop: worker.loop, handler: self)
+            connection = try worker.links.connect(node, worker.loop, self)
         } catch {
             // Refused at once (no route, no port): a failure like any other.
             isClosed = true

@@ -35,20 +35,23 @@ final class ProxyWorker: @unchecked Sendable {
     private var affinityCounter = 0
     /// Replies nobody waits for (copies to other replicas, deletes of moved keys) land here.
     private(set) lazy var discard = DiscardingReceiver(worker: self)
+    let links: NodeLinks
 
-    init(loop: EventLoop, index: Int, context: ProxyContext, onNodeDown: @escaping @Sendable (BackendNode) -> Void,
+    init(loop: EventLoop, index: Int, context: ProxyContext, links: NodeLinks = NodeLinks(),
+         onNodeDown: @escaping @Sendable (BackendNode) -> Void,
          onConnectionLost: @escaping @Sendable (BackendNode) -> Void) {
         self.loop = loop
         self.index = index
         self.context = context
         self.topology = context.topology
         self.counters = context.counters[index]
+        self.links = links
         self.onNodeDown = onNodeDown
         self.onConnectionLost = onConnectionLost
     }
 
-    /// Coarse monotonic milliseconds.
-    var now: Int64 { monotonicMilliseconds() }
+    /// Monotonic milliseconds (coarse), or the test's clock.
+    @inline(__always) var now: Int64 { links.clock?() ?? monotonicMilliseconds() }
 
     /// Starts the deadline timer. Loop thread.
     func start() {
@@ -62,11 +65,19 @@ final class ProxyWorker: @unchecked Sendable {
     /// Takes an accepted client socket. Any thread.
     func adopt(_ fd: Int32) {
         loop.execute { [self] in
-            let session = ClientSession(worker: self)
-            session.attach(Connection(fd: fd, loop: loop, handler: session))
-            sessions[ObjectIdentifier(session)] = session
-            counters.add(.totalConnections)
+            attachSession { session in Connection(fd: fd, loop: loop, handler: session) }
         }
+    }
+
+    /// Starts a client session on the connection `connect` makes for it
+    /// (a socket's, or a test's embedded one). Loop thread.
+    @discardableResult
+    func attachSession(_ connect: (ClientSession) -> Connection) -> ClientSession {
+        let session = ClientSession(worker: self)
+        session.attach(connect(session))
+        sessions[ObjectIdentifier(session)] = session
+        counters.add(.totalConnections)
+        return session
     }
 
     /// The proxy is shutting down: every session answers what it read, then ends.
@@ -119,7 +130,7 @@ final class ProxyWorker: @unchecked Sendable {
         fenceTimer = timer
     }
 
-    private func retryFencedWrites() {
+    func retryFencedWrites() {
         let waiting = fenceWaiters
         fenceWaiters.removeAll()
         // A write still fenced out puts itself back on the list.
@@ -194,7 +205,7 @@ final class ProxyWorker: @unchecked Sendable {
         }
     }
 
-    private func checkDeadlines() {
+    func checkDeadlines() {
         let now = self.now
         let configuration = topology.configuration
         for pool in pools.values {
