@@ -15,16 +15,16 @@ final class BackendPool {
 
     func connection(choice: Int?, lane: Lane, worker: ProxyWorker) -> BackendConnection? {
         let count = connections.count
-        let slot: Int
+        let proxied: Int
         if let choice {
-            slot = choice % count
+            proxied = choice % count
         } else {
-            slot = roundRobin
+            proxied = roundRobin
             roundRobin = (roundRobin + 1) % count
         }
         switch lane {
-        case .requests: return usable(&connections[slot], worker: worker)
-        case .bulk: return usable(&bulkConnections[slot], worker: worker)
+        case .requests: return usable(&connections[proxied], worker: worker)
+        case .bulk: return usable(&bulkConnections[proxied], worker: worker)
         }
     }
 

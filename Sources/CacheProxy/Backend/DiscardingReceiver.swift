@@ -13,6 +13,6 @@ final class DiscardingReceiver: ReplyReceiver {
                  last: Bool) -> Bool { true }
 
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {
-        BackendNode.missedWrite(on: node, failure: failure, worker: worker)
+        worker.missedWrite(on: node, failure: failure)
     }
 }

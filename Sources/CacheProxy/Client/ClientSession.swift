@@ -4,7 +4,7 @@ import MemcacheProtocol
 
 /// One client connection to the proxy. Requests are framed with the same parser
 /// as the node's (so malformed input gets memcached's answer without reaching a
-/// node), each gets a `ReplySlot` in request order, and replies are written in
+/// node), each gets a `ProxiedRequest` in request order, and replies are written in
 /// that order however the nodes interleave. Loop thread only.
 ///
 /// A client costs only itself: it stops being read while its replies back up,
@@ -13,8 +13,8 @@ import MemcacheProtocol
 final class ClientSession: ConnectionHandler {
     unowned let worker: ProxyWorker
     private(set) var connection: Connection?
-    private var slots = RingQueue<ReplySlot>(capacity: 16)
-    private var spareSlots: [ReplySlot] = []
+    private var requests = RingQueue<ProxiedRequest>(capacity: 16)
+    private var spareRequests: [ProxiedRequest] = []
     /// Framing state across reads (a refused data block being dropped).
     private var stream: RequestStream
     /// A close is pending (quit, or a stream that cannot be framed): read nothing more.
@@ -22,12 +22,12 @@ final class ClientSession: ConnectionHandler {
     /// Nothing has been read yet: the first byte tells the protocol.
     private var atStart = true
     private var flushQueued = false
-    /// Inside `deliverCompleted`: a slot completing now is picked up by that loop.
+    /// Inside `deliverCompleted`: a request completing now is picked up by that loop.
     private var delivering = false
     /// A request that is moving its key (KeyMigration): later requests of this
     /// session wait for it, so they see the key as it will be after that request,
     /// as they would on one memcached.
-    private var holdingSlot: ReplySlot?
+    private var holdingRequest: ProxiedRequest?
     /// Inside `processInput`.
     private var processing = false
     /// The lane (see `Lane`) this session's requests to nodes go in, and how
@@ -89,18 +89,18 @@ final class ClientSession: ConnectionHandler {
         finished = true
         // Work still under way for this session ends here: replies still
         // coming are dropped, multi-get rounds and key moves stop.
-        while let slot = slots.first {
-            slots.removeFirst()
-            slot.abandon()
+        while let proxied = requests.first {
+            requests.removeFirst()
+            proxied.abandon()
         }
-        holdingSlot = nil
+        holdingRequest = nil
         worker.sessionClosed(self)
     }
 
     // MARK: Requests
 
     private func isBackedUp(_ connection: Connection) -> Bool {
-        slots.count >= ClientSession.maxPendingRequests
+        requests.count >= ClientSession.maxPendingRequests
             || connection.output.readableCount >= ClientSession.outputHighWater
             || heldReplyBytes >= replyLimit
     }
@@ -129,7 +129,7 @@ final class ClientSession: ConnectionHandler {
         var needed: Int?
         inputExhausted = false
         parsing: while true {
-            if isBackedUp(connection) || holdingSlot != nil || waitingForLane {
+            if isBackedUp(connection) || holdingRequest != nil || waitingForLane {
                 connection.pauseReading()
                 if isBackedUp(connection) { connection.notifyWhenWritable() }
                 break
@@ -149,9 +149,9 @@ final class ClientSession: ConnectionHandler {
                     }
                     lane = wanted
                 }
-                let slot = newSlot()
-                Router.route(request, in: bytes, slot: slot, session: self)
-                if slot.closesSession {
+                let proxied = newRequest()
+                Router.route(request, in: bytes, proxied: proxied, session: self)
+                if proxied.closesSession {
                     finished = true
                     break parsing
                 }
@@ -161,12 +161,12 @@ final class ClientSession: ConnectionHandler {
                 break parsing
             case .invalid(let error, let quiet):
                 worker.counters.add(.clientErrors)
-                let slot = newSlot()
-                if quiet { slot.complete() } else { slot.complete(line: error.line) }
+                let proxied = newRequest()
+                if quiet { proxied.complete() } else { proxied.complete(line: error.line) }
             case .tooLarge(let start):
-                let slot = newSlot()
+                let proxied = newRequest()
                 // As memcached: a value that can never be stored also removes the old one.
-                Router.routeTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]), slot: slot, session: self)
+                Router.routeTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]), proxied: proxied, session: self)
             case .close:
                 closeAfterEarlierReplies(reply: nil)
                 break parsing
@@ -190,18 +190,18 @@ final class ClientSession: ConnectionHandler {
 
     /// Ends the session once every earlier request is answered, after `reply`.
     private func closeAfterEarlierReplies(reply: StaticString?) {
-        let slot = newSlot()
-        slot.closesSession = true
-        if let reply { slot.complete(line: reply) } else { slot.complete() }
+        let proxied = newRequest()
+        proxied.closesSession = true
+        if let reply { proxied.complete(line: reply) } else { proxied.complete() }
         finished = true
     }
 
-    /// A slot at the back of the queue, ready for a new request.
-    private func newSlot() -> ReplySlot {
-        let slot = spareSlots.popLast() ?? ReplySlot()
-        slot.begin(session: self, worker: worker)
-        slots.append(slot)
-        return slot
+    /// A request at the back of the queue, ready to be routed.
+    private func newRequest() -> ProxiedRequest {
+        let proxied = spareRequests.popLast() ?? ProxiedRequest()
+        proxied.begin(session: self, worker: worker)
+        requests.append(proxied)
+        return proxied
     }
 
     private func inFlight(_ lane: Lane) -> Int {
@@ -219,8 +219,8 @@ final class ClientSession: ConnectionHandler {
         if !processing, let connection { resumeIfRelieved(connection) }
     }
 
-    /// Stops routing this session's next requests until `slot` completes.
-    func hold(until slot: ReplySlot) { holdingSlot = slot }
+    /// Stops routing this session's next requests until `proxied` completes.
+    func hold(until proxied: ProxiedRequest) { holdingRequest = proxied }
 
     /// Takes `count` more bytes of replies waiting in the proxy; false (and
     /// nothing taken) when that would go over `client_reply_max`.
@@ -230,11 +230,11 @@ final class ClientSession: ConnectionHandler {
         return true
     }
 
-    /// A slot got its reply: write whatever is now first in line.
-    func slotCompleted(_ slot: ReplySlot) {
-        let released = slot === holdingSlot
-        if released { holdingSlot = nil }
-        if slots.first === slot && !delivering { deliverCompleted() }
+    /// A request got its reply: write whatever is now first in line.
+    func requestCompleted(_ proxied: ProxiedRequest) {
+        let released = proxied === holdingRequest
+        if released { holdingRequest = nil }
+        if requests.first === proxied && !delivering { deliverCompleted() }
         // The held requests wait in the input; route them now (unless this runs
         // from inside routing, which carries on by itself).
         if released, !processing, let connection { resumeIfRelieved(connection) }
@@ -243,11 +243,11 @@ final class ClientSession: ConnectionHandler {
     /// Moves finished replies at the front of the queue to the output, in order.
     private func deliverCompleted() {
         guard let connection, !connection.isClosed, !delivering else { return }
-        // Work run at the front (stats) completes its slot from inside this loop.
+        // Work run at the front (stats) completes its request from inside this loop.
         delivering = true
         defer { delivering = false }
         var delivered = false
-        while let head = slots.first {
+        while let head = requests.first {
             if !head.isComplete, let work = head.whenFirst {
                 head.whenFirst = nil
                 work(head)
@@ -273,13 +273,13 @@ final class ClientSession: ConnectionHandler {
                 worker.counters.add(.bytesWritten, UInt64(connection.output.readableCount - before))
                 delivered = true
             }
-            slots.removeFirst()
+            requests.removeFirst()
             heldReplyBytes -= head.heldBytes
             if head.closesSession {
                 connection.closeAfterFlush()
                 return
             }
-            spareSlots.append(head)
+            spareRequests.append(head)
         }
         if delivered && !flushQueued {
             flushQueued = true
@@ -301,7 +301,7 @@ final class ClientSession: ConnectionHandler {
     /// After a half-close or during a shutdown, the session ends once every
     /// request read is answered.
     private func closeIfDone(_ connection: Connection) {
-        guard slots.isEmpty, !connection.isClosed else { return }
+        guard requests.isEmpty, !connection.isClosed else { return }
         if draining {
             // Requests still parked in the input (behind a full output) come first.
             guard inputExhausted || finished else { return }
@@ -323,11 +323,11 @@ final class ClientSession: ConnectionHandler {
     }
 
     private func resumeIfRelieved(_ connection: Connection) {
-        guard connection.isReadingPaused, !finished, !connection.isClosed, !isBackedUp(connection), holdingSlot == nil,
+        guard connection.isReadingPaused, !finished, !connection.isClosed, !isBackedUp(connection), holdingRequest == nil,
               !waitingForLane else { return }
         processInput(connection)
         // Routing may have stopped again, for the same reasons.
-        if !isBackedUp(connection) && !finished && holdingSlot == nil && !waitingForLane && !draining {
+        if !isBackedUp(connection) && !finished && holdingRequest == nil && !waitingForLane && !draining {
             connection.resumeReading()
         }
         if connection.inputEnded { closeIfDone(connection) }

@@ -105,12 +105,6 @@ public final class BackendNode: Sendable, CustomStringConvertible {
         return transition(from: .up, to: .down)
     }
 
-    /// A write to `node` failed (timeout, lost connection): mark it down so it is
-    /// flushed before serving again. A node already down needs nothing more.
-    static func missedWrite(on node: BackendNode, failure: BackendFailure, worker: ProxyWorker) {
-        if failure != .nodeDown && node.markDownAfterMissedWrite() { worker.nodeMarkedDown(node) }
-    }
-
     /// A reply arrived: the failure streak is over.
     @inline(__always) func recordSuccess() {
         if consecutiveFailures.load(ordering: .relaxed) != 0 { consecutiveFailures.store(0, ordering: .relaxed) }

@@ -17,44 +17,44 @@ import MemcacheProtocol
 enum ProxyStatsReport {
     static let version = "1.6.18-memcluster-proxy"
 
-    static func answer(_ arguments: [String], slot: ReplySlot, worker: ProxyWorker) {
+    static func answer(_ arguments: [String], proxied: ProxiedRequest, worker: ProxyWorker) {
         let context = worker.context
         switch arguments.first {
         case nil:
-            slot.complete(lines: general(context))
+            proxied.complete(lines: general(context))
         case "nodes":
-            slot.complete(lines: nodes(context))
+            proxied.complete(lines: nodes(context))
         case "settings":
-            slot.complete(lines: settings(context.topology.configuration))
+            proxied.complete(lines: settings(context.topology.configuration))
         case "reset":
             for counters in context.counters { counters.reset() }
-            slot.complete(line: "RESET")
+            proxied.complete(line: "RESET")
         case "items":
             // Per-class item and memory figures are each node's own: answered as
             // by a memcached holding no items.
-            slot.complete(lines: [])
+            proxied.complete(lines: [])
         case "slabs":
-            slot.complete(lines: [("active_slabs", "0"), ("total_malloced", "0")])
+            proxied.complete(lines: [("active_slabs", "0"), ("total_malloced", "0")])
         case "sizes", "sizes_enable", "sizes_disable":
-            slot.complete(lines: [("sizes_status", "disabled")])
+            proxied.complete(lines: [("sizes_status", "disabled")])
         case "detail":
             // stats detail on|off|dump: per-prefix counts are kept by each node.
             switch arguments.count > 1 ? arguments[1] : "" {
-            case "on", "off": slot.complete(line: "OK")
-            case "dump": slot.complete(line: "END")
-            default: slot.complete(line: "CLIENT_ERROR usage: stats detail on|off|dump")
+            case "on", "off": proxied.complete(line: "OK")
+            case "dump": proxied.complete(line: "END")
+            default: proxied.complete(line: "CLIENT_ERROR usage: stats detail on|off|dump")
             }
         case "cachedump":
             // stats cachedump <class> <limit>: no items here to list.
             if arguments.count < 3 {
-                slot.complete(line: "CLIENT_ERROR bad command line")
+                proxied.complete(line: "CLIENT_ERROR bad command line")
             } else if let classID = uint32(arguments[1]), uint32(arguments[2]) != nil {
-                slot.complete(line: classID < 64 ? "END" : "CLIENT_ERROR Illegal slab id")
+                proxied.complete(line: classID < 64 ? "END" : "CLIENT_ERROR Illegal slab id")
             } else {
-                slot.complete(line: "CLIENT_ERROR bad command line format")
+                proxied.complete(line: "CLIENT_ERROR bad command line format")
             }
         default:
-            slot.complete(line: "ERROR")
+            proxied.complete(line: "ERROR")
         }
     }
 
@@ -62,11 +62,11 @@ enum ProxyStatsReport {
     /// which exists only in memcached's debug builds). `arguments` are the words
     /// after the command. Nothing is changed anywhere: each node's memory and LRU
     /// are its own, and a proxy-wide value would undo per-node sizes.
-    static func administer(_ request: Request, arguments: [String], slot: ReplySlot) {
+    static func administer(_ request: Request, arguments: [String], proxied: ProxiedRequest) {
         // memcached's set_noreply_maybe, for the commands that honour it.
         let noreply = arguments.last == "noreply"
         func answer(_ line: StaticString, quiet: Bool) {
-            if quiet { slot.complete() } else { slot.complete(line: line) }
+            if quiet { proxied.complete() } else { proxied.complete(line: line) }
         }
         switch request.command {
         case .cacheMemlimit:
@@ -83,9 +83,9 @@ enum ProxyStatsReport {
             // slabs reassign <src> <dst> | slabs automove <0|1|2> | slabs automove ratio <r>
             if arguments.count == 3 && arguments[0] == "reassign" {
                 guard int32(arguments[1]) != nil, int32(arguments[2]) != nil else {
-                    return slot.complete(line: "CLIENT_ERROR bad command line format")
+                    return proxied.complete(line: "CLIENT_ERROR bad command line format")
                 }
-                slot.complete(line: "BADCLASS invalid src or dst class id")
+                proxied.complete(line: "BADCLASS invalid src or dst class id")
             } else if arguments.count >= 2 && arguments[0] == "automove" {
                 if arguments[1] == "ratio" {
                     guard arguments.count >= 3, double(arguments[2]) != nil else { return answer("ERROR", quiet: noreply) }
@@ -96,7 +96,7 @@ enum ProxyStatsReport {
                     answer("CLIENT_ERROR bad command line format", quiet: noreply)
                 }
             } else {
-                slot.complete(line: "ERROR")
+                proxied.complete(line: "ERROR")
             }
         case .lru:
             // lru tune <hot pct> <warm pct> <hot factor> <warm factor> | lru mode flat|segmented | lru temp_ttl <ttl>
@@ -125,27 +125,27 @@ enum ProxyStatsReport {
             switch (arguments.first, arguments.count) {
             case ("crawl", 2), ("metadump", 2):
                 guard crawlerClasses(arguments[1]) else {
-                    return slot.complete(line: "BADCLASS invalid class id")
+                    return proxied.complete(line: "BADCLASS invalid class id")
                 }
                 // A metadump of no items is its END line.
-                slot.complete(line: arguments[0] == "crawl" ? "OK" : "END")
+                proxied.complete(line: arguments[0] == "crawl" ? "OK" : "END")
             case ("tocrawl", 2):
-                slot.complete(line: uint32(arguments[1]) != nil ? "OK" : "CLIENT_ERROR bad command line format")
+                proxied.complete(line: uint32(arguments[1]) != nil ? "OK" : "CLIENT_ERROR bad command line format")
             case ("sleep", 2):
                 guard let microseconds = uint32(arguments[1]) else {
-                    return slot.complete(line: "CLIENT_ERROR bad command line format")
+                    return proxied.complete(line: "CLIENT_ERROR bad command line format")
                 }
-                slot.complete(line: microseconds > 1_000_000 ? "CLIENT_ERROR sleep must be one second or less" : "OK")
+                proxied.complete(line: microseconds > 1_000_000 ? "CLIENT_ERROR sleep must be one second or less" : "OK")
             case ("enable", 1), ("disable", 1):
-                slot.complete(line: "OK")
+                proxied.complete(line: "OK")
             default:
-                slot.complete(line: "ERROR")
+                proxied.complete(line: "ERROR")
             }
         case .watch:
             // The proxy has no log stream to follow: memcached's answer when watch is off (-W).
-            slot.complete(line: "CLIENT_ERROR watch commands not allowed")
+            proxied.complete(line: "CLIENT_ERROR watch commands not allowed")
         default:
-            slot.complete(line: "ERROR")
+            proxied.complete(line: "ERROR")
         }
     }
 
@@ -273,7 +273,7 @@ enum ProxyStatsReport {
     }
 }
 
-extension ReplySlot {
+extension ProxiedRequest {
     /// Completes with `STAT <name> <value>` lines and `END`.
     func complete(lines: [(String, String)]) {
         reply.removeAll()

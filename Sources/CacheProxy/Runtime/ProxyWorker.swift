@@ -27,8 +27,8 @@ final class ProxyWorker: @unchecked Sendable {
     private var sessions: [ObjectIdentifier: ClientSession] = [:]
     private var deadlineTimer: EventTimer?
     /// Writes waiting for a copy of their key to finish (`KeyFence`), with the
-    /// slot generation they belong to, tried again every millisecond.
-    private var fenceWaiters: [(slot: ReplySlot, tag: Int)] = []
+    /// request generation they belong to, tried again every millisecond.
+    private var fenceWaiters: [(proxied: ProxiedRequest, tag: Int)] = []
     private var fenceTimer: EventTimer?
     /// Flushes what this iteration gathered; created on the loop thread at first use.
     private lazy var flushTask = DeferredTask(loop: loop) { [unowned self] in flushGathered() }
@@ -121,9 +121,9 @@ final class ProxyWorker: @unchecked Sendable {
         return pool.connection(choice: session?.affinity, lane: lane, worker: self)
     }
 
-    /// Tries `slot`'s write again shortly (its key's fence was held by a copy).
-    func retryWhenFenceOpens(_ slot: ReplySlot) {
-        fenceWaiters.append((slot, slot.tag(position: 0)))
+    /// Tries `proxied`'s write again shortly (its key's fence was held by a copy).
+    func retryWhenFenceOpens(_ proxied: ProxiedRequest) {
+        fenceWaiters.append((proxied, proxied.tag(position: 0)))
         guard fenceTimer == nil else { return }
         let timer = EventTimer(loop: loop, milliseconds: 1, repeating: true) { [unowned self] in retryFencedWrites() }
         timer.start()
@@ -134,7 +134,7 @@ final class ProxyWorker: @unchecked Sendable {
         let waiting = fenceWaiters
         fenceWaiters.removeAll()
         // A write still fenced out puts itself back on the list.
-        for (slot, tag) in waiting where slot.isCurrent(tag) && !slot.isComplete { slot.resumeWrite() }
+        for (proxied, tag) in waiting where proxied.isCurrent(tag) && !proxied.isComplete { proxied.resumeWrite() }
         if fenceWaiters.isEmpty {
             fenceTimer?.stop()
             fenceTimer = nil
@@ -173,6 +173,13 @@ final class ProxyWorker: @unchecked Sendable {
                 for session in clients { session.flush() }
             }
         }
+    }
+
+    /// A write to `node` failed (timeout, lost connection): it may have missed
+    /// it, so it is marked down and flushed before serving again. A node
+    /// already down needs nothing more.
+    func missedWrite(on node: BackendNode, failure: BackendFailure) {
+        if failure != .nodeDown && node.markDownAfterMissedWrite() { nodeMarkedDown(node) }
     }
 
     /// This worker saw the node fail past its limit.

@@ -32,13 +32,6 @@ public final class Topology: Sendable {
         ring.replicaSet(of: key, count: replicas)
     }
 
-    /// The first replica that is up, if any.
-    @inline(__always)
-    public func firstLive(in set: ReplicaSet) -> BackendNode? {
-        for index in set where nodes[index].isUp { return nodes[index] }
-        return nil
-    }
-
     /// The node that owned `key` before the last scale-out, when warm-up is still
     /// running and that node differs from the key's owner now.
     public func previousOwner(of key: UnsafeRawBufferPointer, currentOwner: BackendNode, now: Int64) -> BackendNode? {

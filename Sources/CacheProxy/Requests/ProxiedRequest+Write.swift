@@ -6,14 +6,14 @@ import MemcacheProtocol
 // first replica in ring order that gave one (the primary's, unless it failed):
 // with write_policy `all` once every replica has answered, with `primary` as
 // soon as that first answer is in.
-extension ReplySlot {
+extension ProxiedRequest {
     /// Sends the request to every live replica. A write that could race a
     /// copy of its key (see `KeyFence`) waits while one is under way.
     func sendWrite() {
         guard let topology else { return }
         var backends: [BackendConnection?] = []
         for position in 0..<replicas.count {
-            backends.append(worker.backend(for: topology.nodes[replicas[position]], session: session))
+            backends.append(worker.backend(for: topology.node(at: position, of: replicas), session: session))
         }
         let live = backends.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
         guard enterFence(count: live) else { return }
@@ -26,7 +26,7 @@ extension ReplySlot {
             positions.append(.pending)
             outstanding += 1
             send(to: backend, position: position, changesData: true, fence: fenceStripe, shape: shape) { output in
-                output.append(request.readableBytes)
+                output.append(wire.readableBytes)
             }
         }
         if outstanding < replicas.count { worker.counters.add(.degradedWrites) }
@@ -42,15 +42,16 @@ extension ReplySlot {
     /// judge it. A success is then copied to the others (`copyToOtherReplicas`).
     func sendCompareAndSwap() {
         guard let topology else { return }
-        for position in 0..<replicas.count {
-            let node = topology.nodes[replicas[position]]
-            if let backend = worker.backend(for: node, session: session) {
+        var next = topology.nextLive(in: replicas, from: 0)
+        while let position = next {
+            next = topology.nextLive(in: replicas, from: position + 1)
+            if let backend = worker.backend(for: topology.node(at: position, of: replicas), session: session) {
                 guard enterFence(count: 1) else { return }
                 while positions.count < position { positions.append(.notSent) }
                 positions.append(.pending)
                 outstanding = 1
                 send(to: backend, position: position, changesData: true, fence: fenceStripe, shape: shape) { output in
-                    output.append(request.readableBytes)
+                    output.append(wire.readableBytes)
                 }
                 finishQuietWrite()
                 return
@@ -195,7 +196,7 @@ extension ReplySlot {
             guard let backend = worker.backend(for: node, session: session) else { continue }
             outstanding += 1
             send(to: backend, position: 0, changesData: true, shape: shape) { output in
-                output.append(request.readableBytes)
+                output.append(wire.readableBytes)
             }
         }
         if outstanding == 0 { complete(line: "SERVER_ERROR no live node") }

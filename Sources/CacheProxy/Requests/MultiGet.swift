@@ -16,8 +16,8 @@ import MemcacheProtocol
 final class MultiGet: ReplyStream {
     /// The request this serves; nil once it completed or its session closed,
     /// which ends every round still under way.
-    private var slot: ReplySlot?
-    /// Each key's bytes inside `slot.request`.
+    private var proxied: ProxiedRequest?
+    /// Each key's bytes inside `proxied.wire`.
     private let keys: [Range<Int>]
     /// For each key, the first key with the same bytes: only those are asked for.
     private let canonical: [Int]
@@ -54,13 +54,13 @@ final class MultiGet: ReplyStream {
         var cursor = 0
     }
 
-    /// `prefix` is the bytes in `slot.request` each node's request starts with;
-    /// `keys` the key ranges in `slot.request`.
-    init(slot: ReplySlot, prefix: Range<Int>, keys: [Range<Int>]) {
-        self.slot = slot
+    /// `prefix` is the bytes in `proxied.wire` each node's request starts with;
+    /// `keys` the key ranges in `proxied.wire`.
+    init(proxied: ProxiedRequest, prefix: Range<Int>, keys: [Range<Int>]) {
+        self.proxied = proxied
         self.prefix = prefix
         self.keys = keys
-        let bytes = slot.request.readableBytes
+        let bytes = proxied.wire.readableBytes
         var firstWithHash: [Int: Int] = [:]
         var canonical = Array(0..<keys.count)
         for (index, range) in keys.enumerated() {
@@ -77,7 +77,7 @@ final class MultiGet: ReplyStream {
         }
         self.canonical = canonical
         distinctKeys = canonical.indices.filter { canonical[$0] == $0 }.count
-        let topology = slot.topology!
+        let topology = proxied.topology!
         replicaSets = keys.map { topology.replicaSet(of: UnsafeRawBufferPointer(rebasing: bytes[$0])) }
         attempts = Array(repeating: 0, count: keys.count)
         found = Array(repeating: nil, count: keys.count)
@@ -89,32 +89,29 @@ final class MultiGet: ReplyStream {
         finishIfDone()
     }
 
-    /// The slot is done with this multi-get (completed or abandoned).
-    func cancel() { slot = nil }
+    /// The request is done with this multi-get (completed or abandoned).
+    func cancel() { proxied = nil }
 
-    /// A key's bytes; only while the slot is held.
+    /// A key's bytes; only while the request is held.
     private func key(_ index: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(rebasing: slot!.request.readableBytes[keys[index]])
+        UnsafeRawBufferPointer(rebasing: proxied!.wire.readableBytes[keys[index]])
     }
 
     /// Groups `keyIndices` by the node each is to be asked at and sends one
     /// request per node.
     private func send(_ keyIndices: [Int]) {
-        guard let slot, let topology = slot.topology else { return }
+        guard let proxied, let topology = proxied.topology else { return }
         var byNode: [ObjectIdentifier: Int] = [:]
         var firstNewBatch = batches.count
         for index in keyIndices {
-            var node: BackendNode?
-            while attempts[index] < replicaSets[index].count {
-                let candidate = topology.nodes[replicaSets[index][attempts[index]]]
-                if candidate.isUp { node = candidate; break }
-                attempts[index] += 1
-            }
-            guard let node else {
+            guard let position = topology.nextLive(in: replicaSets[index], from: attempts[index]) else {
+                attempts[index] = replicaSets[index].count
                 unavailableKeys += 1
                 continue
             }
-            if attempts[index] > 0 { slot.worker.counters.add(.readFallbacks) }
+            attempts[index] = position
+            let node = topology.node(at: position, of: replicaSets[index])
+            if attempts[index] > 0 { proxied.worker.counters.add(.readFallbacks) }
             if let batch = byNode[ObjectIdentifier(node)] {
                 batches[batch].keyIndices.append(index)
             } else {
@@ -122,17 +119,17 @@ final class MultiGet: ReplyStream {
                 batches.append(Batch(node: node, keyIndices: [index]))
             }
         }
-        let request = slot.request.readableBytes
+        let request = proxied.wire.readableBytes
         while firstNewBatch < batches.count {
             let batchIndex = firstNewBatch
             firstNewBatch += 1
             let batch = batches[batchIndex]
-            guard batchIndex < ReplySlot.positionLimit, let backend = slot.worker.backend(for: batch.node, session: slot.session, lane: .bulk) else {
+            guard batchIndex < ProxiedRequest.positionLimit, let backend = proxied.worker.backend(for: batch.node, session: proxied.session, lane: .bulk) else {
                 failBatch(batchIndex)
                 continue
             }
             outstanding += 1
-            slot.send(to: backend, position: batchIndex, lane: .bulk, shape: .retrieval) { output in
+            proxied.send(to: backend, position: batchIndex, lane: .bulk, shape: .retrieval) { output in
                 output.append(UnsafeRawBufferPointer(rebasing: request[prefix]))
                 for (position, index) in batch.keyIndices.enumerated() {
                     if position > 0 { output.append(byte: UInt8(ascii: " ")) }
@@ -146,7 +143,7 @@ final class MultiGet: ReplyStream {
     /// One unit of a batch's reply. False when it cannot belong to the batch:
     /// a VALUE for a key it did not ask for, or out of order.
     func received(_ unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool) -> Bool {
-        let batchIndex = ReplySlot.position(of: tag)
+        let batchIndex = ProxiedRequest.position(of: tag)
         guard batchIndex < batches.count else { return false }
         if unit.kind == .value {
             let key = UnsafeRawBufferPointer(rebasing: bytes[unit.key])
@@ -158,7 +155,7 @@ final class MultiGet: ReplyStream {
                 batch.cursor += 1
                 if self.key(index).elementsEqual(key) {
                     matched = true
-                    if !overBudget, slot?.hold(unit.length) == true {
+                    if !overBudget, proxied?.hold(unit.length) == true {
                         let start = values.readableCount
                         values.append(UnsafeRawBufferPointer(rebasing: bytes[0..<unit.length]))
                         found[index] = start..<values.readableCount
@@ -182,7 +179,7 @@ final class MultiGet: ReplyStream {
     }
 
     func failed(tag: Int) {
-        let batchIndex = ReplySlot.position(of: tag)
+        let batchIndex = ProxiedRequest.position(of: tag)
         guard batchIndex < batches.count else { return }
         outstanding -= 1
         failBatch(batchIndex)
@@ -204,17 +201,17 @@ final class MultiGet: ReplyStream {
     /// scale-out, a replica of a node refilling after its return); true when
     /// some are under way.
     private func startMigrations() -> Bool {
-        guard let slot, let topology = slot.topology else { return false }
-        let now = slot.worker.now
+        guard let proxied, let topology = proxied.topology else { return false }
+        let now = proxied.worker.now
         for index in 0..<keys.count where canonical[index] == index && found[index] == nil {
             let key = self.key(index)
             guard let source = KeyMigration.source(for: key, replicas: replicaSets[index], topology: topology, now: now)
             else { continue }
             let started = KeyMigration.start(key: key, base64: false, stripe: KeyFence.stripe(of: key), from: source,
                                              replicas: replicaSets[index],
-                                             topology: topology, worker: slot.worker) { [self] wasFound in
-                // The session may have closed meanwhile: then `slot` is nil.
-                guard self.slot != nil else { return }
+                                             topology: topology, worker: proxied.worker) { [self] wasFound in
+                // The session may have closed meanwhile: then `proxied` is nil.
+                guard self.proxied != nil else { return }
                 if wasFound { migrated.append(index) }
                 migrationsPending -= 1
                 if migrationsPending == 0 { askAgainForMigrated() }
@@ -226,17 +223,16 @@ final class MultiGet: ReplyStream {
 
     /// miss_failover: every key still missing is asked of its next live replica.
     private func retryMissesOnReplicas() -> Bool {
-        guard let slot, let topology = slot.topology, topology.configuration.missFailover else { return false }
+        guard let proxied, let topology = proxied.topology, topology.configuration.missFailover else { return false }
         var retry: [Int] = []
         for index in 0..<keys.count where canonical[index] == index && found[index] == nil {
             // A miss stays a miss when no other replica is up to ask.
-            let set = replicaSets[index]
-            guard let next = ((attempts[index] + 1)..<set.count).first(where: { topology.nodes[set[$0]].isUp }) else { continue }
+            guard let next = topology.nextLive(in: replicaSets[index], from: attempts[index] + 1) else { continue }
             attempts[index] = next
             retry.append(index)
         }
         guard !retry.isEmpty else { return false }
-        slot.worker.counters.add(.missFailovers, UInt64(retry.count))
+        proxied.worker.counters.add(.missFailovers, UInt64(retry.count))
         send(retry)
         return outstanding > 0
     }
@@ -249,10 +245,10 @@ final class MultiGet: ReplyStream {
     }
 
     private func finishIfDone() {
-        guard outstanding == 0, migrationsPending == 0, let slot, !slot.isComplete else { return }
+        guard outstanding == 0, migrationsPending == 0, let proxied, !proxied.isComplete else { return }
         if overBudget {
             // memcached's answer when it cannot hold a get's reply.
-            slot.complete(line: "SERVER_ERROR out of memory writing get response")
+            proxied.complete(line: "SERVER_ERROR out of memory writing get response")
             return
         }
         if !migrationDone {
@@ -263,27 +259,27 @@ final class MultiGet: ReplyStream {
             missFailoverDone = true
             if retryMissesOnReplicas() { return }
         }
-        let counters = slot.worker.counters
+        let counters = proxied.worker.counters
         var hits = 0
         for index in 0..<keys.count where found[canonical[index]] != nil { hits += 1 }
-        let touching = slot.touchExptime != nil
+        let touching = proxied.touchExptime != nil
         counters.add(touching ? .touchHits : .getHits, UInt64(hits))
         counters.add(touching ? .touchMisses : .getMisses, UInt64(keys.count - hits))
-        if let exptime = slot.touchExptime, let topology = slot.topology {
+        if let exptime = proxied.touchExptime, let topology = proxied.topology {
             // gat: the replicas that did not serve a key get its new expiry too.
             for index in 0..<keys.count where canonical[index] == index && found[index] != nil {
                 ReplicaCopy.touch(key(index), base64: false, exptime: exptime, replicas: replicaSets[index],
-                                  topology: topology, except: attempts[index], worker: slot.worker)
+                                  topology: topology, except: attempts[index], worker: proxied.worker)
             }
         }
         if unavailableKeys > 0 { counters.add(.unavailable) }
         if unavailableKeys > 0 && unavailableKeys == distinctKeys {
-            slot.complete(line: "SERVER_ERROR no live node holds these keys")
+            proxied.complete(line: "SERVER_ERROR no live node holds these keys")
             return
         }
-        slot.reply.removeAll()
-        slot.stream = self
-        slot.complete()
+        proxied.reply.removeAll()
+        proxied.stream = self
+        proxied.complete()
     }
 
     // MARK: ReplyStream

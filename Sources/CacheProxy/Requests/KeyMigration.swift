@@ -43,16 +43,14 @@ final class KeyMigration: ReplyReceiver {
     /// previous owner during a warm-up, or the next live replica when the first
     /// live one came back empty and is refilling.
     static func source(for key: UnsafeRawBufferPointer, replicas: ReplicaSet, topology: Topology, now: Int64) -> Source? {
-        guard let primaryPosition = replicas.firstIndex(where: { topology.nodes[$0].isUp }) else { return nil }
-        let primary = topology.nodes[replicas[primaryPosition]]
+        guard let primaryPosition = topology.nextLive(in: replicas, from: 0) else { return nil }
+        let primary = topology.node(at: primaryPosition, of: replicas)
         if let previous = topology.previousOwner(of: key, currentOwner: primary, now: now) {
             let stillReplica = replicas.contains { topology.nodes[$0] === previous }
             return Source(node: previous, dropAfterCopy: !stillReplica)
         }
-        if primary.isRefilling(now: now) {
-            for position in (primaryPosition + 1)..<replicas.count where topology.nodes[replicas[position]].isUp {
-                return Source(node: topology.nodes[replicas[position]], dropAfterCopy: false)
-            }
+        if primary.isRefilling(now: now), let position = topology.nextLive(in: replicas, from: primaryPosition + 1) {
+            return Source(node: topology.node(at: position, of: replicas), dropAfterCopy: false)
         }
         return nil
     }

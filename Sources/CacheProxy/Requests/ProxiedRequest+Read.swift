@@ -4,17 +4,17 @@ import MemcacheProtocol
 // Reads go to one replica at a time, primary first: on an error, a timeout or a
 // node that is down the next live replica answers instead, so a failed node
 // costs the client nothing but a little latency.
-extension ReplySlot {
+extension ProxiedRequest {
     /// Sends the request to the live replica at `attempt` or later; when none is
     /// left, answers with an error.
     func sendRead() {
         guard let topology else { return }
-        while attempt < replicas.count {
-            let node = topology.nodes[replicas[attempt]]
-            if let backend = worker.backend(for: node, session: session) {
+        while let position = topology.nextLive(in: replicas, from: attempt) {
+            attempt = position
+            if let backend = worker.backend(for: topology.node(at: position, of: replicas), session: session) {
                 if attempt > 0 { worker.counters.add(.readFallbacks) }
                 send(to: backend, position: attempt, shape: shape) { output in
-                    output.append(request.readableBytes)
+                    output.append(wire.readableBytes)
                 }
                 return
             }
@@ -74,15 +74,17 @@ extension ReplySlot {
         guard let topology else { return false }
         retriedMiss = true
         if let source = KeyMigration.source(for: placementKey, replicas: replicas, topology: topology, now: worker.now),
-           migrate(from: source, then: { slot in
-               slot.reply.removeAll()
-               slot.valuesSeen = 0
-               slot.attempt = 0
-               slot.sendRead()
+           migrate(from: source, then: { proxied in
+               proxied.reply.removeAll()
+               proxied.valuesSeen = 0
+               proxied.attempt = 0
+               proxied.sendRead()
            }) {
             return true
         }
-        guard topology.configuration.missFailover, attempt + 1 < replicas.count else { return false }
+        guard topology.configuration.missFailover, topology.nextLive(in: replicas, from: attempt + 1) != nil else {
+            return false
+        }
         worker.counters.add(.missFailovers)
         reply.removeAll()
         valuesSeen = 0
@@ -91,11 +93,11 @@ extension ReplySlot {
         return true
     }
 
-    /// Moves the key from `source`, then continues with `next` if this slot is
+    /// Moves the key from `source`, then continues with `next` if this request is
     /// still waiting for it. A key not found at the source continues too: the
     /// request then meets the key as absent, which it is. False when the source
     /// cannot be reached.
-    func migrate(from source: KeyMigration.Source, then next: @escaping (ReplySlot) -> Void) -> Bool {
+    func migrate(from source: KeyMigration.Source, then next: @escaping (ProxiedRequest) -> Void) -> Bool {
         guard let topology else { return false }
         let expected = tag(position: 0)
         let started = KeyMigration.start(key: keyBytes, base64: keyIsBase64, stripe: KeyFence.stripe(of: placementKey),

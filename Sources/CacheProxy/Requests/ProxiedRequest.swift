@@ -1,22 +1,45 @@
 import Buffers
 import MemcacheProtocol
 
-/// A reply too large to hold whole, written into the client's output as the
-/// socket drains (a multi-get naming one large value many times).
-protocol ReplyStream: AnyObject {
-    /// Appends more of the reply while `output` holds fewer than `limit` bytes;
-    /// true once all of it is written.
-    func write(into output: inout ByteBuffer, until limit: Int) -> Bool
-}
+// A proxied request's life, on one worker thread (twemproxy's nc_message.c
+// draws the same chain). This type owns the request from the moment it is
+// framed until its reply is written or its client is gone.
+//
+//   client bytes
+//     |  ClientSession.processInput: RequestStream frames one request
+//     v
+//   ProxiedRequest (one per request in flight, reused; generation + 1)
+//     |  Router.route: the command decides the work (.local .read .write
+//     |  .compareAndSwap .flushAll .multiGet); forward() rebuilds the bytes
+//     |  nodes get (`wire`), the key (`key`, `placementKey`) and the reply
+//     |  shape; the ring gives the replica set
+//     v
+//   send: ReplicaOrder picks the replicas (read: first live; write: every
+//     |  live one; cas: first live); KeyFence orders writes and copies; the
+//     |  session's lane picks the connection; tag = generation | position | flags
+//     v
+//   BackendConnection (in flight: receiver, tag, shape) -----> node
+//     |  node's bytes --> ResponseParser --> ReplyShape.judge
+//     |      out of step: the connection closes, every request on it fails
+//     v
+//   backend(received:) --> readReceived | writeReceived | MultiGet.received
+//     |  failed: readFailed -> next live replica; a miss -> KeyMigration
+//     |  (refill, warm-up) or miss_failover; a missed write -> node down
+//     v
+//   complete() --> ClientSession.requestCompleted --> written in request
+//                  order (a large multi-get as the socket drains, ReplyStream)
+//
+//   client gone --> abandon(): generation + 1, so replies still coming are
+//                   dropped; a multi-get's rounds and key moves stop.
 
 /// One client request on its way through the proxy, and the reply it will get.
-/// A session keeps its slots in request order and writes each reply only when
+/// A session keeps its requests in request order and writes each reply only when
 /// every earlier one has been written, whatever order the nodes answer in.
 ///
-/// The slot is also the `ReplyReceiver` its nodes answer to. Slots are reused:
+/// The request is also the `ReplyReceiver` its nodes answer to. Requests are reused:
 /// `generation` changes on every reuse and travels in each call's tag, so a
 /// late reply meant for an earlier request is recognised and dropped.
-final class ReplySlot: ReplyReceiver {
+final class ProxiedRequest: ReplyReceiver {
     /// What the request is doing with the nodes.
     enum Work {
         /// Answered by the proxy itself.
@@ -45,7 +68,7 @@ final class ReplySlot: ReplyReceiver {
     }
 
     private(set) var generation = 0
-    /// The session waiting for this slot; nil once that session has closed.
+    /// The session waiting for this request; nil once that session has closed.
     private(set) weak var session: ClientSession?
     /// The bytes the client will get (then `stream`'s, if any).
     var reply = ByteBuffer(capacity: 128)
@@ -58,7 +81,7 @@ final class ReplySlot: ReplyReceiver {
     /// dropped as it comes and the client gets memcached's out-of-memory error.
     var overBudget = false
     /// The request as it is sent to nodes (see `Router.forward`).
-    var request = ByteBuffer(capacity: 128)
+    var wire = ByteBuffer(capacity: 128)
     /// The key's bytes inside `request`, as the client sent them.
     var key: Range<Int> = 0..<0
     /// The key was sent in base64 (meta `b`): it is placed on the ring by its
@@ -92,8 +115,8 @@ final class ReplySlot: ReplyReceiver {
         case answered(Range<Int>)
     }
     /// Work that must wait until every earlier request of the session has its
-    /// reply (`stats` counts them), run when this slot reaches the front.
-    var whenFirst: ((ReplySlot) -> Void)?
+    /// reply (`stats` counts them), run when this request reaches the front.
+    var whenFirst: ((ProxiedRequest) -> Void)?
     /// Compare-and-swap: what a success is copied to the other replicas with.
     var copy = CopySpec()
     /// Reads: VALUE units seen (a retrieval with none is a miss).
@@ -111,7 +134,7 @@ final class ReplySlot: ReplyReceiver {
 
     unowned(unsafe) var worker: ProxyWorker!
 
-    /// Prepares the slot for a new request of `session`.
+    /// Prepares the request for a new request of `session`.
     func begin(session: ClientSession, worker: ProxyWorker) {
         generation &+= 1
         self.session = session
@@ -120,7 +143,7 @@ final class ReplySlot: ReplyReceiver {
         stream = nil
         heldBytes = 0
         overBudget = false
-        request.removeAll()
+        wire.removeAll()
         answers.removeAll()
         positions.removeAll(keepingCapacity: true)
         isComplete = false
@@ -142,11 +165,11 @@ final class ReplySlot: ReplyReceiver {
         whenFirst = nil
     }
 
-    /// The tag sent with a call: the slot's generation, and in the low bits the
+    /// The tag sent with a call: the request's generation, and in the low bits the
     /// replica position (or a multi-get batch) the call went to.
     @inline(__always) func tag(position: Int) -> Int { generation << 12 | position }
     /// Marks a call that changes data, so its failure is acted on even after the
-    /// client got its answer (write_policy primary) or the slot moved on.
+    /// client got its answer (write_policy primary) or the request moved on.
     static let writeTagBit = 1 << 11
     /// Marks a call sent in the bulk lane (see `Lane`).
     static let bulkTagBit = 1 << 10
@@ -160,14 +183,14 @@ final class ReplySlot: ReplyReceiver {
     func send(to backend: BackendConnection, position: Int, lane: Lane = .requests, changesData: Bool = false,
               fence: Int = -1, shape: ReplyShape, _ write: (inout ByteBuffer) -> Void) {
         var tag = tag(position: position)
-        if changesData { tag |= ReplySlot.writeTagBit }
-        if lane == .bulk { tag |= ReplySlot.bulkTagBit }
+        if changesData { tag |= ProxiedRequest.writeTagBit }
+        if lane == .bulk { tag |= ProxiedRequest.bulkTagBit }
         session?.nodeRequestSent(in: lane)
         backend.send(call: self, tag: tag, shape: shape, fence: fence, write: write)
     }
 
     private func nodeAnswered(_ tag: Int) {
-        session?.nodeRequestAnswered(in: tag & ReplySlot.bulkTagBit != 0 ? .bulk : .requests)
+        session?.nodeRequestAnswered(in: tag & ProxiedRequest.bulkTagBit != 0 ? .bulk : .requests)
     }
 
     /// Charges `count` reply bytes to the session; false when it may not hold them.
@@ -177,8 +200,8 @@ final class ReplySlot: ReplyReceiver {
         return true
     }
 
-    /// The request's key bytes as sent (valid until the slot is reused).
-    var keyBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: request.readableBytes[key]) }
+    /// The request's key bytes as sent (valid until the request is reused).
+    var keyBytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: wire.readableBytes[key]) }
 
     /// The bytes that place the key on the ring: the key, decoded when it was
     /// sent in base64. False when a base64 key does not decode (the parser
@@ -201,7 +224,7 @@ final class ReplySlot: ReplyReceiver {
         if noreply { reply.removeAll() }
         topology = nil
         cancelWork()
-        session?.slotCompleted(self)
+        session?.requestCompleted(self)
     }
 
     /// The session closed before the reply was written: replies still coming
@@ -215,7 +238,7 @@ final class ReplySlot: ReplyReceiver {
         cancelWork()
     }
 
-    /// Breaks the multi-get's reference back to this slot.
+    /// Breaks the multi-get's reference back to this request.
     private func cancelWork() {
         if case .multiGet(let state) = work { state.cancel() }
         work = .local
@@ -249,7 +272,7 @@ final class ReplySlot: ReplyReceiver {
 
     private func handle(_ unit: Response, in bytes: UnsafeRawBufferPointer, tag: Int, last: Bool,
                         node: BackendNode) -> Bool {
-        // A reply for an earlier request of this slot, or one nobody waits for
+        // A reply for an earlier request of this request, or one nobody waits for
         // any more, is dropped; the connection has already checked its shape.
         guard isCurrent(tag), !isComplete else { return true }
         let unitBytes = UnsafeRawBufferPointer(rebasing: bytes[0..<unit.length])
@@ -261,7 +284,7 @@ final class ReplySlot: ReplyReceiver {
             }
             readReceived(unit, unitBytes, last: last, node: node)
         case .write, .compareAndSwap:
-            return writeReceived(unit, unitBytes, position: ReplySlot.position(of: tag), last: last, node: node)
+            return writeReceived(unit, unitBytes, position: ProxiedRequest.position(of: tag), last: last, node: node)
         case .flushAll:
             flushReceived(unit, unitBytes)
         case .multiGet(let state):
@@ -276,13 +299,13 @@ final class ReplySlot: ReplyReceiver {
         nodeAnswered(tag)
         // The node may or may not have applied a write: were it to serve again
         // unflushed, it could return the value this write replaced.
-        if tag & ReplySlot.writeTagBit != 0 { BackendNode.missedWrite(on: node, failure: failure, worker: worker) }
+        if tag & ProxiedRequest.writeTagBit != 0 { worker.missedWrite(on: node, failure: failure) }
         guard isCurrent(tag), !isComplete else { return }
         switch work {
         case .read:
             readFailed()
         case .write, .compareAndSwap:
-            writeFailed(position: ReplySlot.position(of: tag), node: node, failure: failure)
+            writeFailed(position: ProxiedRequest.position(of: tag), node: node, failure: failure)
         case .flushAll:
             flushFailed()
         case .multiGet(let state):

@@ -20,10 +20,10 @@ import MemcacheProtocol
 /// known end and replies stay matched to requests; the proxy then drops what
 /// the client asked not to see.
 enum Router {
-    static func route(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, session: ClientSession) {
+    static func route(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, session: ClientSession) {
         let worker = session.worker
         let counters = worker.counters
-        slot.command = request.command
+        proxied.command = request.command
         switch request.command {
         case .get, .gets, .gat, .gats:
             var keyCount = 0
@@ -31,64 +31,64 @@ enum Router {
             counters.add(request.command == .gat || request.command == .gats ? .cmdTouch : .cmdGet, UInt64(keyCount))
             if keyCount == 0 {
                 // `gat <exptime>` with no key: memcached answers an empty result.
-                slot.complete(line: "END")
+                proxied.complete(line: "END")
             } else if keyCount == 1 {
-                routeRead(request, in: bytes, slot: slot, worker: worker)
+                routeRead(request, in: bytes, proxied: proxied, worker: worker)
             } else {
-                routeMultiGet(request, in: bytes, slot: slot, worker: worker)
+                routeMultiGet(request, in: bytes, proxied: proxied, worker: worker)
             }
         case .metaGet:
             counters.add(.cmdGet)
-            routeRead(request, in: bytes, slot: slot, worker: worker)
+            routeRead(request, in: bytes, proxied: proxied, worker: worker)
         case .metaDebug:
             counters.add(.cmdMeta)
-            routeRead(request, in: bytes, slot: slot, worker: worker)
+            routeRead(request, in: bytes, proxied: proxied, worker: worker)
         case .set, .add, .replace, .append, .prepend:
             counters.add(.cmdSet)
-            routeWrite(request, in: bytes, slot: slot, worker: worker)
+            routeWrite(request, in: bytes, proxied: proxied, worker: worker)
         case .delete, .metaDelete:
             counters.add(.cmdDelete)
-            routeWrite(request, in: bytes, slot: slot, worker: worker)
+            routeWrite(request, in: bytes, proxied: proxied, worker: worker)
         case .touch:
             counters.add(.cmdTouch)
-            routeWrite(request, in: bytes, slot: slot, worker: worker)
+            routeWrite(request, in: bytes, proxied: proxied, worker: worker)
         case .incr, .decr, .metaArithmetic:
             counters.add(.cmdArithmetic)
-            routeWrite(request, in: bytes, slot: slot, worker: worker)
+            routeWrite(request, in: bytes, proxied: proxied, worker: worker)
         case .metaSet:
             counters.add(.cmdSet)
             if request.meta.has(UInt8(ascii: "C")) {
-                routeCompareAndSwap(request, in: bytes, slot: slot, worker: worker)
+                routeCompareAndSwap(request, in: bytes, proxied: proxied, worker: worker)
             } else {
-                routeWrite(request, in: bytes, slot: slot, worker: worker)
+                routeWrite(request, in: bytes, proxied: proxied, worker: worker)
             }
         case .cas:
             counters.add(.cmdSet)
-            routeCompareAndSwap(request, in: bytes, slot: slot, worker: worker)
+            routeCompareAndSwap(request, in: bytes, proxied: proxied, worker: worker)
         case .flushAll:
             counters.add(.cmdFlush)
-            routeFlushAll(request, in: bytes, slot: slot, worker: worker)
+            routeFlushAll(request, in: bytes, proxied: proxied, worker: worker)
         case .metaNoop:
-            slot.complete(line: "MN")
+            proxied.complete(line: "MN")
         case .version:
-            slot.complete(text: "VERSION \(ProxyStatsReport.version)")
+            proxied.complete(text: "VERSION \(ProxyStatsReport.version)")
         case .verbosity:
-            if request.noreply { slot.complete() } else { slot.complete(line: "OK") }
+            if request.noreply { proxied.complete() } else { proxied.complete(line: "OK") }
         case .quit:
-            slot.closesSession = true
-            slot.complete()
+            proxied.closesSession = true
+            proxied.complete()
         case .stats:
             // Answered once every earlier request has its reply, so a pipelined
             // `stats` counts what came before it, as on memcached.
             let arguments = KeyTokens(bytes, request.arguments).map { String(decoding: bytes[$0], as: UTF8.self) }
-            slot.whenFirst = { slot in ProxyStatsReport.answer(arguments, slot: slot, worker: worker) }
+            proxied.whenFirst = { proxied in ProxyStatsReport.answer(arguments, proxied: proxied, worker: worker) }
         case .shutdown:
-            slot.complete(line: "ERROR: shutdown not enabled")
+            proxied.complete(line: "ERROR: shutdown not enabled")
         case .cacheMemlimit, .slabs, .lru, .lruCrawler, .watch, .misbehave:
             // Node administration is done on each node directly; the proxy holds no
             // items and answers as memcached answers these (ProxyStatsReport.administer).
             let arguments = KeyTokens(bytes, request.arguments).map { String(decoding: bytes[$0], as: UTF8.self) }
-            ProxyStatsReport.administer(request, arguments: arguments, slot: slot)
+            ProxyStatsReport.administer(request, arguments: arguments, proxied: proxied)
         }
     }
 
@@ -102,51 +102,51 @@ enum Router {
 
     /// A value over the item size limit never reaches a node; like memcached, the
     /// key's old value is removed (for set and ms) so a stale one cannot be read.
-    static func routeTooLarge(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, session: ClientSession) {
+    static func routeTooLarge(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, session: ClientSession) {
         let worker = session.worker
         let quiet = request.command != .metaSet && request.noreply
         if request.command == .set || request.command == .metaSet {
             let key = UnsafeRawBufferPointer(rebasing: bytes[request.key])
             let base64 = request.command == .metaSet && request.meta.has(UInt8(ascii: "b"))
-            slot.request.append(key)
-            slot.key = 0..<key.count
-            slot.keyIsBase64 = base64
-            if slot.decodeKeyIfNeeded() {
+            proxied.wire.append(key)
+            proxied.key = 0..<key.count
+            proxied.keyIsBase64 = base64
+            if proxied.decodeKeyIfNeeded() {
                 let topology = worker.topology
-                for node in topology.replicaSet(of: slot.placementKey).map({ topology.nodes[$0] }) {
+                for node in topology.replicaSet(of: proxied.placementKey).map({ topology.nodes[$0] }) {
                     ReplicaCopy.delete(key, base64: base64, at: node, worker: worker, session: session)
                 }
             }
         }
-        if quiet { slot.complete() } else { slot.complete(line: ProtocolError.objectTooLarge.line) }
+        if quiet { proxied.complete() } else { proxied.complete(line: ProtocolError.objectTooLarge.line) }
     }
 
     // MARK: Reads
 
-    private static func routeRead(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot,
+    private static func routeRead(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest,
                                   worker: ProxyWorker) {
-        guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
-        slot.work = .read
-        slot.touchExptime = touchedExptime(request)
-        slot.sendRead()
+        guard forwardKeyed(request, in: bytes, into: proxied, worker: worker) else { return }
+        proxied.work = .read
+        proxied.touchExptime = touchedExptime(request)
+        proxied.sendRead()
     }
 
-    private static func routeMultiGet(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
+    private static func routeMultiGet(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, worker: ProxyWorker) {
         // The request keeps the command's prefix (`get `, `gat 300 `) and the keys.
-        RequestEncoder.appendRetrievalStart(request.command, exptime: request.exptime, to: &slot.request)
-        slot.request.append(byte: UInt8(ascii: " "))
-        let prefix = 0..<slot.request.readableCount
+        RequestEncoder.appendRetrievalStart(request.command, exptime: request.exptime, to: &proxied.wire)
+        proxied.wire.append(byte: UInt8(ascii: " "))
+        let prefix = 0..<proxied.wire.readableCount
         var keys: [Range<Int>] = []
         for key in KeyTokens(bytes, request.keys) {
-            let start = slot.request.readableCount
-            slot.request.append(UnsafeRawBufferPointer(rebasing: bytes[key]))
-            keys.append(start..<slot.request.readableCount)
+            let start = proxied.wire.readableCount
+            proxied.wire.append(UnsafeRawBufferPointer(rebasing: bytes[key]))
+            keys.append(start..<proxied.wire.readableCount)
         }
-        slot.topology = worker.topology
-        slot.shape = .retrieval
-        slot.touchExptime = touchedExptime(request)
-        let state = MultiGet(slot: slot, prefix: prefix, keys: keys)
-        slot.work = .multiGet(state)
+        proxied.topology = worker.topology
+        proxied.shape = .retrieval
+        proxied.touchExptime = touchedExptime(request)
+        let state = MultiGet(proxied: proxied, prefix: prefix, keys: keys)
+        proxied.work = .multiGet(state)
         state.start()
     }
 
@@ -162,12 +162,12 @@ enum Router {
 
     // MARK: Writes
 
-    private static func routeWrite(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
-        guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
-        slot.work = .write
-        if !overwrites(request) { slot.fenceStripe = KeyFence.stripe(of: slot.placementKey) }
-        if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendWrite() }) { return }
-        slot.sendWrite()
+    private static func routeWrite(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, worker: ProxyWorker) {
+        guard forwardKeyed(request, in: bytes, into: proxied, worker: worker) else { return }
+        proxied.work = .write
+        if !overwrites(request) { proxied.fenceStripe = KeyFence.stripe(of: proxied.placementKey) }
+        if migrateFirst(request, proxied: proxied, worker: worker, then: { $0.sendWrite() }) { return }
+        proxied.sendWrite()
     }
 
     /// A plain overwrite (set, ms in set mode without a CAS) needs no fence:
@@ -185,52 +185,52 @@ enum Router {
     /// incr, append, delete, touch, cas, ...), so it answers as memcached would.
     /// A plain overwrite needs no copy, only the old owner's copy dropped.
     /// Returns true when the command waits for a migration.
-    private static func migrateFirst(_ request: Request, slot: ReplySlot, worker: ProxyWorker,
-                                     then next: @escaping (ReplySlot) -> Void) -> Bool {
-        guard let topology = slot.topology,
-              let source = KeyMigration.source(for: slot.placementKey, replicas: slot.replicas, topology: topology,
+    private static func migrateFirst(_ request: Request, proxied: ProxiedRequest, worker: ProxyWorker,
+                                     then next: @escaping (ProxiedRequest) -> Void) -> Bool {
+        guard let topology = proxied.topology,
+              let source = KeyMigration.source(for: proxied.placementKey, replicas: proxied.replicas, topology: topology,
                                                now: worker.now)
         else { return false }
         if overwrites(request) {
             if source.dropAfterCopy {
-                ReplicaCopy.delete(slot.keyBytes, base64: slot.keyIsBase64, at: source.node, worker: worker, session: nil)
+                ReplicaCopy.delete(proxied.keyBytes, base64: proxied.keyIsBase64, at: source.node, worker: worker, session: nil)
             }
             return false
         }
-        return slot.migrate(from: source, then: next)
+        return proxied.migrate(from: source, then: next)
     }
 
-    private static func routeCompareAndSwap(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
-        guard forwardKeyed(request, in: bytes, into: slot, worker: worker) else { return }
-        slot.work = .compareAndSwap
+    private static func routeCompareAndSwap(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, worker: ProxyWorker) {
+        guard forwardKeyed(request, in: bytes, into: proxied, worker: worker) else { return }
+        proxied.work = .compareAndSwap
         if request.command == .metaSet {
-            slot.copy.clientFlags = request.meta.clientFlags
-            slot.copy.exptime = request.meta.has(UInt8(ascii: "T")) ? request.meta.ttl : 0
+            proxied.copy.clientFlags = request.meta.clientFlags
+            proxied.copy.exptime = request.meta.has(UInt8(ascii: "T")) ? request.meta.ttl : 0
             let mode = request.meta.mode
-            slot.copy.readBack = mode == UInt8(ascii: "A") || mode == UInt8(ascii: "P")
+            proxied.copy.readBack = mode == UInt8(ascii: "A") || mode == UInt8(ascii: "P")
         } else {
-            slot.copy.clientFlags = request.flags
-            slot.copy.exptime = request.exptime
+            proxied.copy.clientFlags = request.flags
+            proxied.copy.exptime = request.exptime
         }
-        slot.fenceStripe = KeyFence.stripe(of: slot.placementKey)
-        if migrateFirst(request, slot: slot, worker: worker, then: { $0.sendCompareAndSwap() }) { return }
-        slot.sendCompareAndSwap()
+        proxied.fenceStripe = KeyFence.stripe(of: proxied.placementKey)
+        if migrateFirst(request, proxied: proxied, worker: worker, then: { $0.sendCompareAndSwap() }) { return }
+        proxied.sendCompareAndSwap()
     }
 
-    private static func routeFlushAll(_ request: Request, in bytes: UnsafeRawBufferPointer, slot: ReplySlot, worker: ProxyWorker) {
+    private static func routeFlushAll(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, worker: ProxyWorker) {
         guard worker.topology.configuration.flushAllEnabled else {
-            if request.noreply { slot.complete() } else { slot.complete(line: "CLIENT_ERROR flush_all not allowed") }
+            if request.noreply { proxied.complete() } else { proxied.complete(line: "CLIENT_ERROR flush_all not allowed") }
             return
         }
-        forward(request, in: bytes, into: slot)
-        slot.topology = worker.topology
-        slot.work = .flushAll
+        forward(request, in: bytes, into: proxied)
+        proxied.topology = worker.topology
+        proxied.work = .flushAll
         // A copy under way when the flush starts removes what it added.
         worker.context.fence.flushes.wrappingAdd(1, ordering: .releasing)
-        slot.sendFlushAll()
-        if request.noreply && !slot.isComplete {
-            slot.reply.removeAll()
-            slot.complete()
+        proxied.sendFlushAll()
+        if request.noreply && !proxied.isComplete {
+            proxied.reply.removeAll()
+            proxied.complete()
         }
     }
 
@@ -243,36 +243,36 @@ enum Router {
         }
     }
 
-    /// Writes the request into the slot as nodes will get it: rebuilt from what
+    /// Writes the request into the request as nodes will get it: rebuilt from what
     /// the parser parsed (see `RequestEncoder.appendForwarded`), classic
     /// `noreply` left out, and a quiet meta request followed by `mn`, so every
     /// request a node gets has exactly one reply with a known end. Sets the
-    /// slot's key, value and reply shape.
-    private static func forward(_ request: Request, in bytes: UnsafeRawBufferPointer, into slot: ReplySlot) {
-        let layout = RequestEncoder.appendForwarded(request, in: bytes, to: &slot.request)
+    /// request's key, value and reply shape.
+    private static func forward(_ request: Request, in bytes: UnsafeRawBufferPointer, into proxied: ProxiedRequest) {
+        let layout = RequestEncoder.appendForwarded(request, in: bytes, to: &proxied.wire)
         let quiet = isMeta(request.command) && request.meta.has(UInt8(ascii: "q"))
-        if quiet { RequestEncoder.appendMetaNoop(to: &slot.request) }
-        slot.key = layout.key
-        slot.copy.data = layout.data
-        slot.shape = ReplyShape.of(request.command, quiet: quiet)
-        slot.noreply = request.noreply
+        if quiet { RequestEncoder.appendMetaNoop(to: &proxied.wire) }
+        proxied.key = layout.key
+        proxied.copy.data = layout.data
+        proxied.shape = ReplyShape.of(request.command, quiet: quiet)
+        proxied.noreply = request.noreply
     }
 
     /// `forward` for a request on one key, which it then places on the ring: by
     /// its decoded bytes when it came in base64 (meta `b`), so the same key sent
-    /// as text or as base64 lands on the same nodes. False (and the slot
+    /// as text or as base64 lands on the same nodes. False (and the request
     /// answered) when the key cannot be decoded.
-    private static func forwardKeyed(_ request: Request, in bytes: UnsafeRawBufferPointer, into slot: ReplySlot,
+    private static func forwardKeyed(_ request: Request, in bytes: UnsafeRawBufferPointer, into proxied: ProxiedRequest,
                                      worker: ProxyWorker) -> Bool {
-        forward(request, in: bytes, into: slot)
-        slot.keyIsBase64 = isMeta(request.command) && request.meta.has(UInt8(ascii: "b"))
-        guard slot.decodeKeyIfNeeded() else {
-            slot.complete(line: ProtocolError.metaKeyDecoding.line)
+        forward(request, in: bytes, into: proxied)
+        proxied.keyIsBase64 = isMeta(request.command) && request.meta.has(UInt8(ascii: "b"))
+        guard proxied.decodeKeyIfNeeded() else {
+            proxied.complete(line: ProtocolError.metaKeyDecoding.line)
             return false
         }
         let topology = worker.topology
-        slot.topology = topology
-        slot.replicas = topology.replicaSet(of: slot.placementKey)
+        proxied.topology = topology
+        proxied.replicas = topology.replicaSet(of: proxied.placementKey)
         return true
     }
 }

@@ -60,17 +60,17 @@ enum ReplicaCopy {
 /// After a compare-and-swap succeeded on one replica, the others get the new
 /// value as a plain set: their CAS uniques differ, so a cas would fail there.
 enum CompareAndSwapCopy {
-    static func copy(from slot: ReplySlot, except position: Int) {
-        guard let topology = slot.topology, slot.replicas.count > 1 else { return }
-        let worker = slot.worker!
-        if slot.copy.readBack {
-            ReadBackCopy.start(slot: slot, casNode: topology.nodes[slot.replicas[position]], skipping: position)
+    static func copy(from proxied: ProxiedRequest, except position: Int) {
+        guard let topology = proxied.topology, proxied.replicas.count > 1 else { return }
+        let worker = proxied.worker!
+        if proxied.copy.readBack {
+            ReadBackCopy.start(proxied: proxied, casNode: topology.nodes[proxied.replicas[position]], skipping: position)
             return
         }
-        let value = UnsafeRawBufferPointer(rebasing: slot.request.readableBytes[slot.copy.data])
-        _ = ReplicaCopy.send(.set, key: slot.keyBytes, base64: slot.keyIsBase64, value: value,
-                             clientFlags: slot.copy.clientFlags,
-                                exptime: slot.copy.exptime, replicas: slot.replicas, topology: topology,
+        let value = UnsafeRawBufferPointer(rebasing: proxied.wire.readableBytes[proxied.copy.data])
+        _ = ReplicaCopy.send(.set, key: proxied.keyBytes, base64: proxied.keyIsBase64, value: value,
+                             clientFlags: proxied.copy.clientFlags,
+                                exptime: proxied.copy.exptime, replicas: proxied.replicas, topology: topology,
                                 skipping: position, worker: worker, call: worker.discard, firstTag: 0)
     }
 }
@@ -94,10 +94,10 @@ final class ReadBackCopy: ReplyReceiver {
         self.worker = worker
     }
 
-    static func start(slot: ReplySlot, casNode: BackendNode, skipping: Int) {
-        guard let topology = slot.topology, let backend = slot.worker.backend(for: casNode, session: nil) else { return }
-        let call = ReadBackCopy(key: Array(slot.keyBytes), base64: slot.keyIsBase64, replicas: slot.replicas,
-                                topology: topology, skipping: skipping, worker: slot.worker)
+    static func start(proxied: ProxiedRequest, casNode: BackendNode, skipping: Int) {
+        guard let topology = proxied.topology, let backend = proxied.worker.backend(for: casNode, session: nil) else { return }
+        let call = ReadBackCopy(key: Array(proxied.keyBytes), base64: proxied.keyIsBase64, replicas: proxied.replicas,
+                                topology: topology, skipping: skipping, worker: proxied.worker)
         backend.send(call: call, tag: 0, shape: .meta) { output in
             call.key.withUnsafeBytes { RequestEncoder.appendFetch($0, base64: call.base64, to: &output) }
         }
