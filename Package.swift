@@ -72,7 +72,8 @@ let package = Package(
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop"]),
         .testTarget(name: "MemcacheProtocolTests", dependencies: ["MemcacheProtocol"]),
         .testTarget(name: "CacheStorageTests", dependencies: ["CacheStorage"]),
-        .testTarget(name: "CacheNodeTests", dependencies: ["CacheNode"]),
+        // Fixtures/ is read from the source tree (see CorpusReplayTests.swift), not bundled.
+        .testTarget(name: "CacheNodeTests", dependencies: ["CacheNode", "CacheStorage", "EventLoop"], exclude: ["Fixtures"]),
         // Fixtures/ is read from the source tree (see RingFixture.swift), not bundled.
         .testTarget(name: "CacheProxyTests", dependencies: ["CacheProxy"], exclude: ["Fixtures"]),
         .testTarget(name: "LoadGeneratorTests", dependencies: ["LoadGenerator", "EventLoop"]),

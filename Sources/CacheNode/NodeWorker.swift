@@ -29,11 +29,19 @@ final class NodeWorker: @unchecked Sendable {
     /// Hands an accepted socket to this worker. Any thread.
     func adopt(_ fd: Int32) {
         loop.execute { [self] in
-            let client = ClientConnection(worker: self)
-            let connection = Connection(fd: fd, loop: loop, handler: client)
-            clients[ObjectIdentifier(client)] = (client, connection)
-            startIdleSweepIfNeeded()
+            attachClient { client in Connection(fd: fd, loop: loop, handler: client) }
         }
+    }
+
+    /// Starts serving a client on the connection `connect` makes for it (a
+    /// socket's, or a test's embedded one). Loop thread.
+    @discardableResult
+    func attachClient(_ connect: (ClientConnection) -> Connection) -> ClientConnection {
+        let client = ClientConnection(worker: self)
+        let connection = connect(client)
+        clients[ObjectIdentifier(client)] = (client, connection)
+        startIdleSweepIfNeeded()
+        return client
     }
 
     /// The node is shutting down: every connection answers what it read, then ends.

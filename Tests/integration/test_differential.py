@@ -56,3 +56,24 @@ def test_same_bytes_as_memcached(case, reference_bin, target_bin):
     if note:
         print(f"{case.name}: tolerated {note}")
     assert same, corpus.diff_report(case, a, b)
+
+
+def test_recorded_replies_cover_the_corpus():
+    """The Swift tests replay every case in process (CorpusReplayTests) with
+    memcached's replies recorded by record_corpus.py: the recording must be
+    of the corpus as it is now."""
+    import json
+
+    import record_corpus
+
+    with open(record_corpus.FIXTURE) as f:
+        recorded = {c["name"]: c for c in json.load(f)["cases"]}
+    stale = []
+    for case in CASES:
+        entry = recorded.pop(case.name, None)
+        want = [{"lines": [record_corpus.pieces(ln) for ln in lines], "wait": wait} for lines, wait in case.segments]
+        if entry is None or entry["segments"] != want or entry["flags"] != case.flags:
+            stale.append(case.name)
+    assert not stale and not recorded, (
+        f"Tests/CacheNodeTests/Fixtures/memcached-corpus.json is out of date (changed or missing: {stale[:10]}, "
+        f"no longer in the corpus: {sorted(recorded)[:10]}): run Tests/integration/record_corpus.py")
