@@ -12,7 +12,7 @@ final class NodeWorker: @unchecked Sendable {
     let parser: RequestParser
     let processor: RequestProcessor
     /// Live client sessions, so idle ones can be found and each is retained while open.
-    private var clients: [ObjectIdentifier: (ClientConnection, Connection)] = [:]
+    private var clients: [ObjectIdentifier: (ClientSession, Connection)] = [:]
     private var idleSweep: EventTimer?
 
     init(loop: EventLoop, context: NodeContext, counters: WorkerCounters) {
@@ -36,8 +36,8 @@ final class NodeWorker: @unchecked Sendable {
     /// Starts serving a client on the connection `connect` makes for it (a
     /// socket's, or a test's embedded one). Loop thread.
     @discardableResult
-    func attachClient(_ connect: (ClientConnection) -> Connection) -> ClientConnection {
-        let client = ClientConnection(worker: self)
+    func attachClient(_ connect: (ClientSession) -> Connection) -> ClientSession {
+        let client = ClientSession(worker: self)
         let connection = connect(client)
         clients[ObjectIdentifier(client)] = (client, connection)
         startIdleSweepIfNeeded()
@@ -55,7 +55,7 @@ final class NodeWorker: @unchecked Sendable {
         idleSweep?.stop()
     }
 
-    func connectionClosed(_ client: ClientConnection) {
+    func connectionClosed(_ client: ClientSession) {
         clients[ObjectIdentifier(client)] = nil
         context.currentConnections.wrappingSubtract(1, ordering: .relaxed)
     }

@@ -4,7 +4,7 @@ import MemcacheProtocol
 
 // A request's way through the node:
 //
-//   ClientConnection ---bytes---> RequestParser ---Request---> RequestProcessor
+//   ClientSession ---bytes---> RequestParser ---Request---> RequestProcessor
 //          ^                                                       |  withShard { lookup / allocate / link }
 //          '------------- output ByteBuffer <--- replies ----------'
 //

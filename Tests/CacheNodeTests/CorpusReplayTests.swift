@@ -5,7 +5,7 @@ import Testing
 @testable import CacheNode
 
 /// The node's differential corpus (Tests/integration/corpus/*.txt) replayed
-/// through the node's request path in process: a `ClientConnection` on an
+/// through the node's request path in process: a `ClientSession` on an
 /// embedded connection, the node's `RequestProcessor` and a fresh `ItemStore`
 /// per case, a clock moved by hand. Each case must get the bytes memcached
 /// 1.6.18 answered to it, as recorded by Tests/integration/record_corpus.py

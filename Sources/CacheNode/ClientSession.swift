@@ -6,7 +6,7 @@ import MemcacheProtocol
 /// One client's session: frames requests from the connection's input, has the
 /// worker's processor answer them in order, and keeps the stream in sync across
 /// swallowed data blocks. Loop thread only.
-final class ClientConnection: ConnectionHandler {
+final class ClientSession: ConnectionHandler {
     // unowned(unsafe): the worker outlives every connection it owns, and a
     // checked unowned reference costs a retain and release per use.
     private unowned(unsafe) let worker: NodeWorker
@@ -64,7 +64,7 @@ final class ClientConnection: ConnectionHandler {
     }
 
     private func isBackedUp(_ connection: Connection) -> Bool {
-        connection.output.readableCount >= ClientConnection.outputHighWater
+        connection.output.readableCount >= ClientSession.outputHighWater
     }
 
     /// Answers every complete request in the input buffer (or until output backs up).
@@ -95,7 +95,7 @@ final class ClientConnection: ConnectionHandler {
             case .request(let start):
                 let bytes = UnsafeRawBufferPointer(rebasing: input[start...])
                 switch worker.processor.execute(request, in: bytes, output: &connection.output,
-                                                outputLimit: ClientConnection.outputHighWater,
+                                                outputLimit: ClientSession.outputHighWater,
                                                 resume: &resumeRetrieval) {
                 case .proceed:
                     break
