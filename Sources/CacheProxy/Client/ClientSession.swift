@@ -89,10 +89,14 @@ final class ClientSession: ConnectionHandler {
         finished = true
         // Work still under way for this session ends here: replies still
         // coming are dropped, multi-get rounds and key moves stop.
+        // Every request this session made forgets it, the idle ones too: their
+        // node calls may still be answered (noreply, write_policy primary).
         while let proxied = requests.first {
             requests.removeFirst()
             proxied.abandon()
         }
+        for proxied in spareRequests { proxied.abandon() }
+        spareRequests.removeAll()
         holdingRequest = nil
         worker.sessionClosed(self)
     }

@@ -61,26 +61,46 @@ final class MultiGet: ReplyStream {
         self.prefix = prefix
         self.keys = keys
         let bytes = proxied.wire.readableBytes
-        var firstWithHash: [Int: Int] = [:]
-        var canonical = Array(0..<keys.count)
-        for (index, range) in keys.enumerated() {
-            let key = UnsafeRawBufferPointer(rebasing: bytes[range])
-            var hasher = Hasher()
-            hasher.combine(bytes: key)
-            let hash = hasher.finalize()
-            if let first = firstWithHash[hash] {
-                // Two different keys with one hash are both asked for.
-                if UnsafeRawBufferPointer(rebasing: bytes[keys[first]]).elementsEqual(key) { canonical[index] = first }
-            } else {
-                firstWithHash[hash] = index
-            }
-        }
+        let canonical = MultiGet.firstOccurrences(of: keys, in: bytes)
         self.canonical = canonical
-        distinctKeys = canonical.indices.filter { canonical[$0] == $0 }.count
+        var distinct = 0
+        for index in canonical.indices where canonical[index] == index { distinct += 1 }
+        distinctKeys = distinct
         let topology = proxied.topology!
         replicaSets = keys.map { topology.replicaSet(of: UnsafeRawBufferPointer(rebasing: bytes[$0])) }
         attempts = Array(repeating: 0, count: keys.count)
         found = Array(repeating: nil, count: keys.count)
+    }
+
+    /// For each key, the index of the first key with the same bytes. A few
+    /// keys are compared pairwise (no allocation but the result); many go
+    /// through a table of hashes.
+    static func firstOccurrences(of keys: [Range<Int>], in bytes: UnsafeRawBufferPointer) -> [Int] {
+        var canonical = Array(0..<keys.count)
+        func key(_ index: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[keys[index]]) }
+        if keys.count <= 32 {
+            for index in 1..<max(keys.count, 1) {
+                for earlier in 0..<index where canonical[earlier] == earlier && keys[earlier].count == keys[index].count
+                    && key(earlier).sameBytes(as: key(index)) {
+                    canonical[index] = earlier
+                    break
+                }
+            }
+            return canonical
+        }
+        var firstWithHash: [Int: Int] = [:]
+        for index in keys.indices {
+            var hasher = Hasher()
+            hasher.combine(bytes: key(index))
+            let hash = hasher.finalize()
+            if let first = firstWithHash[hash] {
+                // Two different keys with one hash are both asked for.
+                if key(first).sameBytes(as: key(index)) { canonical[index] = first }
+            } else {
+                firstWithHash[hash] = index
+            }
+        }
+        return canonical
     }
 
     /// Sends the first round: every distinct key to its first live replica.
@@ -153,7 +173,7 @@ final class MultiGet: ReplyStream {
             while batch.cursor < batch.keyIndices.count {
                 let index = batch.keyIndices[batch.cursor]
                 batch.cursor += 1
-                if self.key(index).elementsEqual(key) {
+                if self.key(index).sameBytes(as: key) {
                     matched = true
                     if !overBudget, proxied?.hold(unit.length) == true {
                         let start = values.readableCount
