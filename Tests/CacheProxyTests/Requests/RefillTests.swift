@@ -120,3 +120,44 @@ struct RefillTests {
         #expect(replica.takeSent() == "delete \(key)\r\n")
     }
 }
+
+/// After a node is added, a miss at a key's new owner is filled from its
+/// previous owner, which then drops its copy.
+@Suite("Proxy warm-up after a scale-out")
+struct WarmUpTests {
+    @Test("a miss at the new owner is looked up on the previous one, copied over, and dropped there")
+    func missAtNewOwnerIsWarmed() throws {
+        let bed = ProxyTestBed(nodes: 3, replicas: 1)
+        let added = bed.nodes[2]
+        // The ring before the new node was added: the first two nodes only.
+        var before = bed.context.topology.configuration
+        before.nodes = Array(before.nodes.prefix(2))
+        let old = try Topology(configuration: before, nodes: [bed.nodes[0].node, bed.nodes[1].node], previous: nil)
+        let now = try Topology(configuration: bed.context.topology.configuration, nodes: bed.nodes.map(\.node),
+                               previous: .init(ring: old.ring, nodes: old.nodes, warmupUntil: bed.clock + 60_000))
+        bed.context.install(now)
+        bed.worker.install(now)
+        let key = bed.key(ownedBy: added, prefix: "moved")
+        let previous = Array(key.utf8).withUnsafeBytes { old.nodes[old.ring.owner(of: $0)] }
+        let source = bed.nodes.first { $0.node === previous }!
+        let client = bed.connectClient()
+        client.send("get \(key)\r\n")
+        #expect(added.takeSent() == "get \(key)\r\n")
+        added.reply("END\r\n")
+        bed.run()
+        #expect(source.takeSent() == "mg \(key) v f t\r\n")
+        source.reply("VA 2 f9 t100\r\nok\r\n")
+        bed.run()
+        #expect(added.takeSent() == "ms \(key) 2 F9 T100 ME\r\nok\r\n")
+        added.reply("HD\r\n")
+        bed.run()
+        // The old owner is no replica any more: its copy goes, so a later
+        // delete cannot be undone by another warm-up.
+        #expect(source.takeSent() == "md \(key)\r\n")
+        #expect(added.takeSent() == "get \(key)\r\n")
+        added.reply("VALUE \(key) 9 2\r\nok\r\nEND\r\n")
+        bed.run()
+        #expect(client.takeText() == "VALUE \(key) 9 2\r\nok\r\nEND\r\n")
+        #expect(bed.context.total(.warmupHits) == 1)
+    }
+}
