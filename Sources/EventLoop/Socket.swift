@@ -32,6 +32,31 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 
     public var family: Int32 { Int32(storage.ss_family) }
 
+    /// Every address `host` resolves to, as numeric `host:port` text
+    /// (`127.0.0.1:11211`, `[::1]:11211`): what tells two spellings of one
+    /// node apart from two nodes. Empty when `host` does not resolve.
+    public static func resolvedForms(host: String, port: UInt16) -> Set<String> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &result) == 0 else { return [] }
+        defer { freeaddrinfo(result) }
+        var forms: Set<String> = []
+        var entry = result
+        while let current = entry {
+            var name = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(current.pointee.ai_addr, current.pointee.ai_addrlen, &name, socklen_t(name.count), nil, 0,
+                           NI_NUMERICHOST) == 0 {
+                let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                forms.insert(current.pointee.ai_family == AF_INET6 ? "[\(text)]:\(port)" : "\(text):\(port)")
+            }
+            entry = current.pointee.ai_next
+        }
+        return forms
+    }
+
     public var description: String {
         family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }

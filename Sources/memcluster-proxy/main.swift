@@ -63,7 +63,8 @@ struct ProxyCommand: ParsableCommand {
             print("configuration OK: \(configuration.nodes.count) nodes, replicas \(configuration.effectiveReplicas), listen \(configuration.listen)")
             return
         }
-        let server = try ProxyServer(configuration: configuration, loadConfiguration: { try overrides.load(path: path) })
+        let server = try ProxyServer(configuration: configuration, loadConfiguration: { try overrides.load(path: path) },
+                                     configurationPath: path)
         try server.bind()
         try server.run()
     }

@@ -43,6 +43,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// After nodes are added, keys whose owner changed are looked up on their
     /// previous owner on a miss, and copied over, for this long. Default 600 s.
     public var warmupSeconds = 600
+    /// Reload when the configuration file changes (checked every 250 ms), so
+    /// proxies that share one file follow it without a signal. Default on.
+    public var watchConfiguration = true
     /// Largest item accepted from clients (memcached's `-I`); larger values get
     /// memcached's error without reaching a node. Default 1 MiB.
     public var itemSizeMax = 1 << 20

@@ -64,6 +64,7 @@ public struct ProxyOverrides: Sendable {
         if configuration.nodes.isEmpty {
             throw ConfigurationError("no nodes: give --node host:port (repeatable) or a --config file with a nodes: list")
         }
+        try ProxyServer.refuseDuplicateAddresses(configuration.nodes)
         return configuration
     }
 

@@ -7,7 +7,8 @@ import Glibc
 /// `Connection: close`:
 ///
 ///   GET  /metrics   Prometheus text format: the `stats` counters, per-node state
-///   POST /reload    reload the configuration (as SIGHUP); 200 "OK" or 400 and why
+///   POST /reload    reload the configuration (as SIGHUP); 200 "OK" (naming any
+///                   setting only a restart applies) or 400 and why
 ///
 /// Requests are HTTP/1.0 or 1.1 heads without a body. Refusals, checked in
 /// this order:
@@ -54,13 +55,13 @@ final class MetricsEndpoint {
     let access: AdminAccess
     private let listener: Listener
     private let context: ProxyContext
-    private let reload: () -> String
+    private let reload: () -> ReloadOutcome
     private var exchanges: [ObjectIdentifier: AdminExchange] = [:]
     /// Counts connections accepted: the order they came in.
     private var accepted = 0
     private var sweep: EventTimer?
 
-    init(address: HostPort, loop: EventLoop, context: ProxyContext, reload: @escaping () -> String) throws {
+    init(address: HostPort, loop: EventLoop, context: ProxyContext, reload: @escaping () -> ReloadOutcome) throws {
         self.context = context
         self.reload = reload
         self.access = AdminAccess(address: address)
@@ -126,7 +127,8 @@ final class MetricsEndpoint {
         case .reload:
             if head.value("content-type") != nil { return .unsupportedMediaType }
             let outcome = reload()
-            return outcome == "OK" ? .ok("OK\n") : .badRequest(outcome)
+            if case .refused = outcome { return .badRequest(outcome.description) }
+            return .ok(outcome.description + "\n")
         }
     }
 
@@ -242,6 +244,8 @@ enum PrometheusText {
         for (name, counter, help) in counted { metric(name, "counter", help, context.total(counter)) }
         metric("current_connections", "gauge", "Open client connections.", UInt64(max(0, context.currentConnections.load(ordering: .relaxed))))
         metric("reloads_total", "counter", "Configuration reloads applied.", UInt64(context.reloads.load(ordering: .relaxed)))
+        text += "# HELP memcluster_proxy_membership The membership in force, by generation (the same on every proxy that places keys alike).\n# TYPE memcluster_proxy_membership gauge\n"
+        text += "memcluster_proxy_membership{generation=\"\(context.topology.generation)\"} 1\n"
         text += "# HELP memcluster_proxy_node_up Whether a node serves (1) or is down or recovering (0).\n# TYPE memcluster_proxy_node_up gauge\n"
         let topology = context.topology
         for node in topology.nodes {

@@ -25,15 +25,23 @@ public final class ProxyServer: @unchecked Sendable {
     /// Nodes by identity, kept across reloads so their health carries over.
     private var registry: [String: BackendNode] = [:]
     private let loadConfiguration: (() throws -> ProxyConfiguration)?
+    /// The configuration the proxy started with: what its sockets, threads and
+    /// per-node connections still follow whatever a reload says.
+    private let startConfiguration: ProxyConfiguration
+    /// The file `loadConfiguration` reads, followed when `watch_config` is on.
+    private let configurationPath: String?
+    private var configurationWatch: ConfigurationWatch?
     private let logger: Logger
     public private(set) var boundPort: UInt16 = 0
 
     /// `loadConfiguration`, when given, is called again on every reload (it
     /// re-reads the file and applies the command-line overrides).
     public init(configuration: ProxyConfiguration, loadConfiguration: (() throws -> ProxyConfiguration)? = nil,
-                logger: Logger = Logger(label: "memcluster-proxy")) throws {
+                configurationPath: String? = nil, logger: Logger = Logger(label: "memcluster-proxy")) throws {
         self.mainLoop = try EventLoop()
         self.loadConfiguration = loadConfiguration
+        self.configurationPath = configurationPath
+        self.startConfiguration = configuration
         self.logger = logger
         var registry: [String: BackendNode] = [:]
         let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: nil)
@@ -64,6 +72,22 @@ public final class ProxyServer: @unchecked Sendable {
             }
         }
         return try Topology(configuration: configuration, nodes: nodes, previous: placement)
+    }
+
+    /// Two entries that reach the same address (`localhost:11211` and
+    /// `127.0.0.1:11211`) would put both replicas of a key on one process.
+    static func refuseDuplicateAddresses(_ nodes: [RingNode]) throws(ConfigurationError) {
+        var owner: [String: Int] = [:]
+        for (index, node) in nodes.enumerated() {
+            for form in SocketAddress.resolvedForms(host: node.host, port: node.port) {
+                if let first = owner[form] {
+                    let a = HostPort(host: nodes[first].host, port: nodes[first].port)
+                    let b = HostPort(host: node.host, port: node.port)
+                    throw ConfigurationError("nodes[\(index)] (\(b)) and nodes[\(first)] (\(a)) are the same node: both reach \(form)")
+                }
+                owner[form] = index
+            }
+        }
     }
 
     /// Binds the client port (and the metrics port).
@@ -127,6 +151,12 @@ public final class ProxyServer: @unchecked Sendable {
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in shutDownGracefully() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGTERM) { [unowned self] in shutDownGracefully() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGHUP) { [unowned self] in reload() })
+        if let configurationPath, configuration.watchConfiguration {
+            configurationWatch = ConfigurationWatch(path: configurationPath, loop: mainLoop) { [unowned self] in
+                logger.info("configuration file changed; reloading", metadata: ["path": "\(configurationPath)"])
+                reload()
+            }
+        }
         logger.info("proxy listening", metadata: [
             "listen": "\(configuration.listen.host):\(boundPort)", "nodes": "\(configuration.nodes.count)",
             "replicas": "\(context.topology.replicas)", "threads": "\(configuration.threads)",
@@ -206,9 +236,9 @@ public final class ProxyServer: @unchecked Sendable {
     /// Re-reads the configuration and installs it without dropping a client
     /// connection; a bad file keeps the running configuration. Main loop.
     @discardableResult
-    func reload() -> String {
+    func reload() -> ReloadOutcome {
         guard let loadConfiguration else {
-            return "no configuration file to reload"
+            return .refused("no configuration file to reload")
         }
         do {
             let configuration = try loadConfiguration()
@@ -217,9 +247,9 @@ public final class ProxyServer: @unchecked Sendable {
             if let problem = DescriptorLimit.ensure(ProxyServer.descriptorsNeeded(configuration)) {
                 throw ConfigurationError(problem)
             }
-            if configuration.threads != current.configuration.threads || configuration.listen != current.configuration.listen
-                || configuration.metricsListen != current.configuration.metricsListen {
-                logger.warning("listen, threads and metrics_listen take effect only at restart")
+            let deferred = ProxyServer.restartOnlyChanges(from: startConfiguration, to: configuration)
+            if !deferred.isEmpty {
+                logger.warning("some settings take effect only at restart", metadata: ["settings": "\(deferred.joined(separator: ", "))"])
             }
             var registry = self.registry
             let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: current)
@@ -232,12 +262,43 @@ public final class ProxyServer: @unchecked Sendable {
             context.reloads.wrappingAdd(1, ordering: .relaxed)
             logger.info("configuration reloaded", metadata: [
                 "nodes": "\(topology.nodes.count)", "warmup": "\(topology.previous != nil)",
+                "generation": "\(topology.generation)",
             ])
-            return "OK"
+            return .applied(deferred: deferred)
         } catch {
             context.reloadFailures.wrappingAdd(1, ordering: .relaxed)
             logger.error("reload refused; the running configuration stays", metadata: ["error": "\(error)"])
-            return "reload refused: \(error)"
+            return .refused("\(error)")
+        }
+    }
+
+    /// Settings a running proxy cannot change (its sockets, its threads and
+    /// the connections each worker keeps to a node) that differ from those it
+    /// started with.
+    static func restartOnlyChanges(from old: ProxyConfiguration, to new: ProxyConfiguration) -> [String] {
+        var changed: [String] = []
+        if old.listen != new.listen { changed.append("listen") }
+        if old.threads != new.threads { changed.append("threads") }
+        if old.metricsListen != new.metricsListen { changed.append("metrics_listen") }
+        if old.backendConnections != new.backendConnections { changed.append("backend_connections") }
+        return changed
+    }
+}
+
+/// What a reload did, as `POST /reload` answers it and the log says it.
+enum ReloadOutcome: Equatable, CustomStringConvertible {
+    /// The new configuration serves, except the settings in `deferred`, which
+    /// only a restart applies.
+    case applied(deferred: [String])
+    /// The configuration was refused; the running one stays.
+    case refused(String)
+
+    var description: String {
+        switch self {
+        case .applied(let deferred) where deferred.isEmpty: return "OK"
+        case .applied(let deferred):
+            return "OK, except \(deferred.joined(separator: ", ")): they take effect only at restart"
+        case .refused(let reason): return "reload refused: \(reason)"
         }
     }
 }

@@ -226,6 +226,7 @@ enum ProxyStatsReport {
             ("proxy_unavailable", total(.unavailable)),
             ("proxy_client_errors", total(.clientErrors)),
             ("proxy_reloads", String(context.reloads.load(ordering: .relaxed))),
+            ("proxy_membership_generation", context.topology.generation),
             ("proxy_reload_failures", String(context.reloadFailures.load(ordering: .relaxed))),
         ] + context.summedNodeStats().map { ($0.0, String($0.1)) }
     }
@@ -233,7 +234,7 @@ enum ProxyStatsReport {
     /// `STAT node:<i>:<field> <value>` for every node, in ring order.
     static func nodes(_ context: ProxyContext) -> [(String, String)] {
         let topology = context.topology
-        var lines: [(String, String)] = []
+        var lines: [(String, String)] = [("generation", topology.generation)]
         for (index, node) in topology.nodes.enumerated() {
             let prefix = "node:\(index):"
             lines.append((prefix + "address", node.identity))
