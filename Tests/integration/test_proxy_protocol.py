@@ -186,9 +186,9 @@ def test_dumps_and_watch_answer_and_the_connection_goes_on(cluster):
     c = cluster.raw()
     c.send(b"set k 0 0 1\r\nx\r\nlru_crawler metadump all\r\nlru_crawler metadump hash\r\n"
            b"lru_crawler metadump 1,2\r\nlru_crawler metadump 99\r\nlru_crawler crawl all\r\nlru_crawler crawl all\r\n"
-           b"watch\r\nwatch fetchers mutations\r\nget k\r\n")
+           b"lru_crawler crawl 1,2,3\r\nwatch\r\nwatch fetchers mutations\r\nget k\r\n")
     assert c.read_until(b"VALUE k 0 1\r\nx\r\nEND\r\n") == (
-        b"STORED\r\nEND\r\nEND\r\nEND\r\nBADCLASS invalid class id\r\nOK\r\nOK\r\n"
+        b"STORED\r\nEND\r\nEND\r\nEND\r\nBADCLASS invalid class id\r\nOK\r\nOK\r\nOK\r\n"
         b"CLIENT_ERROR watch commands not allowed\r\nCLIENT_ERROR watch commands not allowed\r\n"
         b"VALUE k 0 1\r\nx\r\nEND\r\n")
 
