@@ -15,16 +15,16 @@ final class BackendPool {
 
     func connection(choice: Int?, lane: Lane, worker: ProxyWorker) -> BackendConnection? {
         let count = connections.count
-        let proxied: Int
+        let index: Int
         if let choice {
-            proxied = choice % count
+            index = choice % count
         } else {
-            proxied = roundRobin
+            index = roundRobin
             roundRobin = (roundRobin + 1) % count
         }
         switch lane {
-        case .requests: return usable(&connections[proxied], worker: worker)
-        case .bulk: return usable(&bulkConnections[proxied], worker: worker)
+        case .requests: return usable(&connections[index], worker: worker)
+        case .bulk: return usable(&bulkConnections[index], worker: worker)
         }
     }
 

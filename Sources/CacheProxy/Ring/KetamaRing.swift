@@ -119,7 +119,7 @@ public struct KetamaRing: Sendable {
     }
 
     public func owner(ofHash hash: UInt32) -> Int {
-        Int(owners[proxied(of: hash)])
+        Int(owners[point(of: hash)])
     }
 
     /// The first `count` distinct nodes met walking clockwise from the key's
@@ -136,11 +136,11 @@ public struct KetamaRing: Sendable {
         owners.withUnsafeBufferPointer { owners in
             // Ends: `wanted` <= nodesOnRing distinct nodes are all on the ring,
             // and the walk visits every point within one turn.
-            var proxied = proxied(of: hash)
+            var position = point(of: hash)
             while set.count < wanted {
-                let node = Int(owners[proxied])
+                let node = Int(owners[position])
                 if !set.contains(node) { set.append(node) }
-                proxied = proxied &+ 1 == owners.count ? 0 : proxied &+ 1
+                position = position &+ 1 == owners.count ? 0 : position &+ 1
             }
         }
         return set
@@ -153,21 +153,21 @@ public struct KetamaRing: Sendable {
         guard wanted > 0 else { return 0 }
         var found = 0
         owners.withUnsafeBufferPointer { owners in
-            var proxied = proxied(of: hash(of: key))
+            var position = point(of: hash(of: key))
             while found < wanted {
-                let node = Int(owners[proxied])
+                let node = Int(owners[position])
                 if !buffer[..<found].contains(node) {
                     buffer[found] = node
                     found &+= 1
                 }
-                proxied = proxied &+ 1 == owners.count ? 0 : proxied &+ 1
+                position = position &+ 1 == owners.count ? 0 : position &+ 1
             }
         }
         return found
     }
 
     /// Index of the first point >= hash, or 0 past the last point.
-    func proxied(of hash: UInt32) -> Int {
+    func point(of hash: UInt32) -> Int {
         points.withUnsafeBufferPointer { points in
             var low = 0
             var high = points.count
