@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import CacheProxy
 import Logging
 
@@ -42,7 +43,13 @@ struct ProxyCommand: ParsableCommand {
     @Flag(name: .long, help: "Check the configuration, print it, and exit.")
     var checkConfig = false
 
+    @Option(name: .customLong("from-nutcracker"), help: ArgumentHelp(
+        "Print the memcluster-proxy configuration of a twemproxy (nutcracker) file, pool by pool, and exit.",
+        valueName: "nutcracker.yml"))
+    var fromNutcracker: String?
+
     func run() throws {
+        if let fromNutcracker { return try printConversion(of: fromNutcracker) }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .info
@@ -68,6 +75,35 @@ struct ProxyCommand: ParsableCommand {
         try server.bind()
         try server.run()
     }
+}
+
+extension ProxyCommand {
+    /// `--from-nutcracker`: each pool as a YAML document (`---` between them),
+    /// a pool that cannot be expressed as a comment with the reasons, also on
+    /// standard error; the exit status is 1 when no pool could be converted.
+    func printConversion(of path: String) throws {
+        let text = try ConfigurationFile.contents(of: path)
+        let pools = try NutcrackerConversion.convert(text, path: path)
+        var documents: [String] = []
+        for pool in pools {
+            if let yaml = pool.yaml {
+                documents.append(yaml)
+            } else {
+                let reasons = pool.refusals.map { "#   - \($0)" }.joined(separator: "\n")
+                documents.append("# pool \(pool.name) is not converted:\n\(reasons)\n")
+                printToStandardError("pool \(pool.name) is not converted: \(pool.refusals.joined(separator: "; "))")
+            }
+        }
+        print(documents.joined(separator: "---\n"), terminator: "")
+        if !pools.contains(where: { $0.yaml != nil }) { throw ExitCode(1) }
+    }
+}
+
+/// One line on standard error; `write(2)` because the C `stderr` global is not
+/// concurrency-safe under Swift 6.
+private func printToStandardError(_ message: String) {
+    var line = message + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
 ProxyCommand.main()

@@ -8,6 +8,7 @@ import Testing
         threads: 3
         replicas: 3
         hash: twemproxy
+        key_hash: fnv1a_64
         backend_connections: 2
         request_timeout_ms: 250
         connect_timeout_ms: 300
@@ -35,7 +36,7 @@ import Testing
         #expect(configuration.listen == HostPort(host: "0.0.0.0", port: 9000))
         #expect(configuration.threads == 3)
         #expect(configuration.effectiveReplicas == 3)
-        #expect(configuration.hashMode == .twemproxy)
+        #expect(configuration.hashMode == .twemproxy && configuration.keyHash == .fnv1a_64)
         #expect(configuration.backendConnections == 2)
         #expect(configuration.requestTimeoutMilliseconds == 250)
         #expect(configuration.connectTimeoutMilliseconds == 300)
@@ -78,6 +79,10 @@ import Testing
         ("listen: 127.0.0.1:1\n", "f.yaml: no nodes: list the cache nodes under 'nodes:'"),
         ("nodes: [127.0.0.1:1\n", "f.yaml:2:1: did not find expected ',' or ']'"),
         ("- a\n- b\n", "f.yaml:1: the configuration must be a mapping of options (listen:, nodes:, ...)"),
+        ("key_hash: fnv1a_64\nnodes: [127.0.0.1:1]\n",
+         "f.yaml:1: key_hash: only with hash: twemproxy (libmemcached's modes fix their own key hash)"),
+        ("hash: twemproxy\nkey_hash: hsieh\nnodes: [127.0.0.1:1]\n",
+         "f.yaml:2: key_hash: expected one of md5, one_at_a_time, fnv1_64, fnv1a_64, fnv1_32, fnv1a_32, crc32, crc32a, murmur, found 'hsieh'"),
     ])
     func refusesBadFilesNamingTheLine(text: String, message: String) {
         #expect(throws: ConfigurationError(message)) { try ConfigurationFile.parse(text, path: "f.yaml") }

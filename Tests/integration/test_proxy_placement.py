@@ -165,20 +165,23 @@ def test_ketama_weighted_port_11211_matches_libmemcached(proxy_bin):
 # --------------------------------------------------------------------------
 
 class Nutcracker:
-    def __init__(self, servers: list[str]):
+    def __init__(self, servers: list[str], hash_name: str = "md5", conf_text: str | None = None,
+                 port: int | None = None):
+        """One pool over `servers`, or `conf_text` as the whole file (listening on `port`)."""
         self.tmpdir = tempfile.mkdtemp(prefix="nutcracker-")
-        self.port = harness.free_port()
+        self.port = port or harness.free_port()
         stats_port = harness.free_port()
-        conf = os.path.join(self.tmpdir, "nutcracker.yml")
-        with open(conf, "w") as f:
-            f.write("pool:\n"
-                    f"  listen: 127.0.0.1:{self.port}\n"
-                    "  hash: md5\n"
-                    "  distribution: ketama\n"
-                    "  auto_eject_hosts: false\n"
-                    "  timeout: 5000\n"
-                    "  server_connections: 1\n"
-                    "  servers:\n" + "".join(f"   - {s}\n" for s in servers))
+        self.conf = os.path.join(self.tmpdir, "nutcracker.yml")
+        with open(self.conf, "w") as f:
+            f.write(conf_text or ("pool:\n"
+                                  f"  listen: 127.0.0.1:{self.port}\n"
+                                  f"  hash: {hash_name}\n"
+                                  "  distribution: ketama\n"
+                                  "  auto_eject_hosts: false\n"
+                                  "  timeout: 5000\n"
+                                  "  server_connections: 1\n"
+                                  "  servers:\n" + "".join(f"   - {s}\n" for s in servers)))
+        conf = self.conf
         self.log_path = os.path.join(self.tmpdir, "nutcracker.log")
         argv = [require_tool("nutcracker"), "-c", conf, "-s", str(stats_port), "-a", "127.0.0.1",
                 "-o", self.log_path, "-p", os.path.join(self.tmpdir, "nutcracker.pid")]
@@ -237,6 +240,141 @@ def test_twemproxy_hash_matches_nutcracker(cluster_factory, reference_bin, weigh
     own = {k: ring.owner(k) for k in keys}
     assert own == oracle, report("ketama.py (twemproxy) vs nutcracker", keys, oracle, own, [], 3)
     proxy_write_and_compare(cl, keys, oracle, f"proxy --hash twemproxy vs nutcracker ({cl.node_entry(0)}, ...)")
+
+
+def _owners_of_raw_keys(cl: ph.Cluster, keys: list[bytes], value: bytes) -> dict[bytes, int]:
+    """key -> the one node holding it with `value` (asked on each node directly)."""
+    owners: dict[bytes, list[int]] = {k: [] for k in keys}
+    for i in range(len(cl.nodes)):
+        c = cl.node_client(i, timeout=10).conn
+        for k in keys:
+            if c.request(b"get " + k + b"\r\n", done=b"END\r\n").startswith(b"VALUE " + k + b" 0 %d\r\n" % len(value) + value):
+                owners[k].append(i)
+    assert all(len(v) == 1 for v in owners.values()), {k: v for k, v in owners.items() if len(v) != 1}
+    return {k: v[0] for k, v in owners.items()}
+
+
+@pytest.mark.parametrize("key_hash", ["fnv1a_64", "fnv1_64", "fnv1a_32", "fnv1_32", "one_at_a_time", "crc32a",
+                                      "crc32", "murmur"])
+def test_twemproxy_key_hashes_match_nutcracker(cluster_factory, reference_bin, key_hash):
+    """nutcracker's other `hash:` functions (its example configuration uses
+    fnv1a_64). Keys with bytes 0x80-0xFF too: nutcracker reads them through a
+    signed char."""
+    keys = placement_keys(1500)
+    high = [b"k\xe9y-%d-\xff\x80\xc3\xa9" % i for i in range(120)]
+    cl = cluster_factory(n=3, replicas=1, weights=[1, 1, 1], hash_mode="twemproxy", node_bin=reference_bin,
+                         options={"key_hash": key_hash})
+    nc = Nutcracker([cl.node_entry(i) for i in range(3)], hash_name=key_hash)
+    try:
+        conn = harness.RawConn((harness.HOST, nc.port), timeout=10)
+        try:
+            replies = ph.set_many(conn, [(k, b"L") for k in keys], batch=200)
+            for k in high:
+                replies.append(conn.request(b"set " + k + b" 0 0 1\r\nL\r\n").strip())
+        finally:
+            conn.close()
+        assert set(replies) == {b"STORED"}, (collections.Counter(replies), nc.log())
+    finally:
+        nc.stop()
+    oracle, problems = only_copy(cl.placement(keys), keys, b"L")
+    assert not problems, "nutcracker did not put each key on one node:\n" + "\n".join(problems[:10])
+    # (crc32 gives 15-bit values, which 32-bit ketama points put in one arc:
+    # nutcracker then sends every key to one node, and so must the proxy.)
+    assert len(set(oracle.values())) == (1 if key_hash == "crc32" else 3), "the keys spread as nutcracker spreads them"
+    oracle_high = _owners_of_raw_keys(cl, high, b"L")
+    proxy_write_and_compare(cl, keys, oracle, f"proxy key_hash {key_hash} vs nutcracker")
+    proxy = cl.raw(timeout=10)
+    for k in high:
+        assert proxy.request(b"set " + k + b" 0 0 1\r\nP\r\n") == b"STORED\r\n"
+    assert _owners_of_raw_keys(cl, high, b"P") == oracle_high, f"keys with high bytes placed unlike nutcracker ({key_hash})"
+
+
+def _from_nutcracker(proxy_bin: str, path: str) -> subprocess.CompletedProcess:
+    return subprocess.run([proxy_bin, "--from-nutcracker", path], capture_output=True, text=True, timeout=30)
+
+
+def test_from_nutcracker_takes_over_without_moving_a_key(cluster_factory, reference_bin, proxy_bin):
+    """The migration the README gives: convert nutcracker's file, stop
+    nutcracker, start the proxy on its port; every key nutcracker wrote is
+    found. The file is written the way deployments write it: nutcracker's
+    default hash (no `hash:` line), weights, server names, options without an
+    equivalent, and a redis pool beside the memcache one."""
+    cl = cluster_factory(n=3, replicas=1, node_bin=reference_bin, start_proxy=False)
+    port = harness.free_port()
+    servers = [f"{cl.node_addr(i)}:{w} cache-{i}" for i, w in enumerate((1, 2, 1))]
+    conf = ("sessions:\n"
+            "  listen: 127.0.0.1:%d\n"
+            "  redis: true\n"
+            "  servers:\n"
+            "   - 127.0.0.1:6379:1\n"
+            "web:\n"
+            f"  listen: 127.0.0.1:{port}\n"
+            "  distribution: ketama\n"
+            "  timeout: 4000\n"
+            "  backlog: 512\n"
+            "  preconnect: true\n"
+            "  auto_eject_hosts: false\n"
+            "  server_retry_timeout: 30000\n"
+            "  server_failure_limit: 2\n"
+            "  server_connections: 1\n"
+            "  servers:\n" + "".join(f"   - {s}\n" for s in servers)) % harness.free_port()
+    keys = placement_keys(2000, prefix="migrate-")
+    nc = Nutcracker([], conf_text=conf, port=port)
+    try:
+        conn = harness.RawConn((harness.HOST, port), timeout=10)
+        try:
+            replies = ph.set_many(conn, [(k, b"v-" + k.encode()) for k in keys], batch=200)
+        finally:
+            conn.close()
+        assert set(replies) == {b"STORED"}, (collections.Counter(replies), nc.log())
+        converted = _from_nutcracker(proxy_bin, nc.conf)
+    finally:
+        nc.stop()
+    assert converted.returncode == 0, converted
+    assert "pool sessions is not converted: redis: true" in converted.stderr, converted.stderr
+    [refused, web] = converted.stdout.split("---\n")
+    assert refused.startswith("# pool sessions is not converted"), refused
+    for expected in ("hash: twemproxy", "key_hash: fnv1a_64", "request_timeout_ms: 4000", "failure_limit: 2",
+                     "probe_initial_ms: 30000", "probe_max_ms: 30000", "backend_connections: 1", "# backlog: 512 is left out",
+                     "# preconnect: true is left out", *(f"  - {s}" for s in servers)):
+        assert expected in web, f"{expected!r} missing from:\n{web}"
+    cl.write_config(raw=web)
+    cl.proxy = ph.spawn([proxy_bin, "--config", cl.config_path], harness.HOST, port, prefix="mcproxy-")
+    found = ph.multi_get(cl.raw(timeout=20), keys)
+    missing = [k for k in keys if found.get(k) != b"v-" + k.encode()]
+    assert not missing, f"{len(missing)} of {len(keys)} keys not found after the switch, e.g. {missing[:5]}"
+
+
+@pytest.mark.parametrize("conf,refusal", [
+    ("p:\n  listen: /tmp/mc.sock\n  servers:\n   - 127.0.0.1:11211:1\n", "a unix socket"),
+    ("p:\n  listen: 127.0.0.1:22121\n  hash: hsieh\n  servers:\n   - 127.0.0.1:11211:1\n", "hash hsieh"),
+    ("p:\n  listen: 127.0.0.1:22121\n  distribution: modula\n  servers:\n   - 127.0.0.1:11211:1\n",
+     "distribution modula"),
+    ("p:\n  listen: 127.0.0.1:22121\n  hash_tag: \"{}\"\n  servers:\n   - 127.0.0.1:11211:1\n", "hash_tag {}"),
+    ("p:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:port:1\n", "not host:port:weight"),
+    ("p:\n  listen: 127.0.0.1:22121\n  server_failure_limit: 0\n  servers:\n   - 127.0.0.1:11211:1\n",
+     "failure_limit: expected an integer"),
+    ("p:\n  listen: 127.0.0.1:22121\n  tls: true\n  servers:\n   - 127.0.0.1:11211:1\n", "tls: an option"),
+    ("p:\n  listen: 127.0.0.1:22121\n", "no servers"),
+])
+def test_from_nutcracker_refuses_what_would_move_keys(proxy_bin, tmp_path, conf, refusal):
+    """A pool the proxy cannot serve as nutcracker did is not converted: the
+    reason on standard error and as a comment, exit status 1 when no pool is left."""
+    path = tmp_path / "nutcracker.yml"
+    path.write_text(conf)
+    result = _from_nutcracker(proxy_bin, str(path))
+    assert result.returncode == 1, result
+    assert refusal in result.stderr and refusal in result.stdout, result
+    assert "nodes:" not in result.stdout
+
+
+def test_from_nutcracker_refuses_a_file_that_is_not_a_nutcracker_configuration(proxy_bin, tmp_path):
+    path = tmp_path / "nutcracker.yml"
+    path.write_text("- just\n- a list\n")
+    result = _from_nutcracker(proxy_bin, str(path))
+    assert result.returncode != 0 and "mapping of pools" in result.stderr, result
+    result = _from_nutcracker(proxy_bin, str(tmp_path / "absent.yml"))
+    assert result.returncode != 0 and "absent.yml" in result.stderr, result
 
 
 # --------------------------------------------------------------------------

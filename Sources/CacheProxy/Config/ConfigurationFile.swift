@@ -21,6 +21,11 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
 ///     name: b
 /// ```
 public enum ConfigurationFile {
+    /// The text of the file at `path`.
+    public static func contents(of path: String) throws(ConfigurationError) -> String {
+        String(decoding: try readFile(path), as: UTF8.self)
+    }
+
     public static func parse(_ text: String, path: String = "<config>") throws(ConfigurationError) -> ProxyConfiguration {
         let root: Node?
         do {
@@ -98,6 +103,7 @@ public enum ConfigurationFile {
         mutating func configuration(_ mapping: Node.Mapping) throws(ConfigurationError) -> ProxyConfiguration {
             var config = ProxyConfiguration()
             var sawNodes = false
+            var keyHashNode: Node?
             for (keyNode, value) in mapping {
                 let key = try string(keyNode, "option name")
                 switch key {
@@ -112,6 +118,13 @@ public enum ConfigurationFile {
                     case let other:
                         throw fail(value, "hash: expected ketama, twemproxy or ketama_classic, found '\(other)'")
                     }
+                case "key_hash":
+                    let text = try string(value, key)
+                    guard let hash = TwemproxyKeyHash(rawValue: text) else {
+                        throw fail(value, "key_hash: expected one of \(TwemproxyKeyHash.allCases.map(\.rawValue).joined(separator: ", ")), found '\(text)'")
+                    }
+                    config.keyHash = hash
+                    keyHashNode = value
                 case "backend_connections": config.backendConnections = try integer(value, key, minimum: 1, maximum: 16)
                 case "request_timeout_ms": config.requestTimeoutMilliseconds = try integer(value, key, minimum: 1, maximum: 600_000)
                 case "connect_timeout_ms": config.connectTimeoutMilliseconds = try integer(value, key, minimum: 1, maximum: 600_000)
@@ -163,6 +176,9 @@ public enum ConfigurationFile {
             }
             if config.adminToken != nil && config.adminTokenFile != nil {
                 throw ConfigurationError("\(path): admin_token and admin_token_file: give one of them (the file keeps the secret out of this one)")
+            }
+            if let keyHashNode, config.hashMode != .twemproxy, config.keyHash != .md5 {
+                throw fail(keyHashNode, "key_hash: only with hash: twemproxy (libmemcached's modes fix their own key hash)")
             }
             if config.probeMaxMilliseconds < config.probeInitialMilliseconds {
                 throw ConfigurationError("\(path): probe_max_ms must not be below probe_initial_ms")

@@ -15,6 +15,19 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var replicas: Int?
     /// How keys are placed. Default `.libmemcachedWeighted` (libmemcached KETAMA_WEIGHTED).
     public var hashMode: KetamaRing.Mode = .libmemcachedWeighted
+    /// With `hash: twemproxy`, how keys are hashed (nutcracker's `hash:`):
+    /// md5 (default), one_at_a_time, fnv1_64, fnv1a_64, fnv1_32, fnv1a_32,
+    /// crc32, crc32a, murmur.
+    public var keyHash: TwemproxyKeyHash = .md5
+
+    /// The key hash the ring uses: `keyHash` under twemproxy's rules, else the mode's own.
+    public var effectiveKeyHash: TwemproxyKeyHash {
+        switch hashMode {
+        case .twemproxy: keyHash
+        case .libmemcachedWeighted: .md5
+        case .libmemcachedClassic: .oneAtATime
+        }
+    }
     /// Persistent connections from each worker to each node, pipelining the
     /// requests of many clients. Default 1.
     public var backendConnections = 1

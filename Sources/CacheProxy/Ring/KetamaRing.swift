@@ -60,9 +60,12 @@ public struct KetamaRing: Sendable {
     let points: [UInt32]
     let owners: [UInt32]
 
+    /// A twemproxy ring's key hash (nutcracker's `hash:`); MD5 in every other mode.
+    public let keyHash: TwemproxyKeyHash
+
     /// Builds the ring. Throws when the list is one that libmemcached or
     /// twemproxy would refuse, or would answer in a way we cannot match.
-    public init(nodes: [RingNode], mode: Mode = .libmemcachedWeighted) throws(RingError) {
+    public init(nodes: [RingNode], mode: Mode = .libmemcachedWeighted, keyHash: TwemproxyKeyHash = .md5) throws(RingError) {
         try Self.validate(nodes, mode)
         let totalWeight = nodes.reduce(UInt64(0)) { $0 + UInt64($1.weight) }
         let ranks = Self.tieRanks(nodes, mode)
@@ -95,6 +98,7 @@ public struct KetamaRing: Sendable {
         entries.sort { ($0.point, $0.rank) < ($1.point, $1.rank) }
 
         self.mode = mode
+        self.keyHash = mode == .twemproxy ? keyHash : .md5
         self.nodes = nodes
         self.pointCounts = pointCounts
         self.nodesOnRing = pointCounts.count { $0 > 0 }
@@ -107,7 +111,8 @@ public struct KetamaRing: Sendable {
     /// Where `key` sits on the ring.
     public func hash(of key: UnsafeRawBufferPointer) -> UInt32 {
         switch mode {
-        case .libmemcachedWeighted, .twemproxy: RingHash.md5(key)
+        case .libmemcachedWeighted: RingHash.md5(key)
+        case .twemproxy: keyHash.hash(key)
         case .libmemcachedClassic: RingHash.oneAtATime(key)
         }
     }

@@ -257,6 +257,7 @@ enum ProxyStatsReport {
             ("threads", String(configuration.threads)),
             ("replicas", String(configuration.effectiveReplicas)),
             ("hash", String(describing: configuration.hashMode)),
+            ("key_hash", configuration.effectiveKeyHash.rawValue),
             ("backend_connections", String(configuration.backendConnections)),
             ("request_timeout_ms", String(configuration.requestTimeoutMilliseconds)),
             ("connect_timeout_ms", String(configuration.connectTimeoutMilliseconds)),

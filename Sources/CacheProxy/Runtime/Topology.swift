@@ -27,7 +27,7 @@ public final class Topology: Sendable {
 
     public init(configuration: ProxyConfiguration, nodes: [BackendNode], previous: PreviousPlacement?) throws(RingError) {
         self.configuration = configuration
-        self.ring = try KetamaRing(nodes: configuration.nodes, mode: configuration.hashMode)
+        self.ring = try KetamaRing(nodes: configuration.nodes, mode: configuration.hashMode, keyHash: configuration.keyHash)
         self.nodes = nodes
         self.replicas = min(configuration.effectiveReplicas, ring.nodesOnRing)
         self.previous = previous
@@ -43,7 +43,8 @@ public final class Topology: Sendable {
                 ?? HostPort(host: node.host, port: node.port).description
             return "\(address) \(node.weight) \(node.name ?? "")"
         }.sorted()
-        let text = (nodes + ["hash \(configuration.hashMode)", "replicas \(replicas)"]).joined(separator: "\n")
+        let placement = "hash \(configuration.hashMode) \(configuration.effectiveKeyHash.rawValue)"
+        let text = (nodes + [placement, "replicas \(replicas)"]).joined(separator: "\n")
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
         let digits = String(hash, radix: 16)
