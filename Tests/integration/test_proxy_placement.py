@@ -345,6 +345,35 @@ def test_from_nutcracker_takes_over_without_moving_a_key(cluster_factory, refere
     assert not missing, f"{len(missing)} of {len(keys)} keys not found after the switch, e.g. {missing[:5]}"
 
 
+NUTCRACKER_EXAMPLE = "/usr/share/doc/nutcracker/examples/nutcracker.yml"
+
+
+def test_from_nutcracker_on_nutcrackers_own_example(proxy_bin, tmp_path):
+    """Debian's nutcracker package ships its example file: two redis pools, two
+    memcache pools and one on a unix socket with the hsieh hash. The memcache
+    pools convert and load; the others are refused, each with its reasons."""
+    if not os.path.isfile(NUTCRACKER_EXAMPLE):
+        pytest.fail(f"{NUTCRACKER_EXAMPLE} is missing (it comes with Debian's nutcracker package)")
+    result = _from_nutcracker(proxy_bin, NUTCRACKER_EXAMPLE)
+    assert result.returncode == 0, result
+    documents = result.stdout.split("---\n")
+    assert len(documents) == 5, result.stdout
+    by_pool = {d.split("\n", 1)[0].split()[2].rstrip(","): d for d in documents}
+    assert sorted(by_pool) == ["alpha", "beta", "delta", "gamma", "omega"], list(by_pool)
+    assert "redis: true" in by_pool["alpha"] and "nodes:" not in by_pool["alpha"]
+    assert "hash_tag" in by_pool["beta"] and "nodes:" not in by_pool["beta"]
+    assert "unix socket" in by_pool["omega"] and "hash hsieh" in by_pool["omega"]
+    assert sorted(line.split(" is not converted")[0] for line in result.stderr.splitlines()) == \
+        ["pool alpha", "pool beta", "pool omega"], result.stderr
+    for name, node_count in (("gamma", 2), ("delta", 10)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(by_pool[name])
+        check = subprocess.run([proxy_bin, "--config", str(path), "--check-config"], capture_output=True,
+                               text=True, timeout=30)
+        assert check.returncode == 0 and f"{node_count} nodes" in check.stdout, (name, check, by_pool[name])
+        assert "key_hash: fnv1a_64" in by_pool[name]
+
+
 @pytest.mark.parametrize("conf,refusal", [
     ("p:\n  listen: /tmp/mc.sock\n  servers:\n   - 127.0.0.1:11211:1\n", "a unix socket"),
     ("p:\n  listen: 127.0.0.1:22121\n  hash: hsieh\n  servers:\n   - 127.0.0.1:11211:1\n", "hash hsieh"),
