@@ -403,7 +403,7 @@ def test_methods_versions_and_malformed_heads(cluster_factory):
         "lowercase_get": (request("get", "/metrics", [own]), not_allowed("GET")),
         "get_reload": (request("GET", "/reload", [own]), not_allowed("POST")),
         "post_metrics": (request("POST", "/metrics", [own]), not_allowed("GET")),
-        "unknown_path": (request("GET", "/other", [own]), answer("404 Not Found", "GET /metrics or POST /reload\n")),
+        "unknown_path": (request("GET", "/other", [own]), answer("404 Not Found", "GET /metrics, /health or /ready, or POST /reload\n")),
         "http_2": (request("GET", "/metrics", [own], version="HTTP/2.0"),
                    answer("505 HTTP Version Not Supported", "HTTP/1.0 or HTTP/1.1 only\n")),
         "http_1_2": (request("GET", "/metrics", [own], version="HTTP/1.2"),

@@ -3,16 +3,19 @@
 `stats` answers with memcached's field names (what memcstat, client
 libraries' get_stats and memcached exporters read) and its counters move as
 memcached's do for the same commands; `stats nodes` shows each node;
-`/metrics` is Prometheus text with a per-node `memcluster_proxy_node_up`.
+`/metrics` is Prometheus text with a per-node `memcluster_proxy_node_up` and
+latency histograms; `/health` and `/ready` are the probes.
 """
 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import proxy_harness as ph
 import test_stats
@@ -143,31 +146,25 @@ def test_memcstat_reads_proxy_stats(cluster):
 # /metrics
 # --------------------------------------------------------------------------
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
-                    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*")*)?\})? (-?[0-9.eE+]+|NaN|[+-]Inf)$')
-
-
 def parse_prometheus(text: str):
-    """Strict enough text-format parser: returns ({name: type}, [(name, labels, value)])."""
+    """The exposition read by Prometheus' own Python parser (prometheus_client):
+    returns ({family name: type}, [(sample name, labels, value)])."""
     types, samples = {}, []
-    for ln in text.splitlines():
-        if not ln:
-            continue
-        if ln.startswith("# TYPE "):
-            _, _, name, kind = ln.split(" ", 3)
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), ln
-            assert name not in types, f"two TYPE lines for {name}"
-            types[name] = kind
-            continue
-        if ln.startswith("#"):
-            assert ln.startswith("# HELP "), f"bad comment line {ln!r}"
-            continue
-        m = SAMPLE.match(ln)
-        assert m, f"not a Prometheus sample line: {ln!r}"
-        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        assert m.group(1) in types, f"sample {m.group(1)} without a TYPE line before it"
-        samples.append((m.group(1), labels, float(m.group(4))))
+    for family in text_string_to_metric_families(text):
+        assert family.name not in types, f"two families named {family.name}"
+        types[family.name] = family.type
+        samples += [(s.name, s.labels, s.value) for s in family.samples]
     return types, samples
+
+
+def histogram(samples, name: str, **labels) -> tuple[list[tuple[float, float]], float, float]:
+    """One histogram's cumulative buckets [(le, count)], its _sum and _count."""
+    def mine(lab):
+        return all(lab.get(k) == v for k, v in labels.items())
+    buckets = sorted((float(lab["le"]), v) for n, lab, v in samples if n == name + "_bucket" and mine(lab))
+    [total] = [v for n, lab, v in samples if n == name + "_count" and mine(lab)]
+    [summed] = [v for n, lab, v in samples if n == name + "_sum" and mine(lab)]
+    return buckets, summed, total
 
 
 def node_up(samples) -> dict[str, float]:
@@ -203,3 +200,98 @@ def test_metrics_prometheus_text_with_node_up(cluster_factory):
     status, _h, _b = cl.http("GET", "/reload")
     assert status != 200, "GET /reload must not reload"
     assert cl.stats()["proxy_reloads"] == "0"
+
+
+def test_metrics_latency_histograms_by_command_and_node(cluster_factory):
+    """Every request lands in its command's histogram once; a node's histogram
+    counts the requests it answered; a node that takes 300 ms shows it."""
+    cl = cluster_factory(n=2, replicas=1, metrics=True)
+    _t, samples = parse_prometheus(cl.http("GET", "/metrics")[2])
+    before = {command: histogram(samples, "memcluster_proxy_request_duration_seconds", command=command)[2]
+              for command in ("set", "get", "multiget", "delete", "touch", "arithmetic", "other")}
+    c = cl.raw()
+    ph.set_many(c, [(f"h{i}", b"v") for i in range(40)])                 # 40 set
+    ph.get_each(c, [f"h{i}" for i in range(30)])                          # 30 get
+    ph.multi_get(c, [f"h{i}" for i in range(40)], batch=20)               # 2 multiget
+    assert c.request(b"delete h0\r\n") == b"DELETED\r\n"                  # 1 delete
+    assert c.request(b"touch h1 100\r\n") == b"TOUCHED\r\n"                # 1 touch
+    assert c.request(b"incr nothing 1\r\n") == b"NOT_FOUND\r\n"            # 1 arithmetic
+    assert c.request(b"version\r\n").startswith(b"VERSION ")                # 1 other
+    types, samples = parse_prometheus(cl.http("GET", "/metrics")[2])
+    assert types["memcluster_proxy_request_duration_seconds"] == "histogram"
+    expected = {"set": 40, "get": 30, "multiget": 2, "delete": 1, "touch": 1, "arithmetic": 1, "other": 1}
+    for command, count in expected.items():
+        buckets, summed, total = histogram(samples, "memcluster_proxy_request_duration_seconds", command=command)
+        assert total - before[command] == count, (command, total, before[command])
+        assert buckets[-1] == (float("inf"), total), (command, buckets)
+        assert [b[1] for b in buckets] == sorted(b[1] for b in buckets), "cumulative"
+        assert buckets[0][0] == 2e-05 and buckets[-2][0] == 5.0, buckets
+        assert 0 <= summed < total * 1.0, (command, summed)
+    node_total = 0
+    for i in range(2):
+        _b, _s, total = histogram(samples, "memcluster_proxy_node_request_duration_seconds", node=cl.node_addr(i))
+        node_total += total
+    # 40 sets + 30 gets + 2 multi-gets over <= 2 nodes each + delete, touch, incr
+    assert 40 + 30 + 2 + 3 <= node_total <= 40 + 30 + 4 + 3, node_total
+
+    # A slow node: 300 ms between the request and its reply.
+    key = next(k for k in (f"slow{i}" for i in range(1000)) if _owner(cl, k) == 1)
+    cl.sigstop(1)
+    try:
+        c.send(b"get %s\r\n" % key.encode())
+        time.sleep(0.3)
+    finally:
+        cl.sigcont(1)
+    assert c.read_until(b"END\r\n", timeout=5).endswith(b"END\r\n")
+    _t, samples = parse_prometheus(cl.http("GET", "/metrics")[2])
+    buckets, _s, _t = histogram(samples, "memcluster_proxy_node_request_duration_seconds", node=cl.node_addr(1))
+    at = dict(buckets)
+    assert at[0.2] < at[float("inf")], f"no reply slower than 200 ms at the stopped node: {buckets}"
+    buckets, _s, _t = histogram(samples, "memcluster_proxy_request_duration_seconds", command="get")
+    assert dict(buckets)[0.2] < dict(buckets)[float("inf")], buckets
+
+
+def _owner(cl: ph.Cluster, key: str) -> int:
+    """The node index the proxy sends `key` to (replicas 1): set it and look."""
+    c = cl.raw()
+    assert c.request(b"set %s 0 0 1\r\nx\r\n" % key.encode()) == b"STORED\r\n"
+    [(owner, _v)] = cl.placement([key])[key]
+    return owner
+
+
+def test_health_and_ready_probes(cluster_factory):
+    """/health answers while the proxy runs; /ready only while a node is up,
+    and never during shutdown (load balancers stop sending clients)."""
+    cl = cluster_factory(n=2, replicas=2, metrics=True)
+    assert cl.http("GET", "/health")[0::2] == (200, "ok\n")
+    assert cl.http("GET", "/ready")[0::2] == (200, "ready\n")
+    for i in range(2):
+        cl.kill_node(i)
+    c = cl.raw()
+    for i in range(2):
+        deadline = time.monotonic() + 10
+        while cl.node_states()[i] != "down" and time.monotonic() < deadline:
+            c.request(b"get k%d\r\n" % i, timeout=5)
+            time.sleep(0.05)
+    status, _h, body = cl.http("GET", "/ready")
+    assert (status, body) == (503, "no node is up (2 down)\n"), (status, body)
+    assert cl.http("GET", "/health")[0] == 200
+    cl.restart_node(0)
+    cl.wait_node_state(0, "up", timeout=10)
+    assert cl.http("GET", "/ready")[0] == 200
+    assert cl.http("POST", "/ready")[0] == 405
+    assert cl.http("POST", "/health")[0] == 405
+
+    # Shutting down with a request still waiting for a stopped node: not ready.
+    cl.sigstop(0)
+    try:
+        c = cl.raw()
+        c.send(b"get pending\r\n")
+        time.sleep(0.1)
+        cl.proxy.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        status, _h, body = cl.http("GET", "/ready")
+        assert (status, body) == (503, "shutting down\n"), (status, body)
+        assert cl.http("GET", "/health")[0] == 200
+    finally:
+        cl.sigcont(0)

@@ -36,6 +36,8 @@ final class BackendConnection: ConnectionHandler {
         let tag: Int
         let shape: ReplyShape
         let sentAt: Int64
+        /// The worker's event stamp when it was queued (ns), for the node's latency.
+        let queuedAt: Int64
         /// The `KeyFence` stripe a write holds until it is answered, or -1.
         let fence: Int
     }
@@ -71,7 +73,8 @@ final class BackendConnection: ConnectionHandler {
             return
         }
         write(&connection.output)
-        inFlight.append(InFlight(call: call, tag: tag, shape: shape, sentAt: worker.now, fence: fence))
+        inFlight.append(InFlight(call: call, tag: tag, shape: shape, sentAt: worker.now, queuedAt: worker.eventNanoseconds,
+                                 fence: fence))
         node.requests.wrappingAdd(1, ordering: .relaxed)
         if !isQueuedForFlush {
             isQueuedForFlush = true
@@ -122,6 +125,7 @@ final class BackendConnection: ConnectionHandler {
     // MARK: ConnectionHandler
 
     func connectionReadable(_ connection: Connection) {
+        worker.stampEvent()
         lastProgress = worker.now
         readReplies(connection)
     }
@@ -152,6 +156,7 @@ final class BackendConnection: ConnectionHandler {
                 }
                 if isClosed { return }
                 if last {
+                    node.latency.record(series: worker.index, nanoseconds: worker.eventNanoseconds - entry.queuedAt)
                     inFlight.removeFirst()
                     if entry.fence >= 0 { worker.context.fence.exitWrite(entry.fence) }
                 }
@@ -170,6 +175,7 @@ final class BackendConnection: ConnectionHandler {
 
     func connectionClosed(_ connection: Connection) {
         guard !isClosed else { return }
+        worker.stampEvent()
         isClosed = true
         self.connection = nil
         // Closed by the node's end: it may have restarted and lost its data.

@@ -74,6 +74,7 @@ final class ClientSession: ConnectionHandler {
     }
 
     func connectionDrained(_ connection: Connection) {
+        worker.stampEvent()
         deliverCompleted()
         resumeIfRelieved(connection)
     }
@@ -125,6 +126,7 @@ final class ClientSession: ConnectionHandler {
         }
         processing = true
         defer { processing = false }
+        worker.stampEvent()
         let input = connection.input.readableBytes
         // Reused for every request of this read: the parser writes into it
         // instead of returning a fresh ~250-byte value each time.

@@ -136,12 +136,15 @@ final class ProxiedRequest: ReplyReceiver {
     var touchExptime: Int64?
 
     unowned(unsafe) var worker: ProxyWorker!
+    /// When the proxy read the request (the worker's event stamp, ns).
+    private var arrivedAt: Int64 = 0
 
     /// Prepares the request for a new request of `session`.
     func begin(session: ClientSession, worker: ProxyWorker) {
         generation &+= 1
         self.session = session
         self.worker = worker
+        arrivedAt = worker.eventNanoseconds
         reply.removeAll()
         stream = nil
         heldBytes = 0
@@ -224,6 +227,7 @@ final class ProxiedRequest: ReplyReceiver {
     func complete() {
         guard !isComplete else { return }
         isComplete = true
+        worker.requestLatency.record(series: latencyClass.rawValue, nanoseconds: worker.eventNanoseconds - arrivedAt)
         if noreply { reply.removeAll() }
         topology = nil
         cancelWork()
@@ -246,6 +250,23 @@ final class ProxiedRequest: ReplyReceiver {
     private func cancelWork() {
         if case .multiGet(let state) = work { state.cancel() }
         work = .local
+    }
+
+    /// The `command` label this request's latency is kept under.
+    private var latencyClass: RequestClass {
+        switch work {
+        case .local, .flushAll: return .other
+        case .multiGet: return .multiget
+        case .read, .write, .compareAndSwap:
+            switch command {
+            case .get, .gets, .gat, .gats, .metaGet, .metaDebug: return .get
+            case .set, .add, .replace, .append, .prepend, .cas, .metaSet: return .set
+            case .delete, .metaDelete: return .delete
+            case .touch: return .touch
+            case .incr, .decr, .metaArithmetic: return .arithmetic
+            default: return .other
+            }
+        }
     }
 
     /// Completes with one line (an error or status) and `\r\n`.

@@ -34,7 +34,11 @@ struct AdminResponse: Equatable {
         AdminResponse(status: "403 Forbidden", body: reason + "\n")
     }
 
-    static let notFound = AdminResponse(status: "404 Not Found", body: "GET /metrics or POST /reload\n")
+    static let notFound = AdminResponse(status: "404 Not Found", body: "GET /metrics, /health or /ready, or POST /reload\n")
+
+    static func unavailable(_ reason: String) -> AdminResponse {
+        AdminResponse(status: "503 Service Unavailable", body: reason)
+    }
 
     static func methodNotAllowed(allow: String) -> AdminResponse {
         AdminResponse(status: "405 Method Not Allowed", body: "method not allowed; use \(allow)\n", fields: ["Allow: \(allow)"])

@@ -42,9 +42,13 @@ public final class BackendNode: Sendable, CustomStringConvertible {
     let markedDown = Atomic<Int>(0)
     /// Times another process was found answering at the node's address.
     let restarts = Atomic<Int>(0)
+    /// Time from queueing a request for the node to reading its reply, a
+    /// series per worker (each writes its own).
+    let latency: LatencyHistograms
 
-    public init(ringNode: RingNode) throws(SystemCallError) {
+    public init(ringNode: RingNode, workers: Int = 1) throws(SystemCallError) {
         self.ringNode = ringNode
+        self.latency = LatencyHistograms(series: workers)
         self.address = try SocketAddress(host: ringNode.host, port: ringNode.port)
         self.identity = HostPort(host: ringNode.host, port: ringNode.port).description
     }

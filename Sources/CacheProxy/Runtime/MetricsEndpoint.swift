@@ -6,7 +6,11 @@ import Glibc
 /// operators and Prometheus. One request per connection, answered with
 /// `Connection: close`:
 ///
-///   GET  /metrics   Prometheus text format: the `stats` counters, per-node state
+///   GET  /metrics   Prometheus text format: the `stats` counters, latency
+///                   histograms, per-node state
+///   GET  /health    200 "ok" while the proxy runs (a liveness probe)
+///   GET  /ready     200 "ready" while it can serve: at least one node up and
+///                   not shutting down; 503 and why otherwise (a readiness probe)
 ///   POST /reload    reload the configuration (as SIGHUP); 200 "OK" (naming any
 ///                   setting only a restart applies) or 400 and why
 ///
@@ -22,8 +26,8 @@ import Glibc
 ///        http://<the Host the request names>, `Sec-Fetch-Site` other than
 ///        same-origin or none, or, on a loopback endpoint, a Host that is not
 ///        a loopback name
-///   404  a path other than /metrics and /reload
-///   405  the other method on /metrics or /reload        Allow: GET / Allow: POST
+///   404  a path other than /metrics, /health, /ready and /reload
+///   405  the other method on a path                    Allow: GET / Allow: POST
 ///   401  `admin_token` is set and `Authorization: Bearer <token>` is missing
 ///        or wrong (POST /reload; GET /metrics too with
 ///        `admin_token_protects_metrics`)               WWW-Authenticate: Bearer
@@ -56,14 +60,18 @@ final class MetricsEndpoint {
     private let listener: Listener
     private let context: ProxyContext
     private let reload: () -> ReloadOutcome
+    /// Why the proxy cannot serve now, or nil when it can.
+    private let notReadyReason: () -> String?
     private var exchanges: [ObjectIdentifier: AdminExchange] = [:]
     /// Counts connections accepted: the order they came in.
     private var accepted = 0
     private var sweep: EventTimer?
 
-    init(address: HostPort, loop: EventLoop, context: ProxyContext, reload: @escaping () -> ReloadOutcome) throws {
+    init(address: HostPort, loop: EventLoop, context: ProxyContext, notReadyReason: @escaping () -> String?,
+         reload: @escaping () -> ReloadOutcome) throws {
         self.context = context
         self.reload = reload
+        self.notReadyReason = notReadyReason
         self.access = AdminAccess(address: address)
         let socketAddress = try SocketAddress(host: address.host, port: address.port)
         let fd = try Socket.listen(on: socketAddress, backlog: 64)
@@ -116,7 +124,7 @@ final class MetricsEndpoint {
         guard let route else { return .notFound }
         guard head.method == route.method else { return .methodNotAllowed(allow: route.method) }
         let configuration = context.topology.configuration
-        if let token = configuration.adminToken, route == .reload || configuration.adminTokenProtectsMetrics,
+        if let token = configuration.adminToken, route == .reload || (route == .metrics && configuration.adminTokenProtectsMetrics),
            let refusal = AdminAccess.authorizationRefusal(head, token: token) {
             return refusal
         }
@@ -124,6 +132,11 @@ final class MetricsEndpoint {
         switch route {
         case .metrics:
             return .ok(PrometheusText.render(context), contentType: "text/plain; version=0.0.4")
+        case .health:
+            return .ok("ok\n")
+        case .ready:
+            if let reason = notReadyReason() { return .unavailable(reason + "\n") }
+            return .ok("ready\n")
         case .reload:
             if head.value("content-type") != nil { return .unsupportedMediaType }
             let outcome = reload()
@@ -134,9 +147,11 @@ final class MetricsEndpoint {
 
     private enum Route: String {
         case metrics = "/metrics"
+        case health = "/health"
+        case ready = "/ready"
         case reload = "/reload"
 
-        var method: String { self == .metrics ? "GET" : "POST" }
+        var method: String { self == .reload ? "POST" : "GET" }
     }
 }
 
@@ -216,49 +231,5 @@ private final class AdminExchange: ConnectionHandler {
     func connectionClosed(_ connection: Connection) {
         self.connection = nil
         endpoint.forget(self)
-    }
-}
-
-/// The proxy's counters in Prometheus' text format.
-enum PrometheusText {
-    static func render(_ context: ProxyContext) -> String {
-        var text = ""
-        func metric(_ name: String, _ kind: String, _ help: String, _ value: UInt64) {
-            text += "# HELP memcluster_proxy_\(name) \(help)\n# TYPE memcluster_proxy_\(name) \(kind)\n"
-            text += "memcluster_proxy_\(name) \(value)\n"
-        }
-        let counted: [(String, ProxyCounter, String)] = [
-            ("connections_total", .totalConnections, "Client connections accepted."),
-            ("get_commands_total", .cmdGet, "Keys read by get, gets and mg."),
-            ("set_commands_total", .cmdSet, "Storage commands."),
-            ("get_hits_total", .getHits, "Keys found."),
-            ("get_misses_total", .getMisses, "Keys not found."),
-            ("read_fallbacks_total", .readFallbacks, "Reads answered by a replica because the primary failed or was down."),
-            ("miss_failovers_total", .missFailovers, "Misses at the primary retried on a replica."),
-            ("warmup_hits_total", .warmupHits, "Keys copied from their previous owner after a scale-out or recovery."),
-            ("degraded_writes_total", .degradedWrites, "Writes that reached fewer replicas than the key has."),
-            ("unavailable_total", .unavailable, "Requests no live node could answer."),
-            ("bytes_read_total", .bytesRead, "Bytes read from clients."),
-            ("bytes_written_total", .bytesWritten, "Bytes written to clients."),
-        ]
-        for (name, counter, help) in counted { metric(name, "counter", help, context.total(counter)) }
-        metric("current_connections", "gauge", "Open client connections.", UInt64(max(0, context.currentConnections.load(ordering: .relaxed))))
-        metric("reloads_total", "counter", "Configuration reloads applied.", UInt64(context.reloads.load(ordering: .relaxed)))
-        text += "# HELP memcluster_proxy_membership The membership in force, by generation (the same on every proxy that places keys alike).\n# TYPE memcluster_proxy_membership gauge\n"
-        text += "memcluster_proxy_membership{generation=\"\(context.topology.generation)\"} 1\n"
-        text += "# HELP memcluster_proxy_node_up Whether a node serves (1) or is down or recovering (0).\n# TYPE memcluster_proxy_node_up gauge\n"
-        let topology = context.topology
-        for node in topology.nodes {
-            text += "memcluster_proxy_node_up{node=\"\(node.identity)\"} \(node.isUp ? 1 : 0)\n"
-        }
-        text += "# HELP memcluster_proxy_node_requests_total Requests sent to a node.\n# TYPE memcluster_proxy_node_requests_total counter\n"
-        for node in topology.nodes {
-            text += "memcluster_proxy_node_requests_total{node=\"\(node.identity)\"} \(node.requests.load(ordering: .relaxed))\n"
-        }
-        text += "# HELP memcluster_proxy_node_failures_total Requests a node failed (errors, timeouts, lost connections).\n# TYPE memcluster_proxy_node_failures_total counter\n"
-        for node in topology.nodes {
-            text += "memcluster_proxy_node_failures_total{node=\"\(node.identity)\"} \(node.failures.load(ordering: .relaxed))\n"
-        }
-        return text
     }
 }

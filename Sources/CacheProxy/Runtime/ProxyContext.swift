@@ -6,6 +6,8 @@ import Synchronization
 final class ProxyContext: Sendable {
     let startedAt: Int64
     let counters: [ProxyCounters]
+    /// Each worker's request latency by `RequestClass`.
+    let requestLatency: [LatencyHistograms]
     let currentConnections = Atomic<Int>(0)
     let rejectedConnections = Atomic<Int>(0)
     let reloads = Atomic<Int>(0)
@@ -18,6 +20,7 @@ final class ProxyContext: Sendable {
 
     init(workers: Int, topology: Topology, startedAt: Int64) {
         self.counters = (0..<workers).map { _ in ProxyCounters() }
+        self.requestLatency = (0..<workers).map { _ in LatencyHistograms(series: RequestClass.allCases.count) }
         self.current = Locked(topology)
         self.startedAt = startedAt
     }

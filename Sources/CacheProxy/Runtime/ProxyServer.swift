@@ -44,18 +44,21 @@ public final class ProxyServer: @unchecked Sendable {
         self.startConfiguration = configuration
         self.logger = logger
         var registry: [String: BackendNode] = [:]
-        let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: nil)
+        let topology = try ProxyServer.topology(for: configuration, workers: configuration.threads, registry: &registry,
+                                                previous: nil)
         self.registry = registry
         self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)))
     }
 
-    private static func topology(for configuration: ProxyConfiguration, registry: inout [String: BackendNode],
+    /// The topology for `configuration`, reusing the registry's nodes; new
+    /// nodes keep latency for `workers` threads.
+    private static func topology(for configuration: ProxyConfiguration, workers: Int, registry: inout [String: BackendNode],
                                  previous: Topology?) throws -> Topology {
         var nodes: [BackendNode] = []
         var seen: [String: BackendNode] = [:]
         for ringNode in configuration.nodes {
             let identity = HostPort(host: ringNode.host, port: ringNode.port).description
-            let node = try registry[identity].flatMap { $0.ringNode == ringNode ? $0 : nil } ?? BackendNode(ringNode: ringNode)
+            let node = try registry[identity].flatMap { $0.ringNode == ringNode ? $0 : nil } ?? BackendNode(ringNode: ringNode, workers: workers)
             seen[identity] = node
             nodes.append(node)
         }
@@ -99,7 +102,8 @@ public final class ProxyServer: @unchecked Sendable {
         boundPort = Socket.localPort(fd) ?? configuration.listen.port
         listener = Listener(fd: fd, loop: mainLoop) { [unowned self] client in accept(client) }
         if let metricsAddress = configuration.metricsListen {
-            metrics = try MetricsEndpoint(address: metricsAddress, loop: mainLoop, context: context) { [unowned self] in
+            metrics = try MetricsEndpoint(address: metricsAddress, loop: mainLoop, context: context,
+                                          notReadyReason: { [unowned self] in notReadyReason() }) { [unowned self] in
                 reload()
             }
             warnIfAdminEndpointIsOpen(configuration)
@@ -190,6 +194,15 @@ public final class ProxyServer: @unchecked Sendable {
         shutdownCheck = check
     }
 
+    /// Why a load balancer should not send clients here now (`GET /ready`), or nil.
+    private func notReadyReason() -> String? {
+        if shuttingDown { return "shutting down" }
+        let nodes = context.topology.nodes
+        if nodes.isEmpty { return "no nodes in the membership" }
+        if !nodes.contains(where: \.isUp) { return "no node is up (\(nodes.count) down)" }
+        return nil
+    }
+
     private func accept(_ fd: Int32) {
         if context.currentConnections.load(ordering: .relaxed) >= context.topology.configuration.maxConnections {
             Socket.refuse(fd)
@@ -252,7 +265,8 @@ public final class ProxyServer: @unchecked Sendable {
                 logger.warning("some settings take effect only at restart", metadata: ["settings": "\(deferred.joined(separator: ", "))"])
             }
             var registry = self.registry
-            let topology = try ProxyServer.topology(for: configuration, registry: &registry, previous: current)
+            let topology = try ProxyServer.topology(for: configuration, workers: startConfiguration.threads,
+                                                    registry: &registry, previous: current)
             self.registry = registry
             context.install(topology)
             warnIfAdminEndpointIsOpen(configuration)

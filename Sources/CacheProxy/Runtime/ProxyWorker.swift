@@ -17,6 +17,10 @@ final class ProxyWorker: @unchecked Sendable {
     private(set) var topology: Topology
     let context: ProxyContext
     let counters: ProxyCounters
+    /// Request latency by `RequestClass`, written by this worker alone.
+    let requestLatency: LatencyHistograms
+    /// When the event being handled began (monotonic ns, see `stampEvent`).
+    private(set) var eventNanoseconds: Int64 = 0
     /// Told when this worker marks a node down, or when a node closed a
     /// connection to it (any thread may be told; it hops to the main loop).
     private let onNodeDown: @Sendable (BackendNode) -> Void
@@ -45,6 +49,7 @@ final class ProxyWorker: @unchecked Sendable {
         self.context = context
         self.topology = context.topology
         self.counters = context.counters[index]
+        self.requestLatency = context.requestLatency[index]
         self.links = links
         self.onNodeDown = onNodeDown
         self.onConnectionLost = onConnectionLost
@@ -52,6 +57,13 @@ final class ProxyWorker: @unchecked Sendable {
 
     /// Monotonic milliseconds (coarse), or the test's clock.
     @inline(__always) var now: Int64 { links.clock?() ?? monotonicMilliseconds() }
+
+    /// Reads the precise clock at the start of an event (client bytes, node
+    /// bytes, a timer): latencies are measured between these stamps, one clock
+    /// read per event rather than one per request.
+    @inline(__always) func stampEvent() {
+        eventNanoseconds = links.clock.map { $0() * 1_000_000 } ?? monotonicNanoseconds()
+    }
 
     /// Starts the deadline timer. Loop thread.
     func start() {
@@ -131,6 +143,7 @@ final class ProxyWorker: @unchecked Sendable {
     }
 
     func retryFencedWrites() {
+        stampEvent()
         let waiting = fenceWaiters
         fenceWaiters.removeAll()
         // A write still fenced out puts itself back on the list.
@@ -196,6 +209,7 @@ final class ProxyWorker: @unchecked Sendable {
     /// Closes this worker's connections to a node that went down; their requests
     /// in flight fail over to replicas. Loop thread.
     func dropConnections(to node: BackendNode) {
+        stampEvent()
         pools[ObjectIdentifier(node)]?.failAll(.nodeDown)
         flushGathered()
     }
@@ -213,6 +227,7 @@ final class ProxyWorker: @unchecked Sendable {
     }
 
     func checkDeadlines() {
+        stampEvent()
         let now = self.now
         let configuration = topology.configuration
         for pool in pools.values {
