@@ -584,6 +584,11 @@ def test_proxy_sigterm_answers_what_was_sent_then_exits(cluster):
     assert idle.wait_closed(5) and not idle.reset
     assert cluster.proxy.proc.wait(timeout=10) == 0
     assert time.monotonic() - t0 < 8
+    # The log says it began and that it ended, with nothing cut short.
+    log = cluster.proxy_log()
+    assert "shutting down: answering what clients sent" in log, log[-2000:]
+    [stopped] = [line for line in log.splitlines() if "proxy stopped" in line]
+    assert "connections_cut=0" in stopped, stopped
 
 
 # --------------------------------------------------------------------------

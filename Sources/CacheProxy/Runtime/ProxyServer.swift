@@ -166,11 +166,17 @@ public final class ProxyServer: @unchecked Sendable {
             "replicas": "\(context.topology.replicas)", "threads": "\(configuration.threads)",
         ])
         mainLoop.run()
+        // Connections still open here did not finish within shutdown_grace_ms.
+        let cut = max(0, context.currentConnections.load(ordering: .relaxed))
         for worker in workers {
             worker.loop.execute { worker.closeAll() }
             worker.loop.stop()
         }
         for worker in workers { worker.loop.waitUntilStopped() }
+        logger.info("proxy stopped", metadata: [
+            "uptime_s": "\(Int64(time(nil)) - context.startedAt)", "connections_cut": "\(cut)",
+            "connections_served": "\(context.total(.totalConnections))",
+        ])
     }
 
     public func stop() { mainLoop.stop() }
