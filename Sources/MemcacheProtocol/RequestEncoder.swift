@@ -182,14 +182,33 @@ public enum RequestEncoder {
     public static func appendFetch(_ key: UnsafeRawBufferPointer, base64: Bool, to buffer: inout ByteBuffer) {
         buffer.append("mg ")
         appendKeyBytes(key, to: &buffer)
-        buffer.append(base64 ? " b v f t\r\n" : " v f t\r\n")
+        buffer.append(base64 ? " b v f t c\r\n" : " v f t c\r\n")
     }
 
-    /// `ms <key> <bytes>[ b] F<flags> T<exptime>[ ME]\r\n<value>\r\n`: a copy of a
-    /// value; `onlyIfAbsent` stores it only where the key is missing (mode E,
-    /// memcached's add), so an older copy never replaces a newer write.
+    /// `mg <key>[ b] c\r\n`: the CAS of a key's copy, to tell whether it
+    /// changed since it was read (`HD c<cas>`, or `EN` when it is gone).
+    public static func appendCasProbe(_ key: UnsafeRawBufferPointer, base64: Bool, to buffer: inout ByteBuffer) {
+        buffer.append("mg ")
+        appendKeyBytes(key, to: &buffer)
+        buffer.append(base64 ? " b c\r\n" : " c\r\n")
+    }
+
+    /// `md <key>[ b] C<cas>\r\n`: deletes a copy only if it is still the one
+    /// with that CAS (a copy the proxy made, not a value written since).
+    public static func appendConditionalDelete(_ key: UnsafeRawBufferPointer, base64: Bool, cas: UInt64,
+                                               to buffer: inout ByteBuffer) {
+        appendMetaHead("md ", key, base64: base64, flag: " C", to: &buffer)
+        buffer.appendDecimal(cas)
+        buffer.append("\r\n")
+    }
+
+    /// `ms <key> <bytes>[ b] F<flags> T<exptime>[ ME][ c]\r\n<value>\r\n`: a copy
+    /// of a value; `onlyIfAbsent` stores it only where the key is missing (mode
+    /// E, memcached's add), so an older copy never replaces a newer write;
+    /// `returnCas` asks for the stored copy's CAS (`HD c<cas>`).
     public static func appendCopy(_ key: UnsafeRawBufferPointer, base64: Bool, value: UnsafeRawBufferPointer,
-                                  clientFlags: UInt32, exptime: Int64, onlyIfAbsent: Bool, to buffer: inout ByteBuffer) {
+                                  clientFlags: UInt32, exptime: Int64, onlyIfAbsent: Bool, returnCas: Bool = false,
+                                  to buffer: inout ByteBuffer) {
         buffer.append("ms ")
         appendKeyBytes(key, to: &buffer)
         buffer.append(byte: 0x20)
@@ -200,6 +219,7 @@ public enum RequestEncoder {
         buffer.append(" T")
         buffer.appendDecimal(exptime)
         if onlyIfAbsent { buffer.append(" ME") }
+        if returnCas { buffer.append(" c") }
         buffer.append("\r\n")
         buffer.append(value)
         buffer.append("\r\n")
@@ -209,11 +229,19 @@ public enum RequestEncoder {
     /// as the `gat` or `mg ... T` a client sent to another copy did there.
     public static func appendTouchCopy(_ key: UnsafeRawBufferPointer, base64: Bool, exptime: Int64,
                                        to buffer: inout ByteBuffer) {
-        buffer.append("mg ")
-        appendKeyBytes(key, to: &buffer)
-        buffer.append(base64 ? " b T" : " T")
+        appendMetaHead("mg ", key, base64: base64, flag: " T", to: &buffer)
         buffer.appendDecimal(exptime)
         buffer.append("\r\n")
+    }
+
+    /// `<verb><key>[ b]<flag>`: the start of a meta command whose last flag
+    /// carries a number, which the caller appends.
+    private static func appendMetaHead(_ verb: StaticString, _ key: UnsafeRawBufferPointer, base64: Bool,
+                                       flag: StaticString, to buffer: inout ByteBuffer) {
+        buffer.append(verb)
+        appendKeyBytes(key, to: &buffer)
+        if base64 { buffer.append(" b") }
+        buffer.append(flag)
     }
 
     /// `md <key>[ b]\r\n`

@@ -20,6 +20,7 @@ import Testing
         miss_failover: true
         flush_all: false
         warmup_s: 60
+        membership_settle_ms: 5000
         item_size_max: 2m
         max_connections: 100
         metrics_listen: 127.0.0.1:9150
@@ -46,6 +47,7 @@ import Testing
         #expect(configuration.writePolicy == .primary)
         #expect(configuration.missFailover && !configuration.flushAllEnabled)
         #expect(configuration.warmupSeconds == 60)
+        #expect(configuration.membershipSettleMilliseconds == 5000)
         #expect(configuration.itemSizeMax == 2 << 20)
         #expect(configuration.maxConnections == 100)
         #expect(configuration.metricsListen == HostPort(host: "127.0.0.1", port: 9150))
@@ -65,6 +67,7 @@ import Testing
         #expect(configuration.hashMode == .libmemcachedWeighted)
         #expect(configuration.writePolicy == .all)
         #expect(configuration.requestTimeoutMilliseconds == 1000)
+        #expect(configuration.membershipSettleMilliseconds == 2000)
         let single = try ConfigurationFile.parse("nodes: [127.0.0.1:1]")
         #expect(single.effectiveReplicas == 1)
     }

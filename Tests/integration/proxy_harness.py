@@ -38,6 +38,11 @@ FAST_HEALTH = {
     "probe_max_ms": 400,
 }
 
+# One proxy learns a membership change the moment it reloads, so the tests
+# that drive a single proxy switch its reads at once (no guarded phase);
+# the tests of proxies that disagree set membership_settle_ms themselves.
+ONE_PROXY_MEMBERSHIP = {"membership_settle_ms": 0}
+
 
 def proxy_binary() -> str:
     return os.environ.get("MEMCLUSTER_PROXY", DEFAULT_PROXY)
@@ -368,7 +373,7 @@ class Cluster:
         self.retired: list[Server] = []
         self.node_style = node_style
         self.options = {"threads": threads, "replicas": replicas, "hash": hash_mode,
-                        **FAST_HEALTH, **(options or {})}
+                        **FAST_HEALTH, **ONE_PROXY_MEMBERSHIP, **(options or {})}
         self.metrics_addr = None
         weights = weights or [None] * n
         names = names or [None] * n

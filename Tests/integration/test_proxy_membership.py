@@ -84,7 +84,9 @@ def test_two_proxies_sharing_one_file_agree(cluster_factory):
 
         assert second_generation() == generation(cluster)
         cluster.write_config(node_indices=[0, 2])
-        ph.wait_until(lambda: generation(cluster) == second_generation() != "" and len(cluster.node_states()) == 2,
+        # (the removed node stays in `stats nodes`, "leaving", until the change is over)
+        ph.wait_until(lambda: generation(cluster) == second_generation() != ""
+                      and cluster.stats()["proxy_nodes"] == "2",
                       5, what="both proxies on the new membership")
     finally:
         second.stop()

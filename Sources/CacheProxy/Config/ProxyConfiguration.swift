@@ -53,9 +53,14 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var missFailover = false
     /// Whether clients may flush_all (sent to every node). Default on.
     public var flushAllEnabled = true
-    /// After nodes are added, keys whose owner changed are looked up on their
-    /// previous owner on a miss, and copied over, for this long. Default 600 s.
+    /// After the node list changes, keys missing at their new owners are
+    /// looked up at their previous owners on a miss, and copied over, for this
+    /// long (the `warming` phase, docs/membership.md). Default 600 s.
     public var warmupSeconds = 600
+    /// The longest time between the first and the last proxy learning a
+    /// membership change: each phase of a change waits this long for the
+    /// others. Default 2000 ms (a file every proxy watches, checked every 250 ms).
+    public var membershipSettleMilliseconds = 2000
     /// Reload when the configuration file changes (checked every 250 ms), so
     /// proxies that share one file follow it without a signal. Default on.
     public var watchConfiguration = true

@@ -22,7 +22,8 @@ final class MultiGet: ReplyStream {
     /// For each key, the first key with the same bytes: only those are asked for.
     private let canonical: [Int]
     private let distinctKeys: Int
-    private var replicaSets: [ReplicaSet] = []
+    /// Each key's nodes (`route.reads` asked in order).
+    private var routes: [KeyRoute] = []
     /// The replica position each key is being asked at.
     private var attempts: [Int] = []
     /// Where each key's VALUE unit sits in `values`, once it came.
@@ -67,7 +68,8 @@ final class MultiGet: ReplyStream {
         for index in canonical.indices where canonical[index] == index { distinct += 1 }
         distinctKeys = distinct
         let topology = proxied.topology!
-        replicaSets = keys.map { topology.replicaSet(of: UnsafeRawBufferPointer(rebasing: bytes[$0])) }
+        let now = proxied.worker.now
+        routes = keys.map { topology.route(of: UnsafeRawBufferPointer(rebasing: bytes[$0]), now: now) }
         attempts = Array(repeating: 0, count: keys.count)
         found = Array(repeating: nil, count: keys.count)
     }
@@ -124,13 +126,13 @@ final class MultiGet: ReplyStream {
         var byNode: [ObjectIdentifier: Int] = [:]
         var firstNewBatch = batches.count
         for index in keyIndices {
-            guard let position = topology.nextLive(in: replicaSets[index], from: attempts[index]) else {
-                attempts[index] = replicaSets[index].count
+            guard let position = topology.nextLive(in: routes[index].reads, from: attempts[index]) else {
+                attempts[index] = routes[index].reads.count
                 unavailableKeys += 1
                 continue
             }
             attempts[index] = position
-            let node = topology.node(at: position, of: replicaSets[index])
+            let node = topology.node(at: position, of: routes[index].reads)
             if attempts[index] > 0 { proxied.worker.counters.add(.readFallbacks) }
             if let batch = byNode[ObjectIdentifier(node)] {
                 batches[batch].keyIndices.append(index)
@@ -217,18 +219,19 @@ final class MultiGet: ReplyStream {
         if !retry.isEmpty { send(retry) }
     }
 
-    /// Moves every missed key that has a source (a previous owner after a
-    /// scale-out, a replica of a node refilling after its return); true when
-    /// some are under way.
+    /// Copies every missed key that has a source (its previous owners during
+    /// a membership change, a replica of a node refilling after its return);
+    /// true when some are under way.
     private func startMigrations() -> Bool {
         guard let proxied, let topology = proxied.topology else { return false }
         let now = proxied.worker.now
         for index in 0..<keys.count where canonical[index] == index && found[index] == nil {
             let key = self.key(index)
-            guard let source = KeyMigration.source(for: key, replicas: replicaSets[index], topology: topology, now: now)
+            let reads = routes[index].reads
+            let missedAt = attempts[index] < reads.count ? topology.node(at: attempts[index], of: reads) : nil
+            guard let plan = KeyMigration.plan(for: routes[index], topology: topology, now: now, missedAt: missedAt)
             else { continue }
-            let started = KeyMigration.start(key: key, base64: false, stripe: KeyFence.stripe(of: key), from: source,
-                                             replicas: replicaSets[index],
+            let started = KeyMigration.start(key: key, base64: false, stripe: KeyFence.stripe(of: key), plan: plan,
                                              topology: topology, worker: proxied.worker) { [self] wasFound in
                 // The session may have closed meanwhile: then `proxied` is nil.
                 guard self.proxied != nil else { return }
@@ -247,7 +250,7 @@ final class MultiGet: ReplyStream {
         var retry: [Int] = []
         for index in 0..<keys.count where canonical[index] == index && found[index] == nil {
             // A miss stays a miss when no other replica is up to ask.
-            guard let next = topology.nextLive(in: replicaSets[index], from: attempts[index] + 1) else { continue }
+            guard let next = topology.nextLive(in: routes[index].reads, from: attempts[index] + 1) else { continue }
             attempts[index] = next
             retry.append(index)
         }
@@ -288,8 +291,9 @@ final class MultiGet: ReplyStream {
         if let exptime = proxied.touchExptime, let topology = proxied.topology {
             // gat: the replicas that did not serve a key get its new expiry too.
             for index in 0..<keys.count where canonical[index] == index && found[index] != nil {
-                ReplicaCopy.touch(key(index), base64: false, exptime: exptime, replicas: replicaSets[index],
-                                  topology: topology, except: attempts[index], worker: proxied.worker)
+                ReplicaCopy.touch(key(index), base64: false, exptime: exptime, nodes: routes[index].writes,
+                                  topology: topology, except: topology.node(at: attempts[index], of: routes[index].reads),
+                                  worker: proxied.worker)
             }
         }
         if unavailableKeys > 0 { counters.add(.unavailable) }

@@ -9,9 +9,9 @@ extension ProxiedRequest {
     /// left, answers with an error.
     func sendRead() {
         guard let topology else { return }
-        while let position = topology.nextLive(in: replicas, from: attempt) {
+        while let position = topology.nextLive(in: route.reads, from: attempt) {
             attempt = position
-            if let backend = worker.backend(for: topology.node(at: position, of: replicas), session: session) {
+            if let backend = worker.backend(for: topology.node(at: position, of: route.reads), session: session) {
                 if attempt > 0 { worker.counters.add(.readFallbacks) }
                 send(to: backend, position: attempt, shape: shape) { output in
                     output.append(wire.readableBytes)
@@ -53,8 +53,8 @@ extension ProxiedRequest {
             worker.counters.add(hit ? .getHits : .getMisses)
         }
         if hit, let exptime = touchExptime, let topology {
-            ReplicaCopy.touch(keyBytes, base64: keyIsBase64, exptime: exptime, replicas: replicas, topology: topology,
-                              except: attempt, worker: worker)
+            ReplicaCopy.touch(keyBytes, base64: keyIsBase64, exptime: exptime, nodes: route.writes, topology: topology,
+                              except: topology.nodes[route.reads[attempt]], worker: worker)
         }
         complete()
     }
@@ -67,14 +67,14 @@ extension ProxiedRequest {
         sendRead()
     }
 
-    /// A miss at `node` may not be the last word: after a scale-out the key's
-    /// previous owner may still hold it, a node that came back empty refills
-    /// from the next replica, and with miss_failover a replica may hold it.
+    /// A miss at `node` may not be the last word: during a membership change
+    /// the key's previous owners may still hold it, a node that came back empty
+    /// refills from the next replica, and with miss_failover a replica may hold it.
     private func retryMiss(at node: BackendNode) -> Bool {
         guard let topology else { return false }
         retriedMiss = true
-        if let source = KeyMigration.source(for: placementKey, replicas: replicas, topology: topology, now: worker.now),
-           migrate(from: source, then: { proxied in
+        if let plan = KeyMigration.plan(for: route, topology: topology, now: worker.now, missedAt: node),
+           migrate(plan, then: { proxied in
                proxied.reply.removeAll()
                proxied.valuesSeen = 0
                proxied.attempt = 0
@@ -82,7 +82,7 @@ extension ProxiedRequest {
            }) {
             return true
         }
-        guard topology.configuration.missFailover, topology.nextLive(in: replicas, from: attempt + 1) != nil else {
+        guard topology.configuration.missFailover, topology.nextLive(in: route.reads, from: attempt + 1) != nil else {
             return false
         }
         worker.counters.add(.missFailovers)
@@ -93,15 +93,16 @@ extension ProxiedRequest {
         return true
     }
 
-    /// Moves the key from `source`, then continues with `next` if this request is
-    /// still waiting for it. A key not found at the source continues too: the
-    /// request then meets the key as absent, which it is. False when the source
-    /// cannot be reached.
-    func migrate(from source: KeyMigration.Source, then next: @escaping (ProxiedRequest) -> Void) -> Bool {
+    /// Copies the key as `plan` says, then continues with `next` if this
+    /// request is still waiting for it. A key not found continues too: the
+    /// request then meets the key as absent, which it is. False when the copy
+    /// cannot start.
+    func migrate(_ plan: (sources: [BackendNode], targets: [BackendNode]),
+                 then next: @escaping (ProxiedRequest) -> Void) -> Bool {
         guard let topology else { return false }
         let expected = tag(position: 0)
         let started = KeyMigration.start(key: keyBytes, base64: keyIsBase64, stripe: KeyFence.stripe(of: placementKey),
-                                         from: source, replicas: replicas, topology: topology, worker: worker) { [self] _ in
+                                         plan: plan, topology: topology, worker: worker) { [self] _ in
             guard isCurrent(expected), !isComplete else { return }
             next(self)
         }

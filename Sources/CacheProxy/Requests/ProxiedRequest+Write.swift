@@ -5,19 +5,27 @@ import MemcacheProtocol
 // Writes go to every live replica at once. The client gets the answer of the
 // first replica in ring order that gave one (the primary's, unless it failed):
 // with write_policy `all` once every replica has answered, with `primary` as
-// soon as that first answer is in.
+// soon as that first answer is in. During a membership change a write may also
+// go to the key's old owners, and delete it at nodes that must not keep a copy
+// (`KeyRoute`); those deletes are always awaited before the client's answer.
 extension ProxiedRequest {
-    /// Sends the request to every live replica. A write that could race a
-    /// copy of its key (see `KeyFence`) waits while one is under way.
+    /// Sends the request to every live node of `route.writes`, and a delete
+    /// to every live node of `route.invalidations` (positions after the
+    /// writes'). A write that could race a copy of its key (see `KeyFence`)
+    /// waits while one is under way.
     func sendWrite() {
         guard let topology else { return }
         var backends: [BackendConnection?] = []
-        for position in 0..<replicas.count {
-            backends.append(worker.backend(for: topology.node(at: position, of: replicas), session: session))
+        for index in route.writes {
+            backends.append(worker.backend(for: topology.nodes[index], session: session))
+        }
+        for index in route.invalidations {
+            backends.append(worker.backend(for: topology.nodes[index], session: session))
         }
         let live = backends.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
         guard enterFence(count: live) else { return }
         outstanding = 0
+        var writesSent = 0
         for (position, backend) in backends.enumerated() {
             guard let backend else {
                 positions.append(.notSent)
@@ -25,12 +33,19 @@ extension ProxiedRequest {
             }
             positions.append(.pending)
             outstanding += 1
-            send(to: backend, position: position, changesData: true, fence: fenceStripe, shape: shape) { output in
-                output.append(wire.readableBytes)
+            if position < route.writes.count {
+                writesSent += 1
+                send(to: backend, position: position, changesData: true, fence: fenceStripe, shape: shape) { output in
+                    output.append(wire.readableBytes)
+                }
+            } else {
+                send(to: backend, position: position, changesData: true, fence: fenceStripe, shape: .meta) { output in
+                    RequestEncoder.appendMetaDelete(keyBytes, base64: keyIsBase64, to: &output)
+                }
             }
         }
-        if outstanding < replicas.count { worker.counters.add(.degradedWrites) }
-        if outstanding == 0 {
+        if writesSent < route.writes.count { worker.counters.add(.degradedWrites) }
+        if writesSent == 0 {
             worker.counters.add(.unavailable)
             complete(line: "SERVER_ERROR no live node holds this key")
         }
@@ -39,13 +54,13 @@ extension ProxiedRequest {
 
     /// Sends a compare-and-swap to the first live replica only: CAS uniques
     /// differ between replicas, so only the node whose `gets` the client saw can
-    /// judge it. A success is then copied to the others (`copyToOtherReplicas`).
+    /// judge it. A success is then copied to the others (`CompareAndSwapCopy`).
     func sendCompareAndSwap() {
         guard let topology else { return }
-        var next = topology.nextLive(in: replicas, from: 0)
+        var next = topology.nextLive(in: route.reads, from: 0)
         while let position = next {
-            next = topology.nextLive(in: replicas, from: position + 1)
-            if let backend = worker.backend(for: topology.node(at: position, of: replicas), session: session) {
+            next = topology.nextLive(in: route.reads, from: position + 1)
+            if let backend = worker.backend(for: topology.node(at: position, of: route.reads), session: session) {
                 guard enterFence(count: 1) else { return }
                 while positions.count < position { positions.append(.notSent) }
                 positions.append(.pending)
@@ -96,10 +111,24 @@ extension ProxiedRequest {
         }
     }
 
+    /// Whether `position` is one of the deletes at `route.invalidations`
+    /// rather than the request itself (plain writes only).
+    private func isInvalidation(_ position: Int) -> Bool {
+        if case .write = work { return position >= route.writes.count }
+        return false
+    }
+
     /// One unit of a replica's answer. False when it cannot belong to it.
     func writeReceived(_ unit: Response, _ bytes: UnsafeRawBufferPointer, position: Int, last: Bool,
                        node: BackendNode) -> Bool {
         guard position < positions.count else { return true }
+        if isInvalidation(position) {
+            // Deleted or not there: either way the node holds no copy now.
+            positions[position] = .answered(0..<0)
+            outstanding -= 1
+            finishWriteIfDecided()
+            return true
+        }
         let answer: Range<Int>
         let succeeded: Bool
         if shape == .quietMeta {
@@ -128,7 +157,7 @@ extension ProxiedRequest {
         positions[position] = .answered(answer)
         outstanding -= 1
         if case .compareAndSwap = work, succeeded {
-            CompareAndSwapCopy.copy(from: self, except: position)
+            CompareAndSwapCopy.copy(from: self, casNode: node)
         }
         finishWriteIfDecided()
         return true
@@ -145,7 +174,12 @@ extension ProxiedRequest {
     private func finishWriteIfDecided() {
         let waitForAll = topology?.configuration.writePolicy != .primary
         if waitForAll && outstanding > 0 { return }
-        for state in positions {
+        // A delete at a node that must not keep a copy is awaited whatever the
+        // policy: once the client has its answer, no proxy may read an older value there.
+        for (position, state) in positions.enumerated() where isInvalidation(position) {
+            if case .pending = state { return }
+        }
+        for (position, state) in positions.enumerated() where !isInvalidation(position) {
             switch state {
             case .notSent, .failed:
                 continue

@@ -102,8 +102,10 @@ final class ProxiedRequest: ReplyReceiver {
     var shape = ReplyShape.meta
     var command = Command.get
     var topology: Topology?
-    var replicas = ReplicaSet()
-    /// Reads: the position in `replicas` being tried.
+    /// The nodes the key is read from, written to and invalidated at (its
+    /// replica set, or more during a membership change).
+    var route = KeyRoute(reads: ReplicaSet(), writes: ReplicaSet())
+    /// Reads: the position in `route.reads` being tried.
     var attempt = 0
     /// Writes and flushes: replies still awaited.
     var outstanding = 0
@@ -159,7 +161,7 @@ final class ProxiedRequest: ReplyReceiver {
         keyIsBase64 = false
         shape = .meta
         topology = nil
-        replicas = ReplicaSet()
+        route = KeyRoute(reads: ReplicaSet(), writes: ReplicaSet())
         attempt = 0
         outstanding = 0
         valuesSeen = 0

@@ -14,16 +14,16 @@ enum ReplicaCopy {
         case add
     }
 
-    /// A copy of `value` to every live replica of `key` except the one at
-    /// `skipping` (pass -1 to skip none). Replies are awaited by `call` with
-    /// tags `firstTag + position`. Returns how many copies were sent.
+    /// A copy of `value` to every live node of `nodes` except `skipping`.
+    /// Replies are awaited by `call` with tags `firstTag + position`. Returns
+    /// how many copies were sent.
     static func send(_ mode: Mode, key: UnsafeRawBufferPointer, base64: Bool, value: UnsafeRawBufferPointer,
-                     clientFlags: UInt32, exptime: Int64, replicas: ReplicaSet, topology: Topology, skipping: Int,
+                     clientFlags: UInt32, exptime: Int64, nodes: ReplicaSet, topology: Topology, skipping: BackendNode?,
                      worker: ProxyWorker, call: ReplyReceiver, firstTag: Int) -> Int {
         var sent = 0
-        for position in 0..<replicas.count where position != skipping {
-            let node = topology.nodes[replicas[position]]
-            guard let backend = worker.backend(for: node, session: nil) else { continue }
+        for position in 0..<nodes.count {
+            let node = topology.nodes[nodes[position]]
+            guard node !== skipping, let backend = worker.backend(for: node, session: nil) else { continue }
             sent += 1
             backend.send(call: call, tag: firstTag + position, shape: .meta) { output in
                 RequestEncoder.appendCopy(key, base64: base64, value: value, clientFlags: clientFlags, exptime: exptime,
@@ -33,13 +33,13 @@ enum ReplicaCopy {
         return sent
     }
 
-    /// Sets `key`'s expiry to `exptime` at every live replica but the one at
+    /// Sets `key`'s expiry to `exptime` at every live node of `nodes` but
     /// `answered`, which a `gat` or `mg ... T` already touched: the copies of a
     /// key expire together, whichever replica served the read.
-    static func touch(_ key: UnsafeRawBufferPointer, base64: Bool, exptime: Int64, replicas: ReplicaSet,
-                      topology: Topology, except answered: Int, worker: ProxyWorker) {
-        for position in 0..<replicas.count where position != answered {
-            worker.backend(for: topology.nodes[replicas[position]], session: nil)?
+    static func touch(_ key: UnsafeRawBufferPointer, base64: Bool, exptime: Int64, nodes: ReplicaSet,
+                      topology: Topology, except answered: BackendNode, worker: ProxyWorker) {
+        for index in nodes where topology.nodes[index] !== answered {
+            worker.backend(for: topology.nodes[index], session: nil)?
                 .send(call: worker.discard, tag: 0, shape: .meta) { output in
                     RequestEncoder.appendTouchCopy(key, base64: base64, exptime: exptime, to: &output)
                 }
@@ -55,23 +55,38 @@ enum ReplicaCopy {
             RequestEncoder.appendMetaDelete(key, base64: base64, to: &output)
         }
     }
+
+    /// Deletes `key` at `node` only if its copy there still has `cas` (one the
+    /// proxy made and must take back; a value written since stays).
+    static func delete(_ key: UnsafeRawBufferPointer, base64: Bool, at node: BackendNode, ifCas cas: UInt64,
+                       worker: ProxyWorker) {
+        worker.backend(for: node, session: nil)?.send(call: worker.discard, tag: 0, shape: .meta) { output in
+            RequestEncoder.appendConditionalDelete(key, base64: base64, cas: cas, to: &output)
+        }
+    }
 }
 
 /// After a compare-and-swap succeeded on one replica, the others get the new
 /// value as a plain set: their CAS uniques differ, so a cas would fail there.
+/// During a membership change the others include the key's other owners.
 enum CompareAndSwapCopy {
-    static func copy(from proxied: ProxiedRequest, except position: Int) {
-        guard let topology = proxied.topology, proxied.replicas.count > 1 else { return }
+    static func copy(from proxied: ProxiedRequest, casNode: BackendNode) {
+        guard let topology = proxied.topology else { return }
         let worker = proxied.worker!
+        for index in proxied.route.invalidations {
+            ReplicaCopy.delete(proxied.keyBytes, base64: proxied.keyIsBase64, at: topology.nodes[index], worker: worker,
+                               session: nil)
+        }
+        guard proxied.route.writes.count > 1 else { return }
         if proxied.copy.readBack {
-            ReadBackCopy.start(proxied: proxied, casNode: topology.nodes[proxied.replicas[position]], skipping: position)
+            ReadBackCopy.start(proxied: proxied, casNode: casNode)
             return
         }
         let value = UnsafeRawBufferPointer(rebasing: proxied.wire.readableBytes[proxied.copy.data])
         _ = ReplicaCopy.send(.set, key: proxied.keyBytes, base64: proxied.keyIsBase64, value: value,
-                             clientFlags: proxied.copy.clientFlags,
-                                exptime: proxied.copy.exptime, replicas: proxied.replicas, topology: topology,
-                                skipping: position, worker: worker, call: worker.discard, firstTag: 0)
+                             clientFlags: proxied.copy.clientFlags, exptime: proxied.copy.exptime,
+                             nodes: proxied.route.writes, topology: topology, skipping: casNode, worker: worker,
+                             call: worker.discard, firstTag: 0)
     }
 }
 
@@ -80,24 +95,25 @@ enum CompareAndSwapCopy {
 final class ReadBackCopy: ReplyReceiver {
     private let key: [UInt8]
     private let base64: Bool
-    private let replicas: ReplicaSet
+    private let nodes: ReplicaSet
     private let topology: Topology
-    private let skipping: Int
+    private let casNode: BackendNode
     private unowned let worker: ProxyWorker
 
-    private init(key: [UInt8], base64: Bool, replicas: ReplicaSet, topology: Topology, skipping: Int, worker: ProxyWorker) {
+    private init(key: [UInt8], base64: Bool, nodes: ReplicaSet, topology: Topology, casNode: BackendNode,
+                 worker: ProxyWorker) {
         self.key = key
         self.base64 = base64
-        self.replicas = replicas
+        self.nodes = nodes
         self.topology = topology
-        self.skipping = skipping
+        self.casNode = casNode
         self.worker = worker
     }
 
-    static func start(proxied: ProxiedRequest, casNode: BackendNode, skipping: Int) {
+    static func start(proxied: ProxiedRequest, casNode: BackendNode) {
         guard let topology = proxied.topology, let backend = proxied.worker.backend(for: casNode, session: nil) else { return }
-        let call = ReadBackCopy(key: Array(proxied.keyBytes), base64: proxied.keyIsBase64, replicas: proxied.replicas,
-                                topology: topology, skipping: skipping, worker: proxied.worker)
+        let call = ReadBackCopy(key: Array(proxied.keyBytes), base64: proxied.keyIsBase64, nodes: proxied.route.writes,
+                                topology: topology, casNode: casNode, worker: proxied.worker)
         backend.send(call: call, tag: 0, shape: .meta) { output in
             call.key.withUnsafeBytes { RequestEncoder.appendFetch($0, base64: call.base64, to: &output) }
         }
@@ -108,9 +124,9 @@ final class ReadBackCopy: ReplyReceiver {
         guard unit.kind == .metaValue, let found = MetaValue(unit, in: bytes) else { return true }
         key.withUnsafeBytes { key in
             _ = ReplicaCopy.send(.set, key: key, base64: base64, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
-                                    clientFlags: found.clientFlags, exptime: found.exptime, replicas: replicas,
-                                    topology: topology, skipping: skipping, worker: worker, call: worker.discard,
-                                    firstTag: 0)
+                                 clientFlags: found.clientFlags, exptime: found.exptime, nodes: nodes,
+                                 topology: topology, skipping: casNode, worker: worker, call: worker.discard,
+                                 firstTag: 0)
         }
         return true
     }
@@ -118,11 +134,20 @@ final class ReadBackCopy: ReplyReceiver {
     func backend(_ node: BackendNode, failed failure: BackendFailure, tag: Int) {}
 }
 
-/// The client flags and remaining TTL of a `VA <len> f<flags> t<ttl>` reply, as
-/// exptime to store them with (0 = never expires).
+/// The client flags, remaining TTL and CAS of a `VA <len> f<flags> t<ttl> c<cas>`
+/// reply, the TTL as exptime to store them with (0 = never expires).
 struct MetaValue {
     var clientFlags: UInt32 = 0
     var exptime: Int64 = 0
+    var cas: UInt64 = 0
+
+    /// The `c<cas>` of a meta reply, if it has one.
+    static func cas(of unit: Response, in bytes: UnsafeRawBufferPointer) -> UInt64? {
+        for token in KeyTokens(bytes, unit.metaFlags) where token.count >= 2 && bytes[token.lowerBound] == UInt8(ascii: "c") {
+            return MemcachedNumber.uint64(bytes, (token.lowerBound + 1)..<token.upperBound)
+        }
+        return nil
+    }
 
     init?(_ unit: Response, in bytes: UnsafeRawBufferPointer) {
         for token in KeyTokens(bytes, unit.metaFlags) where token.count >= 2 {
@@ -135,6 +160,9 @@ struct MetaValue {
                 guard let ttl = MemcachedNumber.int32(bytes, digits) else { return nil }
                 // -1: never expires. A TTL that ran out in between stays expired.
                 exptime = ttl < 0 ? 0 : max(Int64(ttl), 1)
+            case UInt8(ascii: "c"):
+                guard let value = MemcachedNumber.uint64(bytes, digits) else { return nil }
+                cas = value
             default:
                 break
             }

@@ -113,8 +113,9 @@ enum Router {
             proxied.keyIsBase64 = base64
             if proxied.decodeKeyIfNeeded() {
                 let topology = worker.topology
-                for node in topology.replicaSet(of: proxied.placementKey).map({ topology.nodes[$0] }) {
-                    ReplicaCopy.delete(key, base64: base64, at: node, worker: worker, session: session)
+                let route = topology.route(of: proxied.placementKey, now: worker.now)
+                for index in Array(route.writes) + Array(route.invalidations) {
+                    ReplicaCopy.delete(key, base64: base64, at: topology.nodes[index], worker: worker, session: session)
                 }
             }
         }
@@ -180,24 +181,17 @@ enum Router {
                 && (request.meta.mode == 0 || request.meta.mode == UInt8(ascii: "S")))
     }
 
-    /// A key that moved (scale-out) or whose node came back empty is brought to
-    /// its replicas before a command that depends on the stored value (add,
-    /// incr, append, delete, touch, cas, ...), so it answers as memcached would.
-    /// A plain overwrite needs no copy, only the old owner's copy dropped.
-    /// Returns true when the command waits for a migration.
+    /// A key that moved (a membership change) or whose node came back empty is
+    /// brought to its replicas before a command that depends on the stored
+    /// value (add, incr, append, delete, touch, cas, ...), so it answers as
+    /// memcached would. A plain overwrite needs no copy. Returns true when the
+    /// command waits for a migration.
     private static func migrateFirst(_ request: Request, proxied: ProxiedRequest, worker: ProxyWorker,
                                      then next: @escaping (ProxiedRequest) -> Void) -> Bool {
-        guard let topology = proxied.topology,
-              let source = KeyMigration.source(for: proxied.placementKey, replicas: proxied.replicas, topology: topology,
-                                               now: worker.now)
+        guard !overwrites(request), let topology = proxied.topology,
+              let plan = KeyMigration.plan(for: proxied.route, topology: topology, now: worker.now)
         else { return false }
-        if overwrites(request) {
-            if source.dropAfterCopy {
-                ReplicaCopy.delete(proxied.keyBytes, base64: proxied.keyIsBase64, at: source.node, worker: worker, session: nil)
-            }
-            return false
-        }
-        return proxied.migrate(from: source, then: next)
+        return proxied.migrate(plan, then: next)
     }
 
     private static func routeCompareAndSwap(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, worker: ProxyWorker) {
@@ -272,7 +266,7 @@ enum Router {
         }
         let topology = worker.topology
         proxied.topology = topology
-        proxied.replicas = topology.replicaSet(of: proxied.placementKey)
+        proxied.route = topology.route(of: proxied.placementKey, now: worker.now)
         return true
     }
 }

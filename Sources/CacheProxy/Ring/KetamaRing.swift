@@ -129,14 +129,14 @@ public struct KetamaRing: Sendable {
 
     /// The first `count` distinct nodes met walking clockwise from the key's
     /// point, the owner first. `count` is capped at `nodesOnRing` and at
-    /// `ReplicaSet.capacity`.
+    /// `ReplicaSet.maximumReplicas`.
     public func replicaSet(of key: UnsafeRawBufferPointer, count: Int) -> ReplicaSet {
         replicaSet(ofHash: hash(of: key), count: count)
     }
 
     public func replicaSet(ofHash hash: UInt32, count: Int) -> ReplicaSet {
         var set = ReplicaSet()
-        let wanted = min(max(count, 0), nodesOnRing, ReplicaSet.capacity)
+        let wanted = min(max(count, 0), nodesOnRing, ReplicaSet.maximumReplicas)
         guard wanted > 0 else { return set }
         owners.withUnsafeBufferPointer { owners in
             // Ends: `wanted` <= nodesOnRing distinct nodes are all on the ring,

@@ -1,10 +1,15 @@
 /// The nodes a key is stored on, primary first, in the order met walking the
-/// ring clockwise from the key. Holds up to `capacity` node indices inline, so
-/// a lookup hands it back by value without touching the heap.
+/// ring clockwise from the key; or, during a membership change, the nodes a
+/// request goes to (a key's new and old replicas together). Holds up to
+/// `capacity` node indices inline, so a lookup hands it back by value without
+/// touching the heap.
 public struct ReplicaSet: RandomAccessCollection, Equatable, Sendable, CustomStringConvertible {
-    public static let capacity = 8
+    /// The most replicas a key can have (`replicas:` in the configuration).
+    public static let maximumReplicas = 8
+    /// Room for a key's replicas under two memberships.
+    public static let capacity = 2 * maximumReplicas
 
-    private var storage: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private var storage: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
     public private(set) var count = 0
 
     public init() {}
@@ -16,9 +21,9 @@ public struct ReplicaSet: RandomAccessCollection, Equatable, Sendable, CustomStr
     public subscript(position: Int) -> Int {
         precondition(position >= 0 && position < count, "ReplicaSet index out of range")
         // Safe because a homogeneous tuple is laid out as a C array of its
-        // element, and `position` < count <= capacity.
+        // element, and `position` < count <= capacity (16 UInt16 in 32 bytes).
         return withUnsafeBytes(of: storage) {
-            Int($0.load(fromByteOffset: position &* 4, as: UInt32.self))
+            Int($0.load(fromByteOffset: position &* 2, as: UInt16.self))
         }
     }
 
@@ -27,12 +32,25 @@ public struct ReplicaSet: RandomAccessCollection, Equatable, Sendable, CustomStr
 
     mutating func append(_ node: Int) {
         precondition(count < Self.capacity, "ReplicaSet is full")
-        let offset = count &* 4
+        precondition(node >= 0 && node <= Int(UInt16.max), "node index out of range")
+        let offset = count &* 2
         // Safe for the same reason as the subscript.
         withUnsafeMutableBytes(of: &storage) {
-            $0.storeBytes(of: UInt32(truncatingIfNeeded: node), toByteOffset: offset, as: UInt32.self)
+            $0.storeBytes(of: UInt16(truncatingIfNeeded: node), toByteOffset: offset, as: UInt16.self)
         }
         count &+= 1
+    }
+
+    /// Adds the nodes of `other` not already here, in their order, while room lasts.
+    mutating func formUnion(_ other: ReplicaSet) {
+        for node in other where count < Self.capacity && !contains(node) { append(node) }
+    }
+
+    /// The nodes here that `other` does not have, in order.
+    func subtracting(_ other: ReplicaSet) -> ReplicaSet {
+        var result = ReplicaSet()
+        for node in self where !other.contains(node) { result.append(node) }
+        return result
     }
 
     public static func == (lhs: ReplicaSet, rhs: ReplicaSet) -> Bool {

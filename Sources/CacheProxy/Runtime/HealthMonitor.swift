@@ -27,6 +27,9 @@ final class HealthMonitor {
         /// Milliseconds a recovered node waits, answering probes, before its flush.
         var holdMilliseconds: Int
         var cameUpAt: Int64 = 0
+        /// Flushed because it joined the ring, not because it came back: the
+        /// membership change warms it, not a refill.
+        var joining = false
         init(node: BackendNode, probeDelay: Int, hold: Int) {
             self.node = node
             self.probeDelay = probeDelay
@@ -62,6 +65,18 @@ final class HealthMonitor {
         tracking.probeDelay = configuration.probeInitialMilliseconds
         logger.warning("node marked down", metadata: ["node": "\(node)"])
         scheduleProbe(tracking, after: tracking.probeDelay)
+    }
+
+    /// A node joins the ring: it is flushed before it serves, as a node that
+    /// comes back is (a node already down is flushed when it answers again).
+    func flushBeforeServing(_ node: BackendNode) {
+        guard node.transition(from: .up, to: .recovering) else { return }
+        let tracking = tracked[ObjectIdentifier(node)] ?? Tracking(node: node, probeDelay: configuration.probeInitialMilliseconds,
+                                                                   hold: HealthMonitor.baseHoldMilliseconds)
+        tracked[ObjectIdentifier(node)] = tracking
+        tracking.joining = true
+        logger.info("node joins the membership; flushing it before it serves", metadata: ["node": "\(node)"])
+        flush(tracking)
     }
 
     /// Stops watching nodes that left the configuration.
@@ -116,8 +131,9 @@ final class HealthMonitor {
             if case .replied(.ok, _) = outcome, node.transition(from: .recovering, to: .up) {
                 tracking.cameUpAt = monotonicMilliseconds()
                 tracking.probeDelay = configuration.probeInitialMilliseconds
-                logger.info("node flushed and serving again", metadata: ["node": "\(node)"])
-                onNodeUp(node)
+                logger.info("node flushed and serving", metadata: ["node": "\(node)"])
+                if !tracking.joining { onNodeUp(node) }
+                tracking.joining = false
             } else {
                 node.transition(from: .recovering, to: .down)
                 tracking.probeDelay = min(tracking.probeDelay * 2, configuration.probeMaxMilliseconds)

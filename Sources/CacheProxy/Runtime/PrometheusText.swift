@@ -36,10 +36,12 @@ enum PrometheusText {
         let topology = context.topology
         text.family("membership", "gauge", "The membership in force, by generation (the same on every proxy that places keys alike).")
         text.sample("membership", ["generation": topology.generation], 1)
-        let warmingUp = topology.previous.map { now < $0.warmupUntil } ?? false
-        text.single("warmup_active", "gauge",
-                    "Whether misses are still looked up at the previous membership's owners after a change (1) or not (0).",
-                    warmingUp ? 1 : 0)
+        text.family("membership_phase", "gauge",
+                    "The phase of the membership change under way (1 for the current one): guarded, warming, settling or stable.")
+        let phase = topology.phase(at: now)
+        for name in ["guarded", "warming", "settling", "stable"] {
+            text.sample("membership_phase", ["phase": name], name == phase ? 1 : 0)
+        }
 
         var latency = Array(repeating: LatencyHistograms.Snapshot(), count: RequestClass.allCases.count)
         for worker in context.requestLatency {

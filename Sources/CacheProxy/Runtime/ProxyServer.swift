@@ -22,6 +22,10 @@ public final class ProxyServer: @unchecked Sendable {
     private var nextWorker = 0
     private var shuttingDown = false
     private var shutdownCheck: EventTimer?
+    /// A membership change waiting for the one under way to end.
+    private var pendingReload: EventTimer?
+    /// Fires when the membership change under way ends (`retireFinishedTransition`).
+    private var retirement: EventTimer?
     /// Nodes by identity, kept across reloads so their health carries over.
     private var registry: [String: BackendNode] = [:]
     private let loadConfiguration: (() throws -> ProxyConfiguration)?
@@ -45,36 +49,50 @@ public final class ProxyServer: @unchecked Sendable {
         self.logger = logger
         var registry: [String: BackendNode] = [:]
         let topology = try ProxyServer.topology(for: configuration, workers: configuration.threads, registry: &registry,
-                                                previous: nil)
+                                                previous: nil, now: monotonicMilliseconds())
         self.registry = registry
         self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)))
     }
 
-    /// The topology for `configuration`, reusing the registry's nodes; new
-    /// nodes keep latency for `workers` threads.
+    /// The topology for `configuration`, reusing the registry's nodes (by
+    /// address, so a node keeps its health and its connections); new nodes
+    /// keep latency for `workers` threads. When the placement differs from
+    /// `previous`, a transition from it starts at `now` (docs/membership.md);
+    /// when it does not, the transition under way, if any, goes on.
     private static func topology(for configuration: ProxyConfiguration, workers: Int, registry: inout [String: BackendNode],
-                                 previous: Topology?) throws -> Topology {
+                                 previous: Topology?, now: Int64) throws -> Topology {
         var nodes: [BackendNode] = []
-        var seen: [String: BackendNode] = [:]
         for ringNode in configuration.nodes {
             let identity = HostPort(host: ringNode.host, port: ringNode.port).description
-            let node = try registry[identity].flatMap { $0.ringNode == ringNode ? $0 : nil } ?? BackendNode(ringNode: ringNode, workers: workers)
-            seen[identity] = node
+            let node = try registry[identity] ?? BackendNode(ringNode: ringNode, workers: workers)
+            registry[identity] = node
             nodes.append(node)
         }
-        registry = seen
-        var placement: Topology.PreviousPlacement?
-        if let previous, configuration.warmupSeconds > 0 {
-            let added = nodes.contains { node in !previous.nodes.contains { $0 === node } }
-            if added {
-                placement = .init(ring: previous.ring, nodes: previous.nodes,
-                                  warmupUntil: monotonicMilliseconds() + Int64(configuration.warmupSeconds) * 1000)
-            } else if let earlier = previous.previous, monotonicMilliseconds() < earlier.warmupUntil {
-                // A reload that adds nothing keeps a warm-up that is still running.
-                placement = earlier
+        var topology = try Topology(configuration: configuration, nodes: nodes)
+        if let previous {
+            if topology.generation == previous.generation {
+                // The change under way goes on; once over, it is dropped, and its
+                // old placement joins the shadows.
+                if let transition = previous.transition, transition.phase(at: now) == .finished {
+                    topology = try Topology(configuration: configuration, nodes: nodes,
+                                            shadows: Array(([transition.earlier] + previous.shadows).prefix(2)))
+                } else {
+                    topology = try Topology(configuration: configuration, nodes: nodes, transition: previous.transition,
+                                            shadows: previous.shadows)
+                }
+            } else {
+                // The membership before the previous one keeps being invalidated
+                // on writes (its copies may linger); two are kept.
+                let shadows = Array(((previous.transition.map { [$0.earlier] } ?? []) + previous.shadows).prefix(2))
+                let transition = Transition(earlier: previous.asEarlier, learnedAt: now,
+                                            settleMilliseconds: Int64(configuration.membershipSettleMilliseconds),
+                                            warmupMilliseconds: Int64(configuration.warmupSeconds) * 1000)
+                topology = try Topology(configuration: configuration, nodes: nodes, transition: transition, shadows: shadows)
             }
         }
-        return try Topology(configuration: configuration, nodes: nodes, previous: placement)
+        // Nodes no membership in play names any more are forgotten.
+        registry = Dictionary(topology.nodes.map { ($0.identity, $0) }, uniquingKeysWith: { first, _ in first })
+        return topology
     }
 
     /// Two entries that reach the same address (`localhost:11211` and
@@ -270,19 +288,29 @@ public final class ProxyServer: @unchecked Sendable {
             if !deferred.isEmpty {
                 logger.warning("some settings take effect only at restart", metadata: ["settings": "\(deferred.joined(separator: ", "))"])
             }
+            let now = monotonicMilliseconds()
             var registry = self.registry
             let topology = try ProxyServer.topology(for: configuration, workers: startConfiguration.threads,
-                                                    registry: &registry, previous: current)
+                                                    registry: &registry, previous: current, now: now)
+            // One membership change at a time: another one waits until the one
+            // under way is over, which is as far apart as proxies learned them.
+            if topology.generation != current.generation, let transition = current.transition,
+               transition.phase(at: now) != .finished {
+                scheduleReload(at: transition.endsAt)
+                logger.info("membership change queued until the one under way ends", metadata: [
+                    "generation": "\(topology.generation)", "in_ms": "\(transition.endsAt - now)",
+                ])
+                return .queued(untilMilliseconds: transition.endsAt - now, deferred: deferred)
+            }
             self.registry = registry
-            context.install(topology)
-            warnIfAdminEndpointIsOpen(configuration)
             monitor.update(configuration: configuration)
-            monitor.forget(except: topology.nodes + (topology.previous?.nodes ?? []))
-            for worker in workers { worker.loop.execute { worker.install(topology) } }
+            flushJoiningNodes(of: topology, previous: current)
+            install(topology)
             context.reloads.wrappingAdd(1, ordering: .relaxed)
+            warnIfAdminEndpointIsOpen(configuration)
             logger.info("configuration reloaded", metadata: [
-                "nodes": "\(topology.nodes.count)", "warmup": "\(topology.previous != nil)",
-                "generation": "\(topology.generation)",
+                "nodes": "\(configuration.nodes.count)", "generation": "\(topology.generation)",
+                "transition": "\(topology.transition.map { "\($0.phase(at: now).rawValue), ends in \($0.endsAt - now) ms" } ?? "none")",
             ])
             return .applied(deferred: deferred)
         } catch {
@@ -290,6 +318,68 @@ public final class ProxyServer: @unchecked Sendable {
             logger.error("reload refused; the running configuration stays", metadata: ["error": "\(error)"])
             return .refused("\(error)")
         }
+    }
+
+    /// Hands `topology` to the context and every worker; nodes it no longer
+    /// names stop being watched, and workers close their connections to them.
+    private func install(_ topology: Topology) {
+        context.install(topology)
+        monitor.forget(except: topology.nodes)
+        for worker in workers { worker.loop.execute { worker.install(topology) } }
+        if let transition = topology.transition {
+            scheduleRetirement(at: transition.endsAt)
+        }
+    }
+
+    /// A node that joins the ring may hold copies from an earlier time in the
+    /// tier, which no write has reached since: it is flushed before it serves,
+    /// and until then its keys are routed as in the guarded phase
+    /// (`Topology.route`). Main loop.
+    private func flushJoiningNodes(of topology: Topology, previous: Topology) {
+        guard topology.generation != previous.generation else { return }
+        let before = Set(previous.nodes[0..<previous.ring.nodes.count].map { ObjectIdentifier($0) })
+        for node in topology.nodes[0..<topology.ring.nodes.count] where !before.contains(ObjectIdentifier(node)) {
+            monitor.flushBeforeServing(node)
+        }
+    }
+
+    /// When the change under way ends, the snapshot without it is installed:
+    /// the nodes that left are let go.
+    private func scheduleRetirement(at deadline: Int64) {
+        retirement?.stop()
+        let delay = max(1, deadline - monotonicMilliseconds())
+        let timer = EventTimer(loop: mainLoop, milliseconds: Int(delay), repeating: false) { [unowned self] in
+            retirement = nil
+            retireFinishedTransition()
+        }
+        timer.start()
+        retirement = timer
+    }
+
+    private func retireFinishedTransition() {
+        let current = context.topology
+        guard let transition = current.transition else { return }
+        let now = monotonicMilliseconds()
+        guard transition.phase(at: now) == .finished else { return scheduleRetirement(at: transition.endsAt) }
+        var registry = self.registry
+        guard let topology = try? ProxyServer.topology(for: current.configuration, workers: startConfiguration.threads,
+                                                       registry: &registry, previous: current, now: now) else { return }
+        self.registry = registry
+        install(topology)
+        logger.info("membership change over", metadata: ["generation": "\(topology.generation)"])
+    }
+
+    /// Reloads again at `deadline` (monotonic ms), once: a queued membership
+    /// change is read from the file as it is then.
+    private func scheduleReload(at deadline: Int64) {
+        pendingReload?.stop()
+        let delay = max(1, deadline - monotonicMilliseconds())
+        let timer = EventTimer(loop: mainLoop, milliseconds: Int(delay), repeating: false) { [unowned self] in
+            pendingReload = nil
+            reload()
+        }
+        timer.start()
+        pendingReload = timer
     }
 
     /// Settings a running proxy cannot change (its sockets, its threads and
@@ -312,6 +402,8 @@ enum ReloadOutcome: Equatable, CustomStringConvertible {
     case applied(deferred: [String])
     /// The configuration was refused; the running one stays.
     case refused(String)
+    /// A new membership waits for the change under way, which ends in this many ms.
+    case queued(untilMilliseconds: Int64, deferred: [String])
 
     var description: String {
         switch self {
@@ -319,6 +411,9 @@ enum ReloadOutcome: Equatable, CustomStringConvertible {
         case .applied(let deferred):
             return "OK, except \(deferred.joined(separator: ", ")): they take effect only at restart"
         case .refused(let reason): return "reload refused: \(reason)"
+        case .queued(let wait, let deferred):
+            let restart = deferred.isEmpty ? "" : "; \(deferred.joined(separator: ", ")) take effect only at restart"
+            return "OK, queued: the membership change under way ends in \((wait + 999) / 1000) s and this one starts then\(restart)"
         }
     }
 }

@@ -178,6 +178,8 @@ enum ProxyStatsReport {
         func total(_ counter: ProxyCounter) -> String { String(context.total(counter)) }
         let topology = context.topology
         let live = topology.nodes.filter(\.isUp).count
+        let monotonic = monotonicMilliseconds()
+        let changeEndsIn: Int64 = topology.transition.map { max(0, $0.endsAt - monotonic) } ?? 0
         return [
             ("pid", process.pid),
             ("uptime", String(now - context.startedAt)),
@@ -213,7 +215,7 @@ enum ProxyStatsReport {
             ("accepting_conns", "1"),
             ("threads", String(context.counters.count)),
             ("conn_yields", "0"),
-            ("proxy_nodes", String(topology.nodes.count)),
+            ("proxy_nodes", String(topology.ring.nodes.count)),
             ("proxy_nodes_live", String(live)),
             ("proxy_replicas", String(topology.replicas)),
             ("proxy_cmd_delete", total(.cmdDelete)),
@@ -227,6 +229,8 @@ enum ProxyStatsReport {
             ("proxy_client_errors", total(.clientErrors)),
             ("proxy_reloads", String(context.reloads.load(ordering: .relaxed))),
             ("proxy_membership_generation", context.topology.generation),
+            ("proxy_membership_phase", topology.phase(at: monotonic)),
+            ("proxy_membership_change_ends_in_ms", String(changeEndsIn)),
             ("proxy_reload_failures", String(context.reloadFailures.load(ordering: .relaxed))),
         ] + context.summedNodeStats().map { ($0.0, String($0.1)) }
     }
@@ -235,12 +239,16 @@ enum ProxyStatsReport {
     static func nodes(_ context: ProxyContext) -> [(String, String)] {
         let topology = context.topology
         var lines: [(String, String)] = [("generation", topology.generation)]
+        let members = topology.ring.nodes.count
         for (index, node) in topology.nodes.enumerated() {
             let prefix = "node:\(index):"
+            // Nodes after the ring's are leaving: an earlier membership had them.
+            let ringNode = index < members ? topology.configuration.nodes[index] : node.ringNode
             lines.append((prefix + "address", node.identity))
-            if let name = node.ringNode.name { lines.append((prefix + "name", name)) }
-            lines.append((prefix + "weight", String(node.ringNode.weight)))
-            lines.append((prefix + "points", String(topology.ring.pointCounts[index])))
+            if let name = ringNode.name { lines.append((prefix + "name", name)) }
+            lines.append((prefix + "weight", String(ringNode.weight)))
+            lines.append((prefix + "points", String(index < members ? topology.ring.pointCounts[index] : 0)))
+            lines.append((prefix + "membership", index < members ? "member" : "leaving"))
             lines.append((prefix + "state", String(describing: node.health)))
             lines.append((prefix + "requests", String(node.requests.load(ordering: .relaxed))))
             lines.append((prefix + "failures", String(node.failures.load(ordering: .relaxed))))

@@ -218,8 +218,7 @@ final class ProxyWorker: @unchecked Sendable {
     /// closed once their requests are answered. Loop thread.
     func install(_ newTopology: Topology) {
         topology = newTopology
-        var keep = Set(newTopology.nodes.map { ObjectIdentifier($0) })
-        if let previous = newTopology.previous { keep.formUnion(previous.nodes.map { ObjectIdentifier($0) }) }
+        let keep = Set(newTopology.nodes.map { ObjectIdentifier($0) })
         for (key, pool) in pools where !keep.contains(key) {
             pool.retire()
             pools[key] = nil

@@ -160,7 +160,7 @@ private let someKeys = (0..<3000).map { "key:\($0)" }
         #expect(ring.replicaSet(of: "k", count: 0).isEmpty)
         #expect(ring.replicaSet(of: "k", count: -1).isEmpty)
         let wide = try KetamaRing(nodes: loopback(31001...31012))
-        #expect(wide.replicaSet(of: "k", count: 12).count == ReplicaSet.capacity)
+        #expect(wide.replicaSet(of: "k", count: 12).count == ReplicaSet.maximumReplicas)
     }
 
     @Test func replicasIntoCallerStorageMatchesAndGoesPastEight() throws {

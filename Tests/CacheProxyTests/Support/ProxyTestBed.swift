@@ -61,7 +61,7 @@ final class ProxyTestBed {
         configuration.threads = 1
         configure(&configuration)
         let backendNodes = configuration.nodes.map { try! BackendNode(ringNode: $0) }
-        let topology = try! Topology(configuration: configuration, nodes: backendNodes, previous: nil)
+        let topology = try! Topology(configuration: configuration, nodes: backendNodes)
         context = ProxyContext(workers: 1, topology: topology, startedAt: 0)
         loop = try! EventLoop()
         nodes = backendNodes.map(FakeNode.init)
