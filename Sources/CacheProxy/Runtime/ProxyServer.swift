@@ -347,13 +347,18 @@ public final class ProxyServer: @unchecked Sendable {
     /// the nodes that left are let go.
     private func scheduleRetirement(at deadline: Int64) {
         retirement?.stop()
-        let delay = max(1, deadline - monotonicMilliseconds())
-        let timer = EventTimer(loop: mainLoop, milliseconds: Int(delay), repeating: false) { [unowned self] in
-            retirement = nil
-            retireFinishedTransition()
+        retirement = startTimer(at: deadline) { server in
+            server.retirement = nil
+            server.retireFinishedTransition()
         }
+    }
+
+    /// A one-shot timer on the main loop firing at `deadline` (monotonic ms).
+    private func startTimer(at deadline: Int64, _ fire: @escaping (ProxyServer) -> Void) -> EventTimer {
+        let delay = max(1, deadline - monotonicMilliseconds())
+        let timer = EventTimer(loop: mainLoop, milliseconds: Int(delay), repeating: false) { [unowned self] in fire(self) }
         timer.start()
-        retirement = timer
+        return timer
     }
 
     private func retireFinishedTransition() {
@@ -373,13 +378,10 @@ public final class ProxyServer: @unchecked Sendable {
     /// change is read from the file as it is then.
     private func scheduleReload(at deadline: Int64) {
         pendingReload?.stop()
-        let delay = max(1, deadline - monotonicMilliseconds())
-        let timer = EventTimer(loop: mainLoop, milliseconds: Int(delay), repeating: false) { [unowned self] in
-            pendingReload = nil
-            reload()
+        pendingReload = startTimer(at: deadline) { server in
+            server.pendingReload = nil
+            server.reload()
         }
-        timer.start()
-        pendingReload = timer
     }
 
     /// Settings a running proxy cannot change (its sockets, its threads and
