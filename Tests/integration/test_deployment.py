@@ -8,9 +8,11 @@ systemd (deploy/systemd):
   exposure 2.0 or lower ("OK"), and the directives the operations issue asks
   for are there (DynamicUser, NoNewPrivileges, ProtectSystem=strict, ...);
 * the units' own command lines (ExecStart with its specifiers and default
-  environment, ExecReload), run as an unprivileged user without privileges:
-  a node and a proxy that answer /health and /ready, store and read through
-  the proxy, and reload on the unit's reload command.
+  environment, ExecReload), run under the parts of the units' sandbox a
+  process can set on itself (unit_sandbox.py: the user, no capabilities,
+  no_new_privs, MemoryDenyWriteExecute, the system call filter and address
+  families): a node and a proxy that answer /health and /ready, store and
+  read through the proxy, and reload on the unit's reload command.
 
 Kubernetes (deploy/kubernetes):
 * every resource validates against the Kubernetes API's JSON schemas
@@ -56,6 +58,7 @@ import yaml
 
 import harness
 import proxy_harness as ph
+import unit_sandbox
 from conftest import require_tool
 
 REPO = harness.REPO_ROOT
@@ -183,10 +186,21 @@ def expand_command(line: str, specifiers: dict[str, str], env: dict[str, str],
     return words
 
 
+def in_unit_sandbox(argv: list[str], unit, spec_dir: str) -> list[str]:
+    """argv under the parts of the unit's sandbox a process can set on itself
+    (unit_sandbox.py: the dynamic user, no capabilities, no_new_privs,
+    MemoryDenyWriteExecute, the system call filter, the address families)."""
+    spec = unit_sandbox.spec_for(lambda key: unit_values(unit, "Service", key), DYNAMIC_UID, DYNAMIC_UID)
+    path = os.path.join(spec_dir, f"sandbox-{uuid.uuid4().hex[:8]}.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return [sys.executable, unit_sandbox.__file__, path, "--", *argv]
+
+
 def unprivileged(argv: list[str], uid: int, gid: int, groups=()) -> list[str]:
-    """argv as a process with no capabilities, no way to gain any, and the
-    given user and groups (what DynamicUser=, NoNewPrivileges= and an empty
-    CapabilityBoundingSet= give; the rest of the sandbox needs systemd)."""
+    """argv as a container's securityContext runs it: the given user and
+    groups, no capabilities (drop: [ALL]) and no way to gain any
+    (allowPrivilegeEscalation: false)."""
     group_flag = ["--groups", ",".join(str(g) for g in groups)] if groups else ["--clear-groups"]
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", *group_flag, "--no-new-privs",
             "--inh-caps=-all", "--bounding-set=-all", *argv]
@@ -269,7 +283,8 @@ def test_systemd_command_lines_serve_and_reload(tmp_path):
     """ExecStart and ExecReload of both units as systemd would run them
     (instance = the node's port, %d = the credentials directory, the default
     Environment=), the programs at /usr/local/bin standing for the built
-    ones, /etc/memcluster for a scratch directory; as an unprivileged user."""
+    ones, /etc/memcluster for a scratch directory; in the units' sandbox as
+    far as unit_sandbox.py can set it up."""
     node_unit = parse_unit(os.path.join(UNITS_DIR, NODE_UNIT))
     proxy_unit = parse_unit(os.path.join(UNITS_DIR, PROXY_UNIT))
     etc = traversable_tempdir("mcdeploy-etc-")
@@ -295,7 +310,7 @@ def test_systemd_command_lines_serve_and_reload(tmp_path):
         assert argv[0] == programs()["memcluster-node"], argv
         assert "-p" in argv and argv[argv.index("-p") + 1] == str(port), argv
         assert "-l" in argv and argv[argv.index("-l") + 1] == "127.0.0.1", argv
-        started.append(ph.spawn(unprivileged(argv, DYNAMIC_UID, DYNAMIC_UID), harness.HOST, port,
+        started.append(ph.spawn(in_unit_sandbox(argv, node_unit, str(tmp_path)), harness.HOST, port,
                                 prefix="mcdeploy-node-"))
 
         listen, metrics = harness.free_port(), harness.free_port()
@@ -312,7 +327,8 @@ def test_systemd_command_lines_serve_and_reload(tmp_path):
         specifiers = {"d": creds}
         argv = expand_command(unit_value(proxy_unit, "Service", "ExecStart"), specifiers, {}, paths)
         assert argv[0] == programs()["memcluster-proxy"] and config_path in argv, argv
-        proxy = ph.spawn(unprivileged(argv, DYNAMIC_UID, DYNAMIC_UID), harness.HOST, listen, prefix="mcdeploy-proxy-")
+        proxy = ph.spawn(in_unit_sandbox(argv, proxy_unit, str(tmp_path)), harness.HOST, listen,
+                         prefix="mcdeploy-proxy-")
         started.append(proxy)
 
         for path, body in PROBE_PATHS.items():
@@ -330,7 +346,7 @@ def test_systemd_command_lines_serve_and_reload(tmp_path):
         second = harness.start_server(programs()["memcluster-node"], [])
         started.append(second)
         write_config([f"127.0.0.1:{port}", f"127.0.0.1:{second.port}"])
-        r = run(unprivileged(check, DYNAMIC_UID, DYNAMIC_UID))
+        r = run(in_unit_sandbox(check, proxy_unit, str(tmp_path)))
         assert r.returncode == 0 and "configuration OK: 2 nodes" in r.stdout, r.stdout + r.stderr
         r = run(expand_command(reload_lines[1], specifiers, env, paths))
         assert r.returncode == 0, r.stderr
@@ -345,7 +361,7 @@ def test_systemd_command_lines_serve_and_reload(tmp_path):
 
         with open(config_path, "w") as f:
             f.write("nodes: [\n")
-        r = run(unprivileged(check, DYNAMIC_UID, DYNAMIC_UID))
+        r = run(in_unit_sandbox(check, proxy_unit, str(tmp_path)))
         assert r.returncode != 0 and "proxy.yaml" in r.stderr, r.stdout + r.stderr
         assert proxy.alive(), proxy.log()
     finally:
@@ -353,6 +369,23 @@ def test_systemd_command_lines_serve_and_reload(tmp_path):
             srv.stop()
         shutil.rmtree(etc, ignore_errors=True)
         shutil.rmtree(creds, ignore_errors=True)
+
+
+def test_systemd_sandbox_emulation_has_teeth(tmp_path):
+    """The sandbox above proves something: the same node without socket() in
+    its filter, or limited to AF_UNIX, cannot start."""
+    unit = parse_unit(os.path.join(UNITS_DIR, NODE_UNIT))
+    port = harness.free_port()
+    argv = [programs()["memcluster-node"], "-p", str(port), "-l", harness.HOST]
+    for change in ({"syscalls": lambda calls: [c for c in calls if c != "socket"]},
+                   {"families": lambda families: [1]}):
+        spec = unit_sandbox.spec_for(lambda key: unit_values(unit, "Service", key), DYNAMIC_UID, DYNAMIC_UID)
+        for key, edit in change.items():
+            spec[key] = edit(spec[key])
+        path = tmp_path / "spec.json"
+        path.write_text(json.dumps(spec))
+        r = run([sys.executable, unit_sandbox.__file__, str(path), "--", *argv], timeout=10)
+        assert r.returncode != 0 and "Operation not permitted" in r.stderr, (change, r.returncode, r.stderr)
 
 
 # ==========================================================================
