@@ -131,6 +131,26 @@ def test_stats_nodes(cluster_factory):
     assert [int(st[f"node:{i}:points"]) for i in range(3)] == [120, 240, 120]
 
 
+def test_stats_nodes_and_metrics_show_each_nodes_items(cluster_factory):
+    """Each node's item count and bytes, as its stats poll (every 5 s) saw
+    them, in `stats nodes` and on /metrics: with replicas 2, the items sum to
+    twice the keys written."""
+    cl = cluster_factory(n=3, replicas=2, metrics=True)
+    keys = [f"items:{i}" for i in range(300)]
+    assert set(ph.set_many(cl.raw(), [(k, b"v" * 10) for k in keys])) == {b"STORED"}
+    on_node = [int(cl.node_client(i).stats()["curr_items"]) for i in range(3)]
+    assert sum(on_node) == 2 * len(keys), on_node
+
+    def polled():
+        st = cl.stats("nodes")
+        return st if [int(st.get(f"node:{i}:curr_items", -1)) for i in range(3)] == on_node else None
+    st = ph.wait_until(polled, 12, interval=0.25, what="stats nodes showing each node's curr_items")
+    assert all(int(st[f"node:{i}:bytes"]) > 0 and int(st[f"node:{i}:limit_maxbytes"]) > 0 for i in range(3)), st
+    _types, samples = parse_prometheus(cl.http("GET", "/metrics")[2])
+    items = {lab["node"]: v for n, lab, v in samples if n == "memcluster_proxy_node_items"}
+    assert items == {cl.node_addr(i): float(on_node[i]) for i in range(3)}, items
+
+
 def test_memcstat_reads_proxy_stats(cluster):
     tool = require_tool("memcstat")
     host, port = cluster.addr

@@ -53,6 +53,11 @@ final class NodeStatsPoller: @unchecked Sendable {
         }
     }
 
+    /// What `node` last reported of the summed fields, or nil before its first answer.
+    func stats(of node: BackendNode) -> [String: UInt64]? {
+        latest.withLock { $0[node.identity] }
+    }
+
     /// A worker's connection to `node` was closed by the other end: ask now
     /// which process answers there (again, for a while, if none does yet).
     func connectionLost(to node: BackendNode) {

@@ -73,6 +73,12 @@ enum PrometheusText {
         perNode("node_restarts_total", "counter", "Times another process was found answering at a node's address.") {
             UInt64($0.restarts.load(ordering: .relaxed))
         }
+        let polled = nodes.compactMap { node in context.nodeStats(of: node).map { (node, $0) } }
+        for (field, name, help) in [("curr_items", "node_items", "Items a node holds, as its last stats poll (every 5 s) said."),
+                                    ("bytes", "node_bytes", "Bytes of items a node holds, as its last stats poll said.")] {
+            text.family(name, "gauge", help)
+            for (node, stats) in polled { text.sample(name, ["node": node.identity], stats[field] ?? 0) }
+        }
         text.family("node_request_duration_seconds", "histogram", "Time from sending a request to a node to reading its reply.")
         for node in nodes {
             var snapshot = LatencyHistograms.Snapshot()

@@ -15,8 +15,9 @@ final class ProxyContext: Sendable {
     /// Orders the proxy's own copies of a key and clients' writes of it.
     let fence = KeyFence()
     private let current: Locked<Topology>
-    /// The nodes' own counters, summed (set once the main loop starts polling).
+    /// The nodes' own counters, summed and per node (set once the main loop starts polling).
     private let nodeTotals = Locked<(@Sendable () -> [(String, UInt64)])?>(nil)
+    private let perNodeStats = Locked<(@Sendable (BackendNode) -> [String: UInt64]?)?>(nil)
 
     init(workers: Int, topology: Topology, startedAt: Int64) {
         self.counters = (0..<workers).map { _ in ProxyCounters() }
@@ -30,8 +31,15 @@ final class ProxyContext: Sendable {
 
     func total(_ counter: ProxyCounter) -> UInt64 { counters.total(counter) }
 
-    func reportNodeTotals(with source: @escaping @Sendable () -> [(String, UInt64)]) {
-        nodeTotals.withLock { $0 = source }
+    func reportNodeStats(totals: @escaping @Sendable () -> [(String, UInt64)],
+                         perNode: @escaping @Sendable (BackendNode) -> [String: UInt64]?) {
+        nodeTotals.withLock { $0 = totals }
+        perNodeStats.withLock { $0 = perNode }
+    }
+
+    /// What one node last reported (curr_items, bytes, ...), or nil before it answered a poll.
+    func nodeStats(of node: BackendNode) -> [String: UInt64]? {
+        perNodeStats.withLock { $0 }?(node)
     }
 
     /// curr_items, bytes, evictions, ... summed over the nodes (empty before the first poll).

@@ -168,7 +168,7 @@ public final class ProxyServer: @unchecked Sendable {
             loop.execute { worker.start() }
         }
         let poller = NodeStatsPoller(loop: mainLoop, context: context) { [unowned self] node in nodeRestarted(node) }
-        context.reportNodeTotals { poller.totals() }
+        context.reportNodeStats(totals: { poller.totals() }, perNode: { poller.stats(of: $0) })
         statsPoller = poller
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in shutDownGracefully() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGTERM) { [unowned self] in shutDownGracefully() })

@@ -235,6 +235,9 @@ enum ProxyStatsReport {
         ] + context.summedNodeStats().map { ($0.0, String($0.1)) }
     }
 
+    /// Of each node's own stats, what `stats nodes` shows.
+    static let perNodeFields = ["curr_items", "bytes", "limit_maxbytes", "evictions"]
+
     /// `STAT node:<i>:<field> <value>` for every node, in ring order.
     static func nodes(_ context: ProxyContext) -> [(String, String)] {
         let topology = context.topology
@@ -255,6 +258,10 @@ enum ProxyStatsReport {
             lines.append((prefix + "timeouts", String(node.timeouts.load(ordering: .relaxed))))
             lines.append((prefix + "marked_down", String(node.markedDown.load(ordering: .relaxed))))
             lines.append((prefix + "restarts", String(node.restarts.load(ordering: .relaxed))))
+            // The node's own view, as its last stats poll (every 5 s) said.
+            if let stats = context.nodeStats(of: node) {
+                for field in ProxyStatsReport.perNodeFields { lines.append((prefix + field, String(stats[field] ?? 0))) }
+            }
         }
         return lines
     }
