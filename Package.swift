@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "memcluster-node", targets: ["memcluster-node"]),
         .executable(name: "memcluster-proxy", targets: ["memcluster-proxy"]),
         .executable(name: "memcluster-bench", targets: ["memcluster-bench"]),
+        .executable(name: "memcluster-admin", targets: ["memcluster-admin"]),
         // Libraries for packages that build on the modules, e.g. Benchmarks/ (micro-benchmarks).
         .library(name: "Buffers", targets: ["Buffers"]),
         .library(name: "MemcacheProtocol", targets: ["MemcacheProtocol"]),
@@ -58,6 +59,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "memcluster-proxy", dependencies: [
+            "CacheProxy",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "memcluster-admin", dependencies: [
             "CacheProxy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
