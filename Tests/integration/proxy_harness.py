@@ -41,7 +41,9 @@ FAST_HEALTH = {
 # One proxy learns a membership change the moment it reloads, so the tests
 # that drive a single proxy switch its reads at once (no guarded phase);
 # the tests of proxies that disagree set membership_settle_ms themselves.
-ONE_PROXY_MEMBERSHIP = {"membership_settle_ms": 0}
+# The rebalance copies keys in the background after a change; the tests that
+# check where a change put keys turn it on themselves (test_proxy_rebalance.py).
+ONE_PROXY_MEMBERSHIP = {"membership_settle_ms": 0, "rebalance": False}
 
 
 def proxy_binary() -> str:

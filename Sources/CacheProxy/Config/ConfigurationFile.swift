@@ -143,6 +143,9 @@ public enum ConfigurationFile {
                 case "warmup_s": config.warmupSeconds = try integer(value, key, minimum: 0, maximum: 86_400)
                 case "membership_settle_ms":
                     config.membershipSettleMilliseconds = try integer(value, key, minimum: 0, maximum: 3_600_000)
+                case "rebalance": config.rebalance = try boolean(value, key)
+                case "rebalance_keys_per_s":
+                    config.rebalanceKeysPerSecond = try integer(value, key, minimum: 1, maximum: 10_000_000)
                 case "watch_config": config.watchConfiguration = try boolean(value, key)
                 case "item_size_max": config.itemSizeMax = try size(value, key)
                 case "max_connections": config.maxConnections = try integer(value, key, minimum: 1, maximum: 1_000_000)

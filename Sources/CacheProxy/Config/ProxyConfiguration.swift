@@ -57,6 +57,11 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// looked up at their previous owners on a miss, and copied over, for this
     /// long (the `warming` phase, docs/membership.md). Default 600 s.
     public var warmupSeconds = 600
+    /// Copy moved keys from their old owners during a change's warm-up, and
+    /// delete copies no member owns once it is over (`Rebalancer`).
+    public var rebalance = true
+    /// The rebalance's pace, keys listed and handled per second.
+    public var rebalanceKeysPerSecond = 20_000
     /// The longest time between the first and the last proxy learning a
     /// membership change: each phase of a change waits this long for the
     /// others. Default 2000 ms (a file every proxy watches, checked every 250 ms).

@@ -33,6 +33,14 @@ enum PrometheusText {
         text.single("reload_failures_total", "counter", "Configuration reloads refused (the membership in force stayed).",
                     UInt64(context.reloadFailures.load(ordering: .relaxed)))
 
+        for counter in context.rebalance.counters {
+            text.single("rebalance_\(counter.name)_total", "counter", counter.help, counter.value)
+        }
+        text.family("rebalance_pass", "gauge", "The rebalance pass under way (1): idle, copying or cleaning.")
+        for pass in [Rebalancer.Pass.idle, .copying, .cleaning] {
+            text.sample("rebalance_pass", ["pass": "\(pass)"], pass == context.rebalance.currentPass ? 1 : 0)
+        }
+
         let topology = context.topology
         text.family("membership", "gauge", "The membership in force, by generation (the same on every proxy that places keys alike).")
         text.sample("membership", ["generation": topology.generation], 1)

@@ -12,6 +12,8 @@ final class ProxyContext: Sendable {
     let rejectedConnections = Atomic<Int>(0)
     let reloads = Atomic<Int>(0)
     let reloadFailures = Atomic<Int>(0)
+    /// What the rebalance has done (docs/membership.md, "Rebalance").
+    let rebalance = Rebalancer.Progress()
     /// Orders the proxy's own copies of a key and clients' writes of it.
     let fence = KeyFence()
     private let current: Locked<Topology>

@@ -26,6 +26,10 @@ public final class ProxyServer: @unchecked Sendable {
     private var pendingReload: EventTimer?
     /// Fires when the membership change under way ends (`retireFinishedTransition`).
     private var retirement: EventTimer?
+    /// Moves keys after a membership change (created with the main loop's work in `run`).
+    private var rebalancer: Rebalancer?
+    /// Fires when the change under way enters its warming phase: the rebalance's copy pass.
+    private var rebalanceStart: EventTimer?
     /// Nodes by identity, kept across reloads so their health carries over.
     private var registry: [String: BackendNode] = [:]
     private let loadConfiguration: (() throws -> ProxyConfiguration)?
@@ -154,6 +158,7 @@ public final class ProxyServer: @unchecked Sendable {
             throw ConfigurationError("max_connections \(configuration.maxConnections): \(problem)")
         }
         let mainLoop = self.mainLoop
+        rebalancer = Rebalancer(loop: mainLoop, context: context, logger: logger)
         monitor = HealthMonitor(loop: mainLoop, configuration: configuration, logger: logger) { [context] node in
             node.startRefill(until: monotonicMilliseconds() + Int64(context.topology.configuration.warmupSeconds) * 1000)
         }
@@ -323,11 +328,18 @@ public final class ProxyServer: @unchecked Sendable {
     /// Hands `topology` to the context and every worker; nodes it no longer
     /// names stop being watched, and workers close their connections to them.
     private func install(_ topology: Topology) {
+        rebalancer?.cancel()
+        rebalanceStart?.stop()
+        rebalanceStart = nil
         context.install(topology)
         monitor.forget(except: topology.nodes)
         for worker in workers { worker.loop.execute { worker.install(topology) } }
         if let transition = topology.transition {
             scheduleRetirement(at: transition.endsAt)
+            rebalanceStart = startTimer(at: transition.learnedAt + transition.settleMilliseconds) { server in
+                server.rebalanceStart = nil
+                server.rebalancer?.copyMovedKeys(topology)
+            }
         }
     }
 
@@ -372,6 +384,7 @@ public final class ProxyServer: @unchecked Sendable {
         self.registry = registry
         install(topology)
         logger.info("membership change over", metadata: ["generation": "\(topology.generation)"])
+        rebalancer?.cleanOrphans(topology)
     }
 
     /// Reloads again at `deadline` (monotonic ms), once: a queued membership

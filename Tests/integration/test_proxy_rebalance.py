@@ -1,0 +1,122 @@
+"""The rebalance (docs/membership.md, "Rebalance"): after a membership
+change, keys move to their new owners without waiting for reads, and copies
+left where no member owns them are deleted, listing each node's keys with
+`lru_crawler metadump all`.
+
+- add a node with replicas 2, let the rebalance run, then freeze an original
+  node: every key still reads (hit 1.000), and every key is on exactly its
+  two owners;
+- remove (drain) a node with replicas 1 without reading anything: once the
+  change is over and the node is stopped, hit >= 0.999;
+- 3 -> 4 -> 3 with overwrites and deletes in between, replicas 1 and 2: no
+  stale read, no deleted key read, and afterwards every key on exactly its
+  replica set.
+
+Nodes are the target under test (memcluster-node or memcached: both serve
+metadump).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import ketama
+import proxy_harness as ph
+from test_proxy_transitions import Model, delete_all, read_all, reload_to, set_all
+
+N_KEYS = 3000
+OPTIONS = {"membership_settle_ms": 0, "warmup_s": 2, "rebalance": True, "watch_config": False}
+
+
+def ring_of(cl: ph.Cluster, indices) -> ketama.Ring:
+    return ketama.Ring([(cl.nodes[i].host, cl.nodes[i].port, 1, None) for i in indices])
+
+
+def wait_stable_and_rebalanced(cl: ph.Cluster, passes: int, timeout: float = 30) -> dict:
+    def done():
+        st = cl.stats()
+        ok = (st["proxy_membership_phase"] == "stable" and st["proxy_rebalance_pass"] == "idle"
+              and int(st["proxy_rebalance_passes"]) >= passes)
+        return st if ok else None
+    return ph.wait_until(done, timeout, interval=0.1, what=f"{passes} rebalance passes and a stable membership")
+
+
+def misplaced(cl: ph.Cluster, ring: ketama.Ring, members, keys, replicas: int) -> list[str]:
+    """Keys the members hold other than on exactly their replica set (nodes
+    by index into `members`). A node that left is not a member: nothing reads
+    it, and it is flushed should it join again."""
+    placement = cl.placement(keys)
+    out = []
+    for k in keys:
+        want = sorted(members[i] for i in ring.replica_set(k, replicas))
+        have = sorted(i for i, _ in placement[k] if i in members)
+        if have and have != want:
+            out.append(f"{k}: on {have}, owners {want}")
+    return out
+
+
+def seeded(cluster_factory, replicas: int, prefix: str):
+    """A cluster of 3 nodes with the rebalance on, N_KEYS keys written."""
+    cl = cluster_factory(n=3, replicas=replicas, options=OPTIONS)
+    conn = cl.raw(timeout=20)
+    model = Model()
+    keys = [f"{prefix}:{i}" for i in range(N_KEYS)]
+    set_all(conn, model, keys)
+    return cl, conn, model, keys
+
+
+def test_scale_out_then_an_original_node_frozen_reads_every_key(cluster_factory):
+    cl, conn, model, keys = seeded(cluster_factory, 2, "rb")
+    new = cl.add_node()
+    reload_to(cl, [0, 1, 2, new])
+    st = wait_stable_and_rebalanced(cl, passes=2)       # the copy pass, then the clean pass
+    assert int(st["proxy_rebalance_keys_copied"]) > 0 and st["proxy_rebalance_failures"] == "0", st
+    members = [0, 1, 2, new]
+    bad = misplaced(cl, ring_of(cl, members), members, keys, 2)
+    assert not bad, f"{len(bad)} keys not on exactly their two owners: {bad[:5]}"
+    cl.sigstop(0)
+    try:
+        read_all(conn, model, keys)
+    finally:
+        cl.sigcont(0)
+    assert not model.stale and not model.resurrected, model.problems()
+    assert model.hits == model.reads, f"hit rate {model.hits / model.reads:.4f} with node 0 frozen"
+
+
+def test_draining_a_node_with_one_replica_keeps_its_keys(cluster_factory):
+    cl, conn, model, keys = seeded(cluster_factory, 1, "dr")
+    reload_to(cl, [0, 1])                               # nothing is read meanwhile
+    wait_stable_and_rebalanced(cl, passes=2)
+    cl.kill_node(2)
+    read_all(conn, model, keys)
+    assert not model.stale and not model.resurrected, model.problems()
+    hit_rate = model.hits / model.reads
+    print(f"drain, replicas 1: hit rate {hit_rate:.4f}")
+    assert hit_rate >= 0.999, f"hit rate {hit_rate:.4f} after draining node 2"
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_scale_out_and_back_leaves_every_key_on_its_replicas(cluster_factory, replicas):
+    cl, conn, model, keys = seeded(cluster_factory, replicas, "sb")
+    new = cl.add_node()
+    reload_to(cl, [0, 1, 2, new])
+    set_all(conn, model, keys[: N_KEYS // 2])           # overwrites during the change
+    delete_all(conn, model, keys[::9])
+    wait_stable_and_rebalanced(cl, passes=2)
+    set_all(conn, model, keys[N_KEYS // 2:])            # and after it
+    delete_all(conn, model, keys[1::9])
+    reload_to(cl, [0, 1, 2])
+    read_all(conn, model, keys)
+    st = wait_stable_and_rebalanced(cl, passes=4)
+    read_all(conn, model, keys)
+    assert not model.stale and not model.resurrected, model.problems()
+    live = [k for k in keys if model.latest[k] is not None]
+    bad = misplaced(cl, ring_of(cl, [0, 1, 2]), [0, 1, 2], keys, replicas)
+    assert not bad, f"{len(bad)} keys not on exactly their replica set: {bad[:5]}"
+    placement = cl.placement(live)
+    hits = sum(1 for k in live if any(i != new and v == model.latest[k] for i, v in placement[k]))
+    progress = {k: v for k, v in st.items() if k.startswith("proxy_rebalance_")}
+    print(f"3 -> 4 -> 3, replicas {replicas}: {hits} of {len(live)} live keys kept; {progress}")
+    assert hits >= 0.999 * len(live), f"only {hits} of {len(live)} live keys kept"
