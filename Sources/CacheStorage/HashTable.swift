@@ -108,6 +108,39 @@ struct HashTable {
         return nil
     }
 
+    /// Calls `body` with the head of every chain that may hold hashes of the
+    /// class `position` names (the hashes whose low bits, under the smaller of
+    /// the tables in use, equal `position`'s), then returns the position of the
+    /// next class, or 0 once the walk has come round.
+    ///
+    /// Classes come in reverse-binary order of their bucket index (the cursor
+    /// of Redis's SCAN): when the table doubles, bucket b splits into b and
+    /// b + size, and in that order both halves fall where b was. So however
+    /// often the table grows between two calls, the classes already visited
+    /// are exactly those before `position`, and a hash present all along is
+    /// in exactly one class visited once. The table never shrinks.
+    func scan(_ position: UInt64, _ body: (_ head: UInt32) -> Void) -> UInt64 {
+        let smallMask = oldBuckets == nil ? mask : oldMask
+        let bucket = Int(truncatingIfNeeded: position) & smallMask
+        // A moved old bucket was left empty, so both tables can be read.
+        if let oldBuckets { body(oldBuckets[bucket]) }
+        var index = bucket
+        while index <= mask {
+            // Safe because index <= mask: inside the table.
+            body(buckets[index])
+            index += smallMask + 1
+        }
+        return HashTable.reversed(HashTable.reversed(position | ~UInt64(smallMask)) &+ 1)
+    }
+
+    private static func reversed(_ value: UInt64) -> UInt64 {
+        var v = value
+        v = ((v >> 1) & 0x5555_5555_5555_5555) | ((v & 0x5555_5555_5555_5555) << 1)
+        v = ((v >> 2) & 0x3333_3333_3333_3333) | ((v & 0x3333_3333_3333_3333) << 2)
+        v = ((v >> 4) & 0x0F0F_0F0F_0F0F_0F0F) | ((v & 0x0F0F_0F0F_0F0F_0F0F) << 4)
+        return v.byteSwapped
+    }
+
     private static func allocateBuckets(_ count: Int) -> UnsafeMutablePointer<UInt32> {
         // calloc: zero heads mean empty chains, and large tables come back as untouched mmap'd pages.
         guard let memory = calloc(count, MemoryLayout<UInt32>.stride) else {
