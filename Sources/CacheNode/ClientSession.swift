@@ -43,6 +43,10 @@ final class ClientSession: ConnectionHandler {
     func connectionDrained(_ connection: Connection) {
         guard !finished, connection.isReadingPaused else { return }
         processInput(connection)
+        // The last part of a suspended get, and the replies after it, would
+        // otherwise wait for the client's next bytes: only a read flushes on
+        // its own.
+        if !connection.isClosed && !connection.isWaitingForWritable { connection.flush() }
         if draining { return finishDrainIfDone(connection) }
         if !connection.isClosed && !isBackedUp(connection) && resumeRetrieval == 0 { connection.resumeReading() }
         finishIfInputEnded(connection)

@@ -18,6 +18,7 @@ Every load loop is bounded in count and time; only 127.0.0.1 is contacted.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import socket
@@ -190,6 +191,21 @@ def test_node_streams_a_multiget_of_one_large_value(server):
     with harness.TextClient((host, port)) as c:
         assert c.line("version").startswith(b"VERSION")
     assert each > 0
+
+
+def test_node_writes_the_end_of_a_streamed_multiget_unasked(server):
+    """A get streamed as the socket drains ends with less than the output
+    limit (here 600 KB and END): that last part, and the replies after it,
+    come out without the client sending anything more."""
+    host, port, _ = server
+    c = harness.RawConn((host, port), timeout=10)
+    value = b"v" * 600_000
+    assert c.request(b"set mid 0 0 %d\r\n%s\r\n" % (len(value), value)) == b"STORED\r\n"
+    c.send(b"get mid mid mid mid mid\r\nversion\r\n")
+    ended = re.compile(rb"\r\nEND\r\nVERSION [^\r\n]*\r\n\Z")
+    reply = c.read_until(lambda b: ended.search(b) is not None, quiet=5, timeout=20)
+    assert ended.search(reply), f"{len(reply)} bytes, ending {reply[-40:]!r}"
+    assert reply.count(b"VALUE mid 0 600000\r\n") == 5
 
 
 def test_proxy_asks_for_a_repeated_key_once_and_streams_the_reply(cluster):
