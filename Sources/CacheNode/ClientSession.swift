@@ -20,9 +20,15 @@ final class ClientSession: ConnectionHandler {
     private(set) var lastActive: ServerTime
     /// The node is shutting down: nothing more is read (see `drain`).
     private var draining = false
-    /// A multi-key get at the front of the input stopped at its output limit:
-    /// where it goes on (see `RequestProcessor.execute`), else 0.
-    private var resumeRetrieval = 0
+    /// A multi-key get or a metadump at the front of the input stopped at its
+    /// output limit: where it goes on (see `RequestProcessor.execute`).
+    private var resume = Resumption.none
+    /// Replies to earlier requests that memcached would still hold back: it
+    /// writes them when the input runs dry, after a classic get and after
+    /// `mn`, and refuses a metadump while any are held (its dump bypasses
+    /// them). Tracked so the node refuses the same metadumps; memcached's
+    /// flush every `-R` requests is not followed.
+    private var repliesHeld = false
 
     /// Stop answering and wait for the socket to drain past this much pending output,
     /// so a client that pipelines without reading cannot grow our memory without bound.
@@ -43,12 +49,12 @@ final class ClientSession: ConnectionHandler {
     func connectionDrained(_ connection: Connection) {
         guard !finished, connection.isReadingPaused else { return }
         processInput(connection)
-        // The last part of a suspended get, and the replies after it, would
-        // otherwise wait for the client's next bytes: only a read flushes on
-        // its own.
+        // The last part of a suspended get or metadump, and the replies after
+        // it, would otherwise wait for the client's next bytes: only a read
+        // flushes on its own.
         if !connection.isClosed && !connection.isWaitingForWritable { connection.flush() }
         if draining { return finishDrainIfDone(connection) }
-        if !connection.isClosed && !isBackedUp(connection) && resumeRetrieval == 0 { connection.resumeReading() }
+        if !connection.isClosed && !isBackedUp(connection) && resume == .none { connection.resumeReading() }
         finishIfInputEnded(connection)
     }
 
@@ -59,7 +65,7 @@ final class ClientSession: ConnectionHandler {
 
     private func finishIfInputEnded(_ connection: Connection) {
         // Still backed up: the rest is answered as the output drains.
-        guard connection.inputEnded, !finished, !isBackedUp(connection), resumeRetrieval == 0 else { return }
+        guard connection.inputEnded, !finished, !isBackedUp(connection), resume == .none else { return }
         finish(connection)
     }
 
@@ -98,17 +104,21 @@ final class ClientSession: ConnectionHandler {
             switch stream.next(input, consumed: &consumed, into: &request) {
             case .request(let start):
                 let bytes = UnsafeRawBufferPointer(rebasing: input[start...])
-                switch worker.processor.execute(request, in: bytes, output: &connection.output,
-                                                outputLimit: ClientSession.outputHighWater,
-                                                resume: &resumeRetrieval) {
+                let disposition = worker.processor.execute(request, in: bytes, output: &connection.output,
+                                                           outputLimit: ClientSession.outputHighWater,
+                                                           resume: &resume, repliesHeld: repliesHeld)
+                repliesHeld = !ClientSession.writesRepliesOut(request.command)
+                switch disposition {
                 case .proceed:
                     break
+                case .dumped:
+                    repliesHeld = false
                 case .close:
                     finish(connection)
                     break parsing
                 case .suspended:
                     // The request stays in the input, to be executed again from
-                    // `resumeRetrieval` once the output has drained.
+                    // `resume` once the output has drained.
                     consumed = start
                     connection.pauseReading()
                     connection.notifyWhenWritable()
@@ -116,13 +126,17 @@ final class ClientSession: ConnectionHandler {
                 }
             case .needMoreData(let totalLength):
                 needed = totalLength
+                // The input ran dry: memcached writes what it holds.
+                repliesHeld = false
                 break parsing
             case .invalid(let error, let quiet):
+                repliesHeld = true
                 if error == .badDataChunk {
                     worker.processor.refusedStore(request, in: UnsafeRawBufferPointer(rebasing: input[stream.lastStart...]))
                 }
                 if !quiet { worker.processor.replyError(error, output: &connection.output) }
             case .tooLarge(let start):
+                repliesHeld = true
                 worker.processor.rejectTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]),
                                                 output: &connection.output)
             case .close:
@@ -144,6 +158,15 @@ final class ClientSession: ConnectionHandler {
         }
     }
 
+    /// Does memcached write its queued replies right after this command? It
+    /// does after the classic gets and `mn` (and after a metadump: `.dumped`).
+    private static func writesRepliesOut(_ command: Command) -> Bool {
+        switch command {
+        case .get, .gets, .gat, .gats, .metaNoop: return true
+        default: return false
+        }
+    }
+
     /// The node is shutting down: answer what the client had sent by now (as
     /// the output drains, if it is backed up), then end the connection
     /// without losing those replies.
@@ -156,7 +179,7 @@ final class ClientSession: ConnectionHandler {
     }
 
     private func finishDrainIfDone(_ connection: Connection) {
-        guard draining, !finished, !isBackedUp(connection), resumeRetrieval == 0 else { return }
+        guard draining, !finished, !isBackedUp(connection), resume == .none else { return }
         finished = true
         connection.closeGracefully()
     }

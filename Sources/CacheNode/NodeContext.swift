@@ -19,8 +19,11 @@ public final class NodeContext: Sendable {
     /// Times accepting stopped for lack of descriptors, and for how long in all (µs).
     public let listenDisabled = Atomic<Int>(0)
     public let listenDisabledMicroseconds = Atomic<Int>(0)
-    /// `lru_crawler crawl` passes run (`lru_crawler_starts`).
+    /// `lru_crawler crawl` passes and metadumps started (`lru_crawler_starts`).
     public let crawlerStarts = Atomic<Int>(0)
+    /// `lru_crawler disable` (or `-o no_lru_crawler`) turns crawl and metadump
+    /// away until `lru_crawler enable`; background reclaim goes on regardless.
+    public let crawlerEnabled: Atomic<Bool>
     /// Background maintenance passes (expiry reclaim and compaction, once a
     /// second), reported as memcached's LRU maintainer `lru_maintainer_juggles`.
     public let maintenancePasses = Atomic<Int>(0)
@@ -39,6 +42,7 @@ public final class NodeContext: Sendable {
         self.clock = clock
         self.workerCounters = (0..<settings.threads).map { _ in WorkerCounters() }
         self.verbosity = Atomic(settings.verbosity)
+        self.crawlerEnabled = Atomic(settings.crawlerEnabled)
         self.prefixStatistics = PrefixStatistics(delimiter: settings.prefixDelimiter, enabled: settings.detailEnabled)
     }
 

@@ -138,8 +138,12 @@ public enum NodeFlags {
                     return "Invalid request_line_max: \(value ?? "") (a size of at least 2048 bytes, k/m suffix allowed)"
                 }
                 settings.requestLineMax = bytes
+            case "lru_crawler":
+                settings.crawlerEnabled = true
+            case "no_lru_crawler":
+                settings.crawlerEnabled = false
             case "hashpower", "maxconns_fast", "no_maxconns_fast", "tail_repair_time", "hash_algorithm",
-                 "lru_crawler", "no_lru_crawler", "lru_crawler_sleep", "lru_crawler_tocrawl", "lru_maintainer",
+                 "lru_crawler_sleep", "lru_crawler_tocrawl", "lru_maintainer",
                  "no_lru_maintainer", "hot_lru_pct", "warm_lru_pct", "hot_max_factor", "warm_max_factor",
                  "temporary_ttl", "slab_reassign", "slab_automove", "slab_automove_ratio", "slab_automove_window",
                  "slab_chunk_max", "track_sizes", "no_hashexpand", "modern", "no_modern", "read_buf_mem_limit",
@@ -191,13 +195,15 @@ public enum NodeFlags {
     -I, --max-item-size=<n>   max item size, k/m suffix allowed (default: 1m, min: 1k, max: 1024m)
     -D <char>                 key prefix delimiter for `stats detail` (default: ":"); turns per-prefix stats on
     -F, --disable-flush-all   disable flush_all
-    -X, --disable-dumping     accepted for compatibility
+    -X, --disable-dumping     disable stats cachedump and lru_crawler metadump
     -W, --disable-watch       accepted for compatibility
     -o, --extended            comma separated extended options: idle_timeout=<s>;
                               request_line_max=<size> (default 2m: a longer request
                               line gets CLIENT_ERROR line too long and a close);
                               shutdown_grace_ms=<ms> (default 5000: on SIGTERM, answer
                               what was read and exit once clients close, or after this);
+                              no_lru_crawler (lru_crawler crawl and metadump refused
+                              until `lru_crawler enable`);
                               memcached's slab/LRU tuning options are accepted and ignored,
                               unknown ones are reported and ignored
     """

@@ -23,8 +23,11 @@ public struct NodeSettings: Sendable {
     public var flushEnabled = true
     /// `-A` turns the shutdown command on.
     public var shutdownEnabled = false
-    /// `-X` disables cachedump/metadump (accepted; those dumps are not served).
+    /// `-X` disables `stats cachedump` and `lru_crawler metadump`.
     public var dumpingEnabled = true
+    /// `-o no_lru_crawler` starts with `lru_crawler crawl` and `metadump`
+    /// refused (memcached's crawler thread not started); `-o lru_crawler` is the default.
+    public var crawlerEnabled = true
     /// `-W` disables watch (accepted; watch is not served).
     public var watchEnabled = true
     /// `-R`: requests handled per event before yielding.

@@ -5,7 +5,8 @@ import MemcacheProtocol
 // Commands that run rarely: nothing here is on the hot path, so plain Swift
 // strings and arrays are fine.
 extension RequestProcessor {
-    func administer(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) -> Disposition {
+    func administer(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer,
+                    outputLimit: Int, resume: inout Resumption, repliesHeld: Bool) -> Disposition {
         let arguments = KeyTokens(bytes, request.arguments).map { String(decoding: slice(bytes, $0), as: UTF8.self) }
         switch request.command {
         case .flushAll:
@@ -28,7 +29,7 @@ extension RequestProcessor {
         case .lru:
             lru(arguments, noreply: request.noreply, output: &output)
         case .lruCrawler:
-            lruCrawler(arguments, noreply: request.noreply, output: &output)
+            return lruCrawler(arguments, output: &output, outputLimit: outputLimit, resume: &resume, repliesHeld: repliesHeld)
         case .watch:
             // Live logging streams are not served; answer as memcached -W does.
             output.append("CLIENT_ERROR watch commands not allowed\r\n")
@@ -113,21 +114,59 @@ extension RequestProcessor {
         }
     }
 
-    // lru_crawler crawl|enable|disable|sleep|tocrawl: expired items are reclaimed
-    // in the background all the time; `crawl` runs a pass now.
-    private func lruCrawler(_ arguments: [String], noreply: Bool, output: inout ByteBuffer) {
-        guard let first = arguments.first else { return output.append("ERROR\r\n") }
-        switch first {
-        case "crawl":
-            context.crawlerStarts.wrappingAdd(1, ordering: .relaxed)
-            _ = storage.reclaimExpired(now: clock.now, limit: Int.max)
-            reply("OK\r\n", noreply: noreply, output: &output)
-        case "enable", "disable", "sleep", "tocrawl":
-            reply("OK\r\n", noreply: noreply, output: &output)
-        case "metadump", "mgdump":
-            output.append("CLIENT_ERROR metadump is not supported by memcluster-node\r\n")
+    // lru_crawler metadump <classes> | crawl <classes> | tocrawl <n> | sleep <us> | enable | disable
+    //
+    // Exactly memcached's token counts: a trailing `noreply` is one token too
+    // many, answered ERROR. Expired items are reclaimed in the background all
+    // the time; `crawl` runs a pass now. `disable` keeps that reclaim going
+    // (it is the node's memory management) but refuses crawl and metadump
+    // until `enable`, as memcached does with its crawler thread stopped.
+    private func lruCrawler(_ arguments: [String], output: inout ByteBuffer, outputLimit: Int,
+                            resume: inout Resumption, repliesHeld: Bool) -> Disposition {
+        switch (arguments.first, arguments.count) {
+        case ("metadump", 2):
+            return metadump(arguments[1], output: &output, outputLimit: outputLimit, resume: &resume, repliesHeld: repliesHeld)
+        case ("crawl", 2):
+            crawl(arguments[1], output: &output)
+        case ("tocrawl", 2):
+            output.append(MemcachedNumber.uint32(arguments[1]) != nil ? "OK\r\n" : "CLIENT_ERROR bad command line format\r\n")
+        case ("sleep", 2):
+            guard let microseconds = MemcachedNumber.uint32(arguments[1]) else {
+                output.append("CLIENT_ERROR bad command line format\r\n")
+                break
+            }
+            output.append(microseconds > 1_000_000 ? "CLIENT_ERROR sleep must be one second or less\r\n" : "OK\r\n")
+        case ("enable", 1):
+            // memcached cannot start a crawler thread that already runs.
+            let wasEnabled = context.crawlerEnabled.exchange(true, ordering: .relaxed)
+            output.append(wasEnabled ? "ERROR failed to start lru crawler thread\r\n" : "OK\r\n")
+        case ("disable", 1):
+            context.crawlerEnabled.store(false, ordering: .relaxed)
+            output.append("OK\r\n")
         default:
             output.append("ERROR\r\n")
+        }
+        return .proceed
+    }
+
+    // lru_crawler crawl <classes>: one expiry pass over the whole store at once
+    // (the node has no per-class LRUs); memcached's answers to the class list.
+    private func crawl(_ classes: String, output: inout ByteBuffer) {
+        guard context.crawlerEnabled.load(ordering: .relaxed) else {
+            return output.append("CLIENT_ERROR lru crawler disabled\r\n")
+        }
+        switch CrawlerClasses.parse(classes) {
+        case nil:
+            output.append("BADCLASS invalid class id\r\n")
+        case .hash:
+            // memcached walks the hash table only for a metadump.
+            output.append("ERROR an unknown error happened\r\n")
+        case let selection? where selection.isEmpty:
+            output.append("NOTSTARTED no items to crawl\r\n")
+        default:
+            context.crawlerStarts.wrappingAdd(1, ordering: .relaxed)
+            _ = storage.reclaimExpired(now: clock.now, limit: Int.max)
+            output.append("OK\r\n")
         }
     }
 

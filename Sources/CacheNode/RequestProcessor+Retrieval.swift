@@ -6,22 +6,23 @@ extension RequestProcessor {
     // get|gets <key>+            gat|gats <exptime> <key>+
     // -> (VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\n)* END\r\n
     //
-    // `resume` is 0 for a fresh request, else the offset (in `bytes`) of the
-    // key to go on from after a `.suspended`.
+    // `resume` is `.none` for a fresh request, else says which key to go on
+    // from after a `.suspended`.
     func retrieve(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer,
-                  outputLimit: Int, resume: inout Int) -> Disposition {
+                  outputLimit: Int, resume: inout Resumption) -> Disposition {
         let command = request.command
         let withCas = command == .gets || command == .gats
         let touching = command == .gat || command == .gats
         let newExpiry = touching ? clock.expiry(fromExptime: request.exptime) : 0
         let now = clock.now
         let detail = prefixes.isEnabled
-        let start = resume > 0 ? resume : request.keys.lowerBound
+        var start = request.keys.lowerBound
+        if case .retrieval(let nextKey) = resume { start = nextKey }
         var keysDone = 0
         for keyRange in KeyTokens(bytes, start..<request.keys.upperBound) {
             // At least one key per call, so a suspended get always moves on.
             if keysDone > 0 && output.readableCount >= outputLimit {
-                resume = keyRange.lowerBound
+                resume = .retrieval(nextKey: keyRange.lowerBound)
                 return .suspended
             }
             keysDone += 1
@@ -44,7 +45,7 @@ extension RequestProcessor {
                 counters.add(hit ? .getHits : .getMisses)
             }
         }
-        resume = 0
+        resume = .none
         output.append("END\r\n")
         return .proceed
     }

@@ -17,9 +17,12 @@ enum Disposition: Equatable {
     /// `quit`, `shutdown`: write what is pending, then close; later pipelined
     /// requests are dropped.
     case close
-    /// A multi-key get filled the output to its limit: write it out, then
-    /// execute the same request again; `resume` says where it stopped.
+    /// A multi-key get or a metadump filled the output to its limit: write it
+    /// out, then execute the same request again; `resume` says where it stopped.
     case suspended
+    /// A metadump wrote its `END`: as after memcached's dump, no reply of an
+    /// earlier request is held back any more (see ClientSession).
+    case dumped
 }
 
 /// Executes parsed requests against the storage and writes memcached's replies.
@@ -49,9 +52,12 @@ final class RequestProcessor {
     /// A get of many keys stops adding values once `output` holds `outputLimit`
     /// bytes and answers `.suspended`; executed again with the same `resume`,
     /// it goes on from the next key. So naming one large item many times costs
-    /// the output limit, not the item's size times the count.
+    /// the output limit, not the item's size times the count. A metadump goes
+    /// on the same way, from where its walk over the store stopped.
+    /// `repliesHeld`: replies of earlier requests are still held back as
+    /// memcached would hold them (see ClientSession), which refuses a metadump.
     func execute(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer,
-                 outputLimit: Int = .max, resume: inout Int) -> Disposition {
+                 outputLimit: Int = .max, resume: inout Resumption, repliesHeld: Bool = false) -> Disposition {
         switch request.command {
         case .get, .gets, .gat, .gats:
             return retrieve(request, in: bytes, output: &output, outputLimit: outputLimit, resume: &resume)
@@ -79,7 +85,8 @@ final class RequestProcessor {
             return .close
         case .flushAll, .version, .verbosity, .shutdown, .stats, .cacheMemlimit,
              .slabs, .lru, .lruCrawler, .watch, .misbehave:
-            return administer(request, in: bytes, output: &output)
+            return administer(request, in: bytes, output: &output, outputLimit: outputLimit,
+                              resume: &resume, repliesHeld: repliesHeld)
         }
         return .proceed
     }

@@ -38,6 +38,14 @@ import Testing
         #expect(parsed.ignoredExtendedOptions == ["hashpower=20"])
     }
 
+    @Test func crawlerAndDumpingSwitches() throws {
+        let defaults = try #require(settings([]))
+        #expect(defaults.crawlerEnabled && defaults.dumpingEnabled)
+        let off = try #require(settings(["-X", "-o", "no_lru_crawler"]))
+        #expect(!off.crawlerEnabled && !off.dumpingEnabled)
+        #expect(try #require(settings(["-o", "no_lru_crawler,lru_crawler"])).crawlerEnabled)
+    }
+
     @Test func unknownExtendedOptionsOnlyWarn() {
         guard case .run(_, let warnings) = NodeFlags.parse(["memcluster-node", "-o", "no_such_thing=1"]) else {
             Issue.record("an unknown -o key must not stop the node")
