@@ -51,6 +51,10 @@ public final class EmbeddedPeer {
         connection?.closedByPeer(errno: ECONNRESET)
     }
 
+    /// The connection waits to hear that the "socket" takes more bytes: its
+    /// output is backed up, or it asked for `notifyWhenWritable`.
+    public var isWaitingForDrain: Bool { connection?.isWaitingForWritable ?? false }
+
     /// The "socket" takes `room` more bytes (nil: any amount) and the
     /// connection hears it may write again.
     public func drain(room: Int? = nil) {

@@ -52,7 +52,11 @@ struct CorpusReplayTests {
         for (index, segment) in recorded.segments.enumerated() {
             var lines = segment.lines
             if index == recorded.segments.count - 1 && recorded.sentinel { lines.append(Array("version\r\n".utf8)) }
-            for chunk in CorpusFixture.chunks(lines, split: recorded.split) where !peer.isClosed { peer.send(chunk) }
+            for chunk in CorpusFixture.chunks(lines, split: recorded.split) where !peer.isClosed {
+                peer.send(chunk)
+                // A get or metadump streamed as the socket drains: let it drain.
+                while peer.isWaitingForDrain && !peer.isClosed { peer.drain() }
+            }
             if segment.wait > 0 {
                 elapsed += segment.wait
                 clock.tick(unixNow: start + Int64(elapsed.rounded(.up)))

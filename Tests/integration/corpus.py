@@ -180,6 +180,27 @@ def decode_line(line: str, where: str) -> bytes:
 # `version` is always on (the sentinel answers with it).
 # --------------------------------------------------------------------------
 
+_METADUMP_LINE = re.compile(rb"key=(\S+) exp=(-?\d+) la=(\d+) (cas=\d+ fetch=(?:yes|no) cls=\d+ size=\d+\n)")
+_METADUMP_RUN = re.compile(rb"(?m)^(?:key=\S+ exp=-?\d+ la=\d+ cas=\d+ fetch=(?:yes|no) cls=\d+ size=\d+\n)+")
+
+
+def _metadump(data: bytes) -> bytes:
+    """`lru_crawler metadump` lines: each dump's lines sorted (memcached lists
+    them in LRU order, the node in its hash order); `la=` masked and `exp=`
+    rewritten as `exp-la=<seconds>` (-1 kept), as both are Unix times of
+    each process's own clock. What is left is compared exactly, except that
+    `exp-la=` may differ by one clock tick (see compare)."""
+    def line(m):
+        exp, la = m.group(2), int(m.group(3))
+        ttl = b"exp=-1" if exp == b"-1" else b"exp-la=%d" % (int(exp) - la)
+        return b"key=%s %s la=<t> %s" % (m.group(1), ttl, m.group(4))
+
+    def run(m):
+        lines = _METADUMP_LINE.sub(line, m.group(0)).splitlines(keepends=True)
+        return b"".join(sorted(lines))
+    return _METADUMP_RUN.sub(run, data)
+
+
 NORMALIZERS = {
     # The version string differs between memcached and the node.
     "version": [(re.compile(rb"(?m)^VERSION [^\r\n]*\r$"), rb"VERSION <v>\r")],
@@ -195,12 +216,18 @@ NORMALIZERS = {
     # `me` slab class and item size are memcached's internal memory layout.
     "me-layout": [(re.compile(rb"(?m)^(ME \S+ .*)\bcls=\d+"), rb"\1cls=<c>"),
                   (re.compile(rb"(?m)^(ME \S+ .*)\bsize=\d+"), rb"\1size=<n>")],
+    # `lru_crawler metadump`: order and clocks (see _metadump).
+    "metadump": [_metadump],
 }
 
 
 def normalize(data: bytes, names) -> bytes:
     for name in ["version", *names]:
-        for rx, repl in NORMALIZERS[name]:
+        for rule in NORMALIZERS[name]:
+            if callable(rule):
+                data = rule(data)
+                continue
+            rx, repl = rule
             # apply repeatedly: patterns anchored per line may overlap
             prev = None
             while prev != data:
@@ -411,13 +438,14 @@ def run_pair(case: Case, ref_bin: str, tgt_bin: str):
 # Comparison
 # --------------------------------------------------------------------------
 
-# Meta reply lines whose `t<secs>` / `l<secs>` flags (and `me` exp=/la=)
-# may legitimately differ by one clock tick: each server's clock ticks once
+# Meta reply lines whose `t<secs>` / `l<secs>` flags (and `me` exp=/la=,
+# and a normalized metadump line's exp-la=) may legitimately differ by one
+# clock tick: each server's clock ticks once
 # a second on its own, so a TTL read a few ms after it was set can be 30 in
 # one process and 29 in the other. Only these numbers, only by 1, and -1
 # ("no TTL") must match exactly.
-_META_LINE = re.compile(rb"^(VA \d+|HD|EN|ME \S+)( |$)")
-_TICK_TOKEN = re.compile(rb"^(t|l|exp=|la=)(-?\d+)$")
+_META_LINE = re.compile(rb"^(VA \d+|HD|EN|ME \S+|key=\S+)( |$)")
+_TICK_TOKEN = re.compile(rb"^(t|l|exp=|la=|exp-la=)(-?\d+)$")
 
 
 def _tick_equal(a: bytes, b: bytes) -> bool:

@@ -39,6 +39,26 @@ def test_normalizers_touch_only_their_lines():
     assert n(b"VA 4 size=63\r\nsize=63\r\n", ["me-layout"]) == b"VA 4 size=63\r\nsize=63\r\n"
 
 
+def test_metadump_normalizer_sorts_each_dump_and_keeps_the_rest():
+    n = corpus.normalize
+    dump = (b"MN\r\nkey=b exp=1796428425 la=1796428325 cas=3 fetch=no cls=1 size=62\n"
+            b"key=a exp=-1 la=1796428325 cas=1 fetch=yes cls=1 size=61\nEND\r\n")
+    assert n(dump, ["metadump"]) == (b"MN\r\nkey=a exp=-1 la=<t> cas=1 fetch=yes cls=1 size=61\n"
+                                     b"key=b exp-la=100 la=<t> cas=3 fetch=no cls=1 size=62\nEND\r\n")
+    # Two dumps stay apart; what is not a dump line is left alone.
+    two = b"key=b exp=-1 la=1 cas=2 fetch=no cls=1 size=1\nEND\r\nkey=a exp=-1 la=1 cas=1 fetch=no cls=1 size=1\nEND\r\n"
+    assert n(two, ["metadump"]).index(b"key=b") < n(two, ["metadump"]).index(b"key=a")
+    value = b"VALUE k 0 48\r\nkey=a exp=5 la=1 cas=1 fetch=no cls=1 size=1\r\nEND\r\n"
+    assert n(value, ["metadump"]) == value
+    assert n(dump, []) == dump
+    ok = corpus.compare
+    assert ok(n(dump, ["metadump"]), n(dump.replace(b"exp=1796428425", b"exp=1796428426"), ["metadump"]))[0]
+    assert not ok(n(dump, ["metadump"]), n(dump.replace(b"exp=1796428425", b"exp=1796428427"), ["metadump"]))[0]
+    assert not ok(n(dump, ["metadump"]), n(dump.replace(b"cas=3", b"cas=4"), ["metadump"]))[0]
+    assert not ok(n(dump, ["metadump"]), n(dump.replace(b"fetch=yes", b"fetch=no"), ["metadump"]))[0]
+    assert not ok(n(dump, ["metadump"]), n(dump.replace(b"key=a ", b"key=c "), ["metadump"]))[0]
+
+
 def test_corpus_line_decoding():
     d = corpus.decode_line
     assert d("get k", "t") == b"get k\r\n"

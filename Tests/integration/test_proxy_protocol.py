@@ -36,6 +36,9 @@ NOT_THROUGH_PROXY = {
         "detail_long_prefix")},
     "me_forms": "`me` shows one node's internals",
     "cas_unique_sequence_across_commands": "CAS uniques come from each node's own counter",
+    # lru_crawler is node administration: the proxy answers it as a server
+    # holding no items (README, "Deliberate differences").
+    **{c.name: "lru_crawler acts on one node" for c in corpus.parse_file(os.path.join(HERE, "corpus", "metadump.txt"))},
 }
 # CAS uniques come from the node holding the key, and each node counts on
 # its own (which node holds a key depends on the ports of the run), so the
