@@ -124,11 +124,19 @@ enum ProxyStatsReport {
             // lru_crawler crawl|metadump <classes> | tocrawl <n> | sleep <us> | enable | disable
             switch (arguments.first, arguments.count) {
             case ("crawl", 2), ("metadump", 2):
-                guard crawlerClasses(arguments[1]) else {
-                    return proxied.complete(line: "BADCLASS invalid class id")
+                let crawl = arguments[0] == "crawl"
+                switch CrawlerClasses.parse(arguments[1]) {
+                case nil:
+                    proxied.complete(line: "BADCLASS invalid class id")
+                case let classes? where classes.isEmpty:
+                    proxied.complete(line: "NOTSTARTED no items to crawl")
+                case .hash? where crawl:
+                    // memcached walks the hash table only for a metadump.
+                    proxied.complete(line: "ERROR an unknown error happened")
+                default:
+                    // A metadump of no items is its END line.
+                    proxied.complete(line: crawl ? "OK" : "END")
                 }
-                // A metadump of no items is its END line.
-                proxied.complete(line: arguments[0] == "crawl" ? "OK" : "END")
             case ("tocrawl", 2):
                 proxied.complete(line: uint32(arguments[1]) != nil ? "OK" : "CLIENT_ERROR bad command line format")
             case ("sleep", 2):
@@ -147,14 +155,6 @@ enum ProxyStatsReport {
         default:
             proxied.complete(line: "ERROR")
         }
-    }
-
-    /// `all`, `hash` (a walk of the hash table) or a comma-separated list of
-    /// class ids 1...63, as memcached's crawler reads them.
-    private static func crawlerClasses(_ text: String) -> Bool {
-        if text == "all" || text == "hash" { return true }
-        let ids = text.split(separator: ",")
-        return !ids.isEmpty && ids.allSatisfy { id in uint32(String(id)).map { $0 >= 1 && $0 < 64 } ?? false }
     }
 
     /// memcached's `safe_strtoul`, `safe_strtol` and `safe_strtod` on one word.
