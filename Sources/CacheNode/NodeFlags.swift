@@ -1,3 +1,5 @@
+import MemcacheProtocol
+
 /// What the command line asks for.
 public enum NodeLaunch: Sendable {
     case run(NodeSettings, warnings: [String])
@@ -8,7 +10,7 @@ public enum NodeLaunch: Sendable {
 /// Reads memcached's command-line flags (with getopt_long's rules, as memcached
 /// does, so `-m64`, `-vv` and `--port=11211` work) into `NodeSettings`.
 public enum NodeFlags {
-    public static let version = "1.6.18-memcluster"
+    public static let version = MemclusterVersion.release
 
     static let shortOptions = "p:U:s:a:Al:dru:m:Mc:khivVP:f:n:LD:t:R:Cb:B:I:SFXWY:e:Zo:N:"
 

@@ -15,7 +15,7 @@ import MemcacheProtocol
 /// test helpers that wait for `END` or `OK` go on (README, "Deliberate
 /// differences").
 enum ProxyStatsReport {
-    static let version = "1.6.18-memcluster-proxy"
+    static let version = MemclusterVersion.release + "-proxy"
 
     static func answer(_ arguments: [String], proxied: ProxiedRequest, worker: ProxyWorker) {
         let context = worker.context
