@@ -1,0 +1,72 @@
+import CacheProxy
+import Foundation
+import Testing
+
+/// What --check-config prints: every option under the YAML's names, read back
+/// by --config into the same configuration.
+@Suite struct ConfigurationRenderTests {
+    @Test func everyOptionIsWrittenAndReadsBack() throws {
+        let text = """
+        listen: 0.0.0.0:9000
+        threads: 3
+        replicas: 2
+        hash: ketama_classic
+        backend_connections: 2
+        request_timeout_ms: 250
+        connect_timeout_ms: 300
+        failure_limit: 4
+        probe_initial_ms: 50
+        probe_max_ms: 800
+        flap_window_s: 10
+        write_policy: primary
+        miss_failover: true
+        flush_all: false
+        warmup_s: 60
+        item_size_max: 2m
+        max_connections: 100
+        client_reply_max: 1000
+        request_line_max: 64k
+        shutdown_grace_ms: 0
+        metrics_listen: 127.0.0.1:9150
+        admin_token_file: admin.token
+        nodes:
+          - 10.0.0.1:11211:2 alpha
+          - address: "[::1]:11212"
+            name: "odd \\"name\\""
+          - cache.example:11213
+        """
+        let configuration = try ConfigurationFile.parse(text)
+        let rendered = ConfigurationFile.render(configuration)
+        #expect(try ConfigurationFile.parse(rendered) == configuration)
+        let keys = rendered.split(separator: "\n").filter { !$0.hasPrefix(" ") }.map { line in
+            String(line.drop(while: { $0 == "#" || $0 == " " }).prefix(while: { $0 != ":" }))
+        }
+        // Every key of the file above, and the one option it leaves out.
+        let written = Set(text.split(separator: "\n").filter { !$0.hasPrefix(" ") }.map { String($0.prefix(while: { $0 != ":" })) })
+        #expect(Set(keys) == written.union(["admin_token_protects_metrics"]))
+        #expect(rendered.contains("client_reply_max: 1000\n") && rendered.contains("request_line_max: 64k\n"))
+    }
+
+    @Test func theExampleFileReadsBackUnchanged() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../examples/proxy.yaml").standardizedFileURL.path
+        let configuration = try ConfigurationFile.parse(String(contentsOfFile: example, encoding: .utf8))
+        #expect(try ConfigurationFile.parse(ConfigurationFile.render(configuration)) == configuration)
+    }
+
+    @Test func theTokenIsNeverPrinted() throws {
+        let secret = "0123456789abcdef-secret"
+        let configuration = try ConfigurationFile.parse("admin_token: \(secret)\nnodes: [127.0.0.1:1]")
+        let rendered = ConfigurationFile.render(configuration)
+        #expect(!rendered.contains(secret))
+        #expect(rendered.contains("# admin_token: set (not shown)"))
+        #expect(rendered.contains("# metrics_listen: not set"))
+    }
+
+    @Test func replicasShowTheCopiesInEffect() throws {
+        let rendered = ConfigurationFile.render(try ConfigurationFile.parse("replicas: 3\nnodes: [127.0.0.1:1, 127.0.0.1:2]"))
+        #expect(rendered.contains("replicas: 2    # 3 configured; at most one copy per node\n"))
+        let defaulted = ConfigurationFile.render(try ConfigurationFile.parse("nodes: [127.0.0.1:1, 127.0.0.1:2]"))
+        #expect(defaulted.contains("replicas: 2\n"))
+    }
+}
