@@ -57,11 +57,10 @@ let package = Package(
             "COpenSSLCrypto", "Concurrency", "EventLoop", "MemcacheProtocol",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
-        .executableTarget(name: "memcluster-proxy", dependencies: [
-            "CacheProxy",
+            // ProxyCommand (the command line) lives here so tests can parse flags.
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "memcluster-proxy", dependencies: ["CacheProxy"]),
         .executableTarget(name: "memcluster-admin", dependencies: [
             "CacheProxy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

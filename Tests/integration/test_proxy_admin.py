@@ -1,9 +1,10 @@
 """The proxy's admin endpoint (`metrics_listen`: GET /metrics, POST /reload),
 hardened against other users of the machine and against browser pages:
 
-* a bare port (`9150` and `":9150"` in the YAML, `--metrics 9150`) listens on
-  127.0.0.1 only; an address written out beyond loopback is honoured, with a
-  warning when no token is set (in network namespaces of the test's own, so
+* a bare port (`9150` and `":9150"` in the YAML, `--metrics-listen 9150`,
+  and `--metrics 9150`, its older name) listens on 127.0.0.1 only; an
+  address written out beyond loopback is honoured, with a warning when no
+  token is set (in network namespaces of the test's own, so
   nothing is exposed on this machine's network);
 * admin_token / admin_token_file: POST /reload answers 401 (with
   WWW-Authenticate) without the token, with another scheme or a wrong token,
@@ -153,7 +154,7 @@ def open_fds(pid: int) -> int:
 # where it listens
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("form", ["yaml_port", "yaml_colon_port", "flag_port"])
+@pytest.mark.parametrize("form", ["yaml_port", "yaml_colon_port", "flag_port", "old_flag_port"])
 def test_bare_port_listens_on_loopback_only(cluster_factory, form):
     cl = cluster_factory(n=1, replicas=1, start_proxy=False)
     port = harness.free_port()
@@ -162,8 +163,10 @@ def test_bare_port_listens_on_loopback_only(cluster_factory, form):
         cl.options["metrics_listen"] = port              # metrics_listen: 9150
     elif form == "yaml_colon_port":
         cl.options["metrics_listen"] = f":{port}"        # metrics_listen: ":9150"
+    elif form == "flag_port":
+        extra = ("--metrics-listen", str(port))
     else:
-        extra = ("--metrics", str(port))
+        extra = ("--metrics", str(port))                 # the older name, kept working
     cl.start_proxy(extra_args=extra)
     cl.metrics_addr = (HOST, port)
     assert listening(cl.proxy.pid, port) == ["127.0.0.1"], cl.describe()

@@ -6,6 +6,7 @@ public struct ProxyOverrides: Sendable {
     public var replicas: Int?
     public var threads: Int?
     public var hash: String?
+    /// `--metrics-listen` (or its older name `--metrics`).
     public var metrics: String?
     /// `--admin-token-file`: replaces the file's `admin_token` or `admin_token_file`.
     /// (There is no flag taking the token itself: every local user can read a
@@ -47,7 +48,7 @@ public struct ProxyOverrides: Sendable {
         }
         if let metrics {
             guard let address = HostPort(adminAddress: metrics) else {
-                throw ConfigurationError("--metrics: expected host:port or a port (127.0.0.1)")
+                throw ConfigurationError("--metrics-listen: expected host:port or a port (127.0.0.1)")
             }
             configuration.metricsListen = address
         }
