@@ -1,12 +1,13 @@
 import ArgumentParser
 import EventLoop
 import Glibc
+import MemcacheProtocol
 
 /// The `memcluster-bench` command line: flags -> `BenchConfiguration` -> run -> report.
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "memcluster-bench",
-        abstract: "Load generator for memcached-protocol servers (memtier_benchmark-class).",
+        abstract: "A load generator for memcached servers, like memtier_benchmark.",
         discussion: """
             Closed loop by default: every connection keeps --pipeline requests in flight and sends the \
             next as soon as a reply completes. With --rate, an open loop: requests leave at fixed \
@@ -20,27 +21,29 @@ public struct BenchCommand: ParsableCommand {
             Results cover the measured window (after --warmup). Exit status: 0 on a clean run, 1 on \
             set-up failures or when any error was counted, 64 for bad options.
 
-            Example: memcluster-bench --server 127.0.0.1:11211 --fill --duration 10 --json out.json
-            """)
+            Example:
+            memcluster-bench --server 127.0.0.1:11211 --fill --duration 10 --json out.json
+            """,
+        version: "memcluster-bench \(MemclusterVersion.release)")
 
     @Option(name: .customLong("server"),
             help: ArgumentHelp("Server to load, host:port or [ipv6]:port; repeat for several (connections are spread over them round-robin).",
                                valueName: "host:port"))
     var servers: [String] = ["127.0.0.1:11211"]
 
-    @Option(name: [.customShort("t"), .long], help: "Worker threads, each with its own event loop.")
+    @Option(name: [.customShort("t"), .long], help: ArgumentHelp("Worker threads, each with its own event loop.", valueName: "n"))
     var threads = 1
 
-    @Option(name: [.customShort("c"), .long], help: "Connections per thread.")
+    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("Connections per thread.", valueName: "n"))
     var connections = 50
 
-    @Option(help: "Requests in flight per connection.")
+    @Option(help: ArgumentHelp("Requests in flight per connection.", valueName: "n"))
     var pipeline = 1
 
     @Option(help: ArgumentHelp("Total requests per second for an open-loop run. (default: none, closed loop)", valueName: "requests/s"))
     var rate: Double?
 
-    @Option(help: ArgumentHelp("Length of the measured phase. (default: 10 unless --requests is given)", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Length of the measured phase, unless --requests is given. (default: 10)", valueName: "seconds"))
     var duration: Double?
 
     @Option(help: ArgumentHelp("Measured requests to send across all threads, instead of --duration. (default: none)", valueName: "n"))
@@ -58,10 +61,10 @@ public struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Key length in bytes; the index is zero-padded to fill it.", valueName: "n"))
     var keySize = 32
 
-    @Option(help: "Which keys requests use: uniform, zipf (key 0 hottest) or sequential.")
+    @Option(help: ArgumentHelp("Which keys requests use: uniform, zipf (key 0 hottest) or sequential.", valueName: "pattern"))
     var keyPattern: KeyPattern = .uniform
 
-    @Option(help: ArgumentHelp("Exponent s of --key-pattern zipf: P(key i) ~ 1/(i+1)^s. (default: 0.99)", valueName: "s"))
+    @Option(help: ArgumentHelp("Exponent s of --key-pattern zipf: key i is drawn with weight 1/(i+1)^s. (default: 0.99)", valueName: "s"))
     var zipfExponent: Double?
 
     @Option(help: ArgumentHelp("Value size in bytes, N or MIN-MAX (each key's size is fixed within the range).", valueName: "n|min-max"))
@@ -73,7 +76,7 @@ public struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Keys per get request (a multi-get).", valueName: "n"))
     var multiget = 1
 
-    @Option(name: .customLong("protocol"), help: "text (get/set) or meta (mg/ms; multi-gets as quiet mg ... mn).")
+    @Option(name: .customLong("protocol"), help: ArgumentHelp("text (get, set) or meta (mg, ms; a multi-get is quiet mgs then mn).", valueName: "protocol"))
     var wireProtocol: WireProtocol = .text
 
     @Flag(help: "Before measuring, set every key once on every server (pipelined) so gets hit.")
@@ -91,7 +94,7 @@ public struct BenchCommand: ParsableCommand {
     @Flag(name: .customLong("no-progress"), help: "No live progress line (shown on stderr once a second only when stderr is a terminal).")
     var noProgress = false
 
-    @Option(help: ArgumentHelp("Also write the report as JSON to this file; '-' for stdout (the table then goes to stderr). (default: none)", valueName: "file"))
+    @Option(help: ArgumentHelp("Also write the report as JSON to this file, or with '-' to stdout (the table then goes to stderr). (default: none)", valueName: "file"))
     var json: String?
 
     public init() {}

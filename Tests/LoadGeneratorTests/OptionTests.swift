@@ -1,4 +1,5 @@
 import ArgumentParser
+import MemcacheProtocol
 import Testing
 @testable import LoadGenerator
 
@@ -76,6 +77,22 @@ private func message(_ arguments: [String]) -> String {
     @Test func unknownEnumValuesNameTheChoices() {
         #expect(message(["--key-pattern", "gaussian"]).contains("uniform"))
         #expect(message(["--protocol", "binary"]).contains("meta"))
+    }
+
+    @Test func versionIsTheRelease() {
+        do {
+            _ = try BenchCommand.parseAsRoot(["--version"])
+            Issue.record("--version did not exit")
+        } catch {
+            #expect(BenchCommand.exitCode(for: error) == .success)
+            #expect(BenchCommand.fullMessage(for: error) == "memcluster-bench \(MemclusterVersion.release)")
+        }
+    }
+
+    @Test func helpFitsEightyColumns() {
+        for line in BenchCommand.helpMessage(columns: 80).split(separator: "\n") {
+            #expect(line.count <= 80, "over 80 columns: \(line)")
+        }
     }
 
     @Test func helpDocumentsEveryOptionWithItsDefault() {
