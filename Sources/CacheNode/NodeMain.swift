@@ -32,7 +32,7 @@ public enum NodeMain {
                 return 71
             }
             if settings.verbosity > 0 || settings.port == 0 {
-                printError("memcluster-node \(NodeFlags.version) listening on \(settings.listenAddresses.joined(separator: ",")) port \(server.boundPort), \(settings.threads) threads, \(settings.memoryLimit >> 20) MB")
+                printError("memcluster-node \(NodeFlags.version) listening on \(settings.listenAddresses.joined(separator: ",")) port \(server.boundPort), \(settings.threads == 1 ? "1 thread" : "\(settings.threads) threads"), \(settings.memoryLimit >> 20) MB")
             }
             try server.run()
             if let pidFile = settings.pidFile { unlink(pidFile) }

@@ -446,7 +446,7 @@ final class BenchWorker: @unchecked Sendable {
             return verifyFailed("a value came back under '\(String(decoding: key, as: UTF8.self))', not a key of this run")
         }
         if !values.matches(data, key: index) {
-            verifyFailed("key '\(keyLayout.key(index))': got \(data.count) bytes that differ from the \(values.length(forKey: index)) written")
+            verifyFailed("key '\(keyLayout.key(index))': got \(counted(data.count, "byte")) that differ from the \(values.length(forKey: index)) written")
         }
     }
 

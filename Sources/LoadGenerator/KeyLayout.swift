@@ -23,7 +23,7 @@ public struct KeyLayout: Sendable, Equatable {
         let digits = KeyLayout.decimalDigits(keyCount - 1)
         let minimum = prefixBytes.count + digits
         guard keySize >= minimum else {
-            throw ConfigurationError("--key-size \(keySize) is too small: the prefix (\(prefixBytes.count) bytes) and \(digits) digits for \(keyCount) keys need \(minimum)")
+            throw ConfigurationError("--key-size \(keySize) is too small: the prefix (\(counted(prefixBytes.count, "byte"))) and \(counted(digits, "digit")) for \(counted(keyCount, "key")) need \(minimum)")
         }
         guard keySize <= KeyLayout.maximumKeySize else {
             throw ConfigurationError("--key-size \(keySize) exceeds memcached's limit of \(KeyLayout.maximumKeySize) bytes")

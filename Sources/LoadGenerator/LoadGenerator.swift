@@ -100,7 +100,7 @@ public final class LoadGenerator {
             let average = completed > lastCompleted ? Double(latencySum - lastLatencySum) / Double(completed - lastCompleted) / 1000 : 0
             // Named after the second the figures cover, not the moment they are printed.
             let phase = lastReport < warmupEnd ? "warm-up" : "run"
-            progressHandler?("\(phase) \(Int(Double(now - start) / 1e9)) s: \(Int(rate)) ops/s, \(completed) ops, avg \(Int(average)) us, \(errors) errors")
+            progressHandler?("\(phase) \(Int(Double(now - start) / 1e9)) s: \(Int(rate)) ops/s, \(counted(completed, "op")), avg \(Int(average)) us, \(counted(errors, "error"))")
             lastReport = now
             lastCompleted = completed
             lastLatencySum = latencySum

@@ -16,10 +16,10 @@ public enum ReportFormatter {
     public static func table(_ report: BenchReport) -> String {
         let config = report.config
         var lines: [String] = []
-        let bound = config.requests.map { "\($0) requests" } ?? "\(format(config.durationSeconds ?? 0, 1)) s"
+        let bound = config.requests.map { counted($0, "request") } ?? "\(format(config.durationSeconds ?? 0, 1)) s"
         let load = config.rate.map { "open loop at \(Int($0)) req/s" } ?? "closed loop"
-        lines.append("memcluster-bench: \(config.servers.joined(separator: ", ")) | \(config.threads) thread(s) x \(config.connectionsPerThread) connections, pipeline \(config.pipeline) | \(load) | \(config.protocol.rawValue) protocol")
-        lines.append("workload: \(config.keys) keys (\(config.keyPattern.rawValue), \(config.keySize) B), values \(config.valueSize) B, ratio \(config.ratio), multiget \(config.multiget), \(bound)\(config.warmupSeconds > 0 ? " after \(format(config.warmupSeconds, 1)) s warm-up" : ""), seed \(config.seed)")
+        lines.append("memcluster-bench: \(config.servers.joined(separator: ", ")) | \(counted(config.threads, "thread")) x \(counted(config.connectionsPerThread, "connection")), pipeline \(config.pipeline) | \(load) | \(config.protocol.rawValue) protocol")
+        lines.append("workload: \(counted(config.keys, "key")) (\(config.keyPattern.rawValue), \(config.keySize) B), values \(config.valueSize) B, ratio \(config.ratio), multiget \(config.multiget), \(bound)\(config.warmupSeconds > 0 ? " after \(format(config.warmupSeconds, 1)) s warm-up" : ""), seed \(config.seed)")
         for server in report.servers where server.version != nil {
             lines.append("server \(server.address): \(server.version!)")
         }
@@ -48,7 +48,7 @@ public enum ReportFormatter {
             lines.append(cells.joined(separator: "  "))
         }
         lines.append("")
-        lines.append("measured \(format(report.durationSeconds, 2)) s: \(report.ops) ops (\(report.gets) gets for \(report.getKeys) keys, \(report.sets) sets), hit ratio \(format(report.hitRatio * 100, 2))%\(report.notStored > 0 ? ", \(report.notStored) sets not stored" : "")")
+        lines.append("measured \(format(report.durationSeconds, 2)) s: \(counted(report.ops, "op")) (\(counted(report.gets, "get")) for \(counted(report.getKeys, "key")), \(counted(report.sets, "set"))), hit ratio \(format(report.hitRatio * 100, 2))%\(report.notStored > 0 ? ", \(counted(report.notStored, "set")) not stored" : "")")
         lines.append("bytes: \(report.bytes.sent) sent, \(report.bytes.received) received")
         let errors = report.errors
         lines.append("errors: \(errors.total) (server replies \(errors.serverErrors), protocol \(errors.protocolErrors), connection \(errors.connectionErrors), timeouts \(errors.timeouts), verify \(errors.verifyFailures)); unfinished requests \(errors.unfinishedRequests)")

@@ -76,6 +76,22 @@ extension BenchReport {
         }
     }
 
+    @Test func countsOfOneAreSingular() throws {
+        var report = try BenchReport.sample(openLoop: false)
+        var configuration = BenchConfiguration()
+        configuration.threads = 1
+        configuration.connectionsPerThread = 1
+        configuration.keyCount = 1
+        configuration.bound = .requests(1)
+        report.config = BenchReport.ReportConfiguration(configuration)
+        (report.ops, report.gets, report.getKeys, report.sets) = (1, 1, 1, 0)
+        let table = ReportFormatter.table(report)
+        for phrase in ["1 thread x 1 connection,", "workload: 1 key (", ", 1 request", "1 op (1 get for 1 key, 0 sets)"] {
+            #expect(table.contains(phrase), "\(phrase)")
+        }
+        #expect(ReportFormatter.table(try .sample(openLoop: false)).contains("1 thread x 50 connections,"))
+    }
+
     @Test func histogramSummariesAreInMicroseconds() {
         var histogram = LatencyHistogram()
         histogram.record(250_000)
