@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 
+import pytest
+
 import harness
 from harness import HOST, RawConn, Server, TextClient
 
@@ -185,6 +187,25 @@ class NetnsPair:
         for ns in reversed(self.created):
             ip("netns", "del", ns, check=False)
         self.created.clear()
+
+
+# The one reason a test may be skipped (conftest.py reports every other skip
+# as a failure): creating network namespaces needs root, and a developer
+# running the suite as themselves should still get a clean run of the rest.
+NEEDS_ROOT = "needs root: network namespaces"
+
+
+def skip_unless_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip(NEEDS_ROOT)
+
+
+def require_netns() -> None:
+    """For tests that create network namespaces: skipped when not root; as
+    root, namespaces that cannot be created are a failure, never a skip."""
+    skip_unless_root()
+    ok, why = netns_available()
+    assert ok, f"cannot create network namespaces here: {why}"
 
 
 def netns_available() -> tuple[bool, str]:

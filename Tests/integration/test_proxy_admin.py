@@ -177,8 +177,7 @@ def test_bare_port_listens_on_loopback_only(cluster_factory, form):
 
 
 def test_address_beyond_loopback_is_honoured_and_warned_about(proxy_bin):
-    ok, why = ph.netns_available()
-    assert ok, f"cannot create network namespaces here: {why}"
+    ph.require_netns()
     pair = ph.NetnsPair(subnet="10.233.14")
     clusters = []
     try:

@@ -283,6 +283,7 @@ def _netns_scenario(near: bool, subnet: str):
     nothing is added to the namespace the tests run in. The cut takes B's end
     down (near=False: A's queue may still deliver after the heal) or A's end
     (near=True: nothing sent during the cut ever arrives)."""
+    ph.skip_unless_root()
     ok, why = ph.netns_available()
     if not ok:
         yield Observed(_error=RuntimeError(f"cannot create network namespaces here: {why}"))
@@ -400,8 +401,7 @@ def test_one_failed_write_leaves_no_stale_replica(proxy_bin):
     failure_limit, so the node is never marked down, never flushed): a write
     answered STORED during the cut must still never be followed by a read of
     the value it replaced. Namespaces as in _netns_scenario, cut at A."""
-    ok, why = ph.netns_available()
-    assert ok, f"cannot create network namespaces here: {why}"
+    ph.require_netns()
     pair = ph.NetnsPair(subnet="10.233.10")
     cl = None
     try:

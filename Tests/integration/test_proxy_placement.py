@@ -126,8 +126,7 @@ def test_ketama_weighted_port_11211_matches_libmemcached(proxy_bin):
     where libmemcached hashes `host-k` instead of `host:port-k`. Run inside a
     network namespace this test creates, whose loopback has 127.0.0.2-4:11211
     free; the proxy, the nodes and pylibmc all work inside it."""
-    ok, why = ph.netns_available()
-    assert ok, f"cannot create a network namespace here ({why}); this case needs one"
+    ph.require_netns()
     pair = ph.NetnsPair()
     cl = None
     try:

@@ -226,8 +226,7 @@ def test_write_policy_primary_failed_background_write_leaves_no_stale_replica(pr
 
     Namespaces as test_proxy_failover._netns_scenario: A holds the proxy and
     nodes 0, 1; B holds node 2, behind a veth pair 10.233.12.1 <-> .2."""
-    ok, why = ph.netns_available()
-    assert ok, f"cannot create network namespaces here: {why}"
+    ph.require_netns()
     pair = ph.NetnsPair(subnet="10.233.12")
     cl = None
     try:
