@@ -22,6 +22,10 @@ import Testing
         miss_failover: true
         flush_all: false
         warmup_s: 60
+        membership_settle_ms: 5000
+        rebalance: false
+        rebalance_keys_per_s: 500
+        watch_config: false
         item_size_max: 2m
         max_connections: 100
         client_reply_max: 1000
@@ -41,9 +45,12 @@ import Testing
         let keys = rendered.split(separator: "\n").filter { !$0.hasPrefix(" ") }.map { line in
             String(line.drop(while: { $0 == "#" || $0 == " " }).prefix(while: { $0 != ":" }))
         }
-        // Every key of the file above, and the one option it leaves out.
+        // Every key of the file above, and the options it leaves out.
         let written = Set(text.split(separator: "\n").filter { !$0.hasPrefix(" ") }.map { String($0.prefix(while: { $0 != ":" })) })
-        #expect(Set(keys) == written.union(["admin_token_protects_metrics"]))
+        #expect(Set(keys) == written.union(["admin_token_protects_metrics", "key_hash"]))
+        let twemproxy = try ConfigurationFile.parse("hash: twemproxy\nkey_hash: fnv1a_64\nreplicas: 2\nnodes: [10.0.0.1:1 a, 10.0.0.2:1 b]")
+        #expect(ConfigurationFile.render(twemproxy).contains("key_hash: fnv1a_64\n"))
+        #expect(try ConfigurationFile.parse(ConfigurationFile.render(twemproxy)) == twemproxy)
         #expect(rendered.contains("client_reply_max: 1000\n") && rendered.contains("request_line_max: 64k\n"))
     }
 
