@@ -62,7 +62,7 @@ let package = Package(
         ]),
         .executableTarget(name: "memcluster-proxy", dependencies: ["CacheProxy"]),
         .executableTarget(name: "memcluster-admin", dependencies: [
-            "CacheProxy",
+            "CacheProxy", "MemcacheProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "LoadGenerator", dependencies: [

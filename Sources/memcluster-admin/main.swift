@@ -1,6 +1,7 @@
 import ArgumentParser
 import CacheProxy
 import Glibc
+import MemcacheProtocol
 
 /// The operator's command: what every proxy says of the membership, and
 /// changes to the node list the proxies follow (their shared YAML file).
@@ -8,6 +9,7 @@ struct AdminCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "memcluster-admin",
         abstract: "See and change the membership memcluster proxies follow.",
+        version: "memcluster-admin \(MemclusterVersion.release)",
         subcommands: [Status.self, Add.self, Remove.self]
     )
 }
@@ -18,7 +20,8 @@ struct ProxyOptions: ParsableArguments {
                                             valueName: "host:port"))
     var proxy: [String] = []
 
-    @Option(name: .long, help: "Seconds to wait for the proxies (default 2 for status, 30 with --wait).")
+    @Option(name: .long, help: ArgumentHelp("Seconds to wait for the proxies. (default: 2 for status, 30 with --wait)",
+                                            valueName: "s"))
     var timeout: Int?
 
     func addresses() throws -> [HostPort] {
@@ -49,7 +52,7 @@ struct Add: ParsableCommand {
         abstract: "Add a node to the configuration file the proxies follow.",
         discussion: "The file is edited in place (its comments kept) and checked by parsing it; proxies with watch_config pick it up within a second.")
 
-    @Option(name: .long, help: "The proxies' YAML file.")
+    @Option(name: .long, help: ArgumentHelp("The proxies' YAML file.", valueName: "file"))
     var config: String
 
     @Argument(help: ArgumentHelp("The node, as the file writes one.", valueName: "host:port[:weight] [name]"))
@@ -73,7 +76,7 @@ struct Remove: ParsableCommand {
         still read it for keys they have not copied yet.
         """)
 
-    @Option(name: .long, help: "The proxies' YAML file.")
+    @Option(name: .long, help: ArgumentHelp("The proxies' YAML file.", valueName: "file"))
     var config: String
 
     @Argument(help: ArgumentHelp("The node's address, as in the file.", valueName: "host:port"))

@@ -21,6 +21,7 @@ import proxy_harness
 BENCH = os.environ.get("MEMCLUSTER_BENCH",
                        os.path.join(harness.REPO_ROOT, ".build", "release", "memcluster-bench"))
 NODE = os.environ.get("MEMCLUSTER_NODE", harness.DEFAULT_NODE)
+ADMIN = os.path.join(os.path.dirname(proxy_harness.proxy_binary()), "memcluster-admin")
 
 
 def run(argv, timeout=20.0) -> subprocess.CompletedProcess:
@@ -38,16 +39,17 @@ def run(argv, timeout=20.0) -> subprocess.CompletedProcess:
     ("proxy", "--version", "memcluster-proxy 1.6.18-memcluster-proxy"),
     ("bench", "--version", "memcluster-bench 1.6.18-memcluster"),
     ("node", "-V", "memcached 1.6.18-memcluster"),
+    ("admin", "--version", "memcluster-admin 1.6.18-memcluster"),
 ])
 def test_version(program, flag, expected):
-    binary = {"proxy": proxy_harness.proxy_binary(), "bench": BENCH, "node": NODE}[program]
+    binary = {"proxy": proxy_harness.proxy_binary(), "bench": BENCH, "node": NODE, "admin": ADMIN}[program]
     p = run([binary, flag])
     assert (p.returncode, p.stdout, p.stderr) == (0, expected + "\n", "")
 
 
-@pytest.mark.parametrize("program", ["proxy", "bench"])
+@pytest.mark.parametrize("program", ["proxy", "bench", "admin"])
 def test_help_fits_80_columns(program):
-    binary = {"proxy": proxy_harness.proxy_binary(), "bench": BENCH}[program]
+    binary = {"proxy": proxy_harness.proxy_binary(), "bench": BENCH, "admin": ADMIN}[program]
     p = run([binary, "--help"])
     assert p.returncode == 0, p.stderr
     long = [line for line in p.stdout.splitlines() if len(line) > 80]
@@ -63,7 +65,8 @@ def test_help_fits_80_columns(program):
 
 OPTIONS = ["listen", "threads", "nodes", "replicas", "hash", "backend_connections", "request_timeout_ms",
            "connect_timeout_ms", "failure_limit", "probe_initial_ms", "probe_max_ms", "flap_window_s",
-           "write_policy", "miss_failover", "flush_all", "warmup_s", "item_size_max", "max_connections",
+           "write_policy", "miss_failover", "flush_all", "warmup_s", "membership_settle_ms", "rebalance",
+           "rebalance_keys_per_s", "watch_config", "key_hash", "item_size_max", "max_connections",
            "client_reply_max", "request_line_max", "shutdown_grace_ms", "metrics_listen", "admin_token_file",
            "admin_token", "admin_token_protects_metrics"]
 
