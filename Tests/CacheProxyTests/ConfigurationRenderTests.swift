@@ -26,6 +26,7 @@ import Testing
         rebalance: false
         rebalance_keys_per_s: 500
         watch_config: false
+        log_level: warning
         item_size_max: 2m
         max_connections: 100
         client_reply_max: 1000

@@ -17,13 +17,16 @@ import Testing
         let command = try ProxyCommand.parse([
             "--listen", "127.0.0.1:7000", "--node", "127.0.0.1:1", "--node", "127.0.0.1:2:3 b",
             "--replicas", "1", "--threads", "3", "--hash", "twemproxy", "--metrics-listen", "127.0.0.1:9151",
-            "--check-config",
+            "--log-level", "debug", "--check-config",
         ])
         let c = try command.overrides.apply(to: ProxyConfiguration())
         #expect(c.listen == HostPort(host: "127.0.0.1", port: 7000))
         #expect(c.nodes == [RingNode(host: "127.0.0.1", port: 1), RingNode(host: "127.0.0.1", port: 2, weight: 3, name: "b")])
         #expect(c.effectiveReplicas == 1 && c.threads == 3 && c.hashMode == .twemproxy)
         #expect(c.metricsListen == HostPort(host: "127.0.0.1", port: 9151))
+        #expect(c.logLevel == .debug)
+        let wrong = try ProxyCommand.parse(["--node", "127.0.0.1:1", "--log-level", "loud"])
+        #expect(throws: ConfigurationError.self) { try wrong.overrides.apply(to: ProxyConfiguration()) }
     }
 
     @Test func badMetricsAddressNamesTheFlag() throws {

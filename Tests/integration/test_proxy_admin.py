@@ -611,3 +611,18 @@ def test_two_hundred_half_sent_connections(cluster_factory):
     finally:
         for s, _opened in conns:
             s.close()
+
+
+def test_log_level_from_the_file_and_changed_by_a_reload(cluster_factory):
+    """log_level: warning keeps the info lines out (the start line); a reload
+    to info brings them back; a level that does not exist is refused with the
+    choices."""
+    cl = cluster_factory(n=2, replicas=1, options={"log_level": "warning", "watch_config": False})
+    assert "proxy listening" not in cl.proxy_log(), cl.proxy_log()
+    cl.write_config(log_level="info")
+    cl.sighup()
+    ph.wait_until(lambda: "configuration reloaded" in cl.proxy_log(), 5, what="an info line once the level is info")
+    cl.write_config(log_level="chatty")
+    cl.sighup()
+    ph.wait_until(lambda: "log_level: expected one of trace, debug, info, notice, warning, error, critical"
+                  in cl.proxy_log(), 5, what="a bad log_level refused with the choices")

@@ -27,6 +27,7 @@ extension ConfigurationFile {
             "rebalance: \(c.rebalance)",
             "rebalance_keys_per_s: \(c.rebalanceKeysPerSecond)",
             "watch_config: \(c.watchConfiguration)",
+            "log_level: \(c.logLevel.rawValue)",
             "item_size_max: \(size(c.itemSizeMax))",
             "max_connections: \(c.maxConnections)",
             "client_reply_max: \(size(c.clientReplyMax))",

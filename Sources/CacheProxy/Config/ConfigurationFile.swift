@@ -1,3 +1,4 @@
+import Logging
 import Yams
 
 /// A configuration problem, naming the file and line so an operator can fix it.
@@ -147,6 +148,12 @@ public enum ConfigurationFile {
                 case "rebalance_keys_per_s":
                     config.rebalanceKeysPerSecond = try integer(value, key, minimum: 1, maximum: 10_000_000)
                 case "watch_config": config.watchConfiguration = try boolean(value, key)
+                case "log_level":
+                    let text = try string(value, key)
+                    guard let level = Logger.Level(rawValue: text) else {
+                        throw fail(value, "log_level: expected one of \(ProxyConfiguration.logLevelNames), found '\(text)'")
+                    }
+                    config.logLevel = level
                 case "item_size_max": config.itemSizeMax = try size(value, key)
                 case "max_connections": config.maxConnections = try integer(value, key, minimum: 1, maximum: 1_000_000)
                 case "client_reply_max": config.clientReplyMax = try size(value, key)

@@ -62,6 +62,11 @@ public struct ProxyCommand: ParsableCommand {
         valueName: "file"))
     var adminTokenFile: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "How much to log: trace, debug, info, notice, warning, error or critical; replaces the file's log_level. (default: info)",
+        valueName: "level"))
+    var logLevel: String?
+
     @Flag(name: .long, help: "Print the configuration in effect, every option as YAML, and exit; on an error, print it and exit 1.")
     var checkConfig = false
 
@@ -82,16 +87,12 @@ public struct ProxyCommand: ParsableCommand {
         overrides.hash = hash
         overrides.metrics = metricsListen
         overrides.adminTokenFile = adminTokenFile
+        overrides.logLevel = logLevel
         return overrides
     }
 
     public func run() throws {
         if let fromNutcracker { return try printConversion(of: fromNutcracker) }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
         let overrides = self.overrides
         let path = config
         // A configuration error names its file and line (and prints no usage text).
@@ -101,6 +102,7 @@ public struct ProxyCommand: ParsableCommand {
             print(ConfigurationFile.render(configuration), terminator: "")
             return
         }
+        ProxyLogging.bootstrap(level: configuration.logLevel)
         let server = try ProxyServer(configuration: configuration, loadConfiguration: { try overrides.load(path: path) },
                                      configurationPath: path)
         try server.bind()

@@ -1,3 +1,4 @@
+import Logging
 import Glibc
 
 /// Everything that decides how the proxy runs, with a documented default for
@@ -57,6 +58,10 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// looked up at their previous owners on a miss, and copied over, for this
     /// long (the `warming` phase, docs/membership.md). Default 600 s.
     public var warmupSeconds = 600
+    /// How much the proxy logs: `trace` ... `critical` (swift-log's levels);
+    /// a reload changes it.
+    public var logLevel: Logger.Level = .info
+    static let logLevelNames = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
     /// Copy moved keys from their old owners during a change's warm-up, and
     /// delete copies no member owns once it is over (`Rebalancer`).
     public var rebalance = true

@@ -1,3 +1,5 @@
+import Logging
+
 /// Command-line settings that override the configuration file, so a one-liner
 /// works without one: `memcluster-proxy --listen 127.0.0.1:22121 --node a:11211 --node b:11211`.
 public struct ProxyOverrides: Sendable {
@@ -12,6 +14,8 @@ public struct ProxyOverrides: Sendable {
     /// (There is no flag taking the token itself: every local user can read a
     /// process's command line.)
     public var adminTokenFile: String?
+    /// `--log-level`: replaces the file's `log_level`.
+    public var logLevel: String?
 
     public init() {}
 
@@ -51,6 +55,12 @@ public struct ProxyOverrides: Sendable {
                 throw ConfigurationError("--metrics-listen: expected host:port or a port (127.0.0.1)")
             }
             configuration.metricsListen = address
+        }
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel) else {
+                throw ConfigurationError("--log-level: expected one of \(ProxyConfiguration.logLevelNames)")
+            }
+            configuration.logLevel = level
         }
         if let adminTokenFile {
             configuration.adminToken = nil

@@ -309,6 +309,7 @@ public final class ProxyServer: @unchecked Sendable {
             }
             self.registry = registry
             monitor.update(configuration: configuration)
+            ProxyLogging.set(configuration.logLevel)
             flushJoiningNodes(of: topology, previous: current)
             install(topology)
             context.reloads.wrappingAdd(1, ordering: .relaxed)
