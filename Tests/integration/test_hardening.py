@@ -224,6 +224,42 @@ def test_proxy_asks_for_a_repeated_key_once_and_streams_the_reply(cluster):
     assert cluster.node_states() == ["up"] * len(cluster.nodes)
 
 
+def test_proxy_survives_quit_after_a_write_without_reply(cluster):
+    """A write whose reply the client does not want (noreply, meta q), then
+    `quit`: the closing request reused the write's request object, whose
+    node calls were still out; the session was freed with it unaccounted,
+    and the node's late reply used the freed session (SIGSEGV in
+    ProxiedRequest.nodeAnswered). Found by test_fuzz.py."""
+    payloads = [b"set a 0 0 1 noreply\r\nx\r\nquit\r\n", b"delete a noreply\r\nquit\r\n",
+                b"ms a 1 q\r\nx\r\nquit\r\n", b"touch a 0 noreply\r\nquit\r\n"]
+    for payload in payloads:
+        for _ in range(5):
+            c = cluster.raw(timeout=5)
+            c.send(payload)
+            assert c.wait_closed(3), f"{payload!r}: the proxy did not close after quit"
+            c.close()
+        time.sleep(0.3)
+        assert cluster.proxy.alive(), f"the proxy died after {payload!r}:\n{cluster.proxy.log(3000)}"
+    assert cluster.client().set("after-quit", b"ok") == b"STORED"
+
+
+def test_proxy_reads_a_multiget_before_a_later_too_large_store(cluster):
+    """`get a b` then a store of `a` too large for the cache, pipelined: the
+    get must see `a` (memcached, the node). The too-large store's removal of
+    `a` went out at once on the single-key lane while the multi-get waited
+    on the bulk lane, and overtook it. Found by test_fuzz.py."""
+    c = cluster.raw(timeout=10)
+    wrong = []
+    for i in range(30):
+        c.send(b"set a%d 0 0 1\r\nx\r\nget a%d b\r\nset a%d 0 0 2000000\r\n" % (i, i, i)
+               + b"y" * 2000000 + b"\r\nmn\r\n")
+        got = c.read_until(b"MN\r\n", quiet=5, timeout=10)
+        want = b"STORED\r\nVALUE a%d 0 1\r\nx\r\nEND\r\nSERVER_ERROR object too large for cache\r\nMN\r\n" % i
+        if got != want:
+            wrong.append(got)
+    assert not wrong, f"{len(wrong)} of 30 multi-gets missed the key stored before them, e.g. {wrong[0]!r}"
+
+
 def test_proxy_caps_what_one_client_may_have_waiting(cluster_factory):
     """A multi-get whose distinct values exceed client_reply_max is answered
     with memcached's out-of-memory error; the connection stays usable."""
