@@ -35,6 +35,12 @@ public struct RequestStream: Sendable {
         self.parser = parser
     }
 
+    /// Forgets the event just framed, which the caller will frame again from
+    /// its start (a request that must wait): its value is not dropped yet.
+    public mutating func rewind() {
+        swallowRemaining = 0
+    }
+
     /// Frames the next event at `input[consumed...]` and moves `consumed` past
     /// every byte it used (dropped data included).
     @inlinable

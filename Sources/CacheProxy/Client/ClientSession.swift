@@ -170,6 +170,18 @@ final class ClientSession: ConnectionHandler {
                 let proxied = newRequest()
                 if quiet { proxied.complete() } else { proxied.complete(line: error.line) }
             case .tooLarge(let start):
+                // Its delete of the old value must not overtake a multi-get still
+                // out on the other lane: the same lane rule as any request.
+                if lane != .requests {
+                    if inFlight(lane) > 0 {
+                        stream.rewind()
+                        consumed = start
+                        waitingForLane = true
+                        connection.pauseReading()
+                        break parsing
+                    }
+                    lane = .requests
+                }
                 let proxied = newRequest()
                 // As memcached: a value that can never be stored also removes the old one.
                 Router.routeTooLarge(request, in: UnsafeRawBufferPointer(rebasing: input[start...]), proxied: proxied, session: self)
@@ -281,11 +293,14 @@ final class ClientSession: ConnectionHandler {
             }
             requests.removeFirst()
             heldReplyBytes -= head.heldBytes
+            // Kept even when it ends the session: the request may be a reused
+            // one whose earlier node calls are still out (a noreply write), and
+            // `connectionClosed` must abandon it before the session goes.
+            spareRequests.append(head)
             if head.closesSession {
                 connection.closeAfterFlush()
                 return
             }
-            spareRequests.append(head)
         }
         if delivered && !flushQueued {
             flushQueued = true

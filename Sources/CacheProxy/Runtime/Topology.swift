@@ -83,12 +83,13 @@ public final class Topology: Sendable {
     /// Where a request for `key` goes at `now` (monotonic ms).
     @inline(__always)
     func route(of key: UnsafeRawBufferPointer, now: Int64) -> KeyRoute {
-        let current = replicaSet(of: key)
+        let hash = ring.hash(of: key)
+        let current = ring.replicaSet(ofHash: hash, count: replicas)
         var route = KeyRoute(reads: current, writes: current)
         guard transition != nil || !shadows.isEmpty else { return route }
         var stale = ReplicaSet()
         if let transition {
-            let earlier = transition.earlier.replicaSet(of: key)
+            let earlier = transition.earlier.replicaSet(of: key, hashedAs: hash, by: ring)
             var phase = transition.phase(at: now)
             if phase == .warming || phase == .settling, awaitsFlush(current, joiningFrom: earlier) {
                 phase = .guarded
@@ -109,7 +110,7 @@ public final class Topology: Sendable {
                 stale = earlier
             }
         }
-        for shadow in shadows { stale.formUnion(shadow.replicaSet(of: key)) }
+        for shadow in shadows { stale.formUnion(shadow.replicaSet(of: key, hashedAs: hash, by: ring)) }
         // Only members are cleaned: a node that left the ring gets nothing once
         // the change is over, and is flushed if it ever joins again.
         for index in stale.subtracting(route.writes) where index < ring.nodes.count {
@@ -161,8 +162,19 @@ public struct EarlierPlacement: Sendable {
 
     /// The key's replicas then, as indices into the holding snapshot's nodes.
     func replicaSet(of key: UnsafeRawBufferPointer) -> ReplicaSet {
+        mapped(ring.replicaSet(of: key, count: replicas))
+    }
+
+    /// The same, reusing `hash`, the key's hash on `current`, when both rings
+    /// hash keys alike (the usual case: only the nodes changed).
+    func replicaSet(of key: UnsafeRawBufferPointer, hashedAs hash: UInt32, by current: KetamaRing) -> ReplicaSet {
+        let sameHash = ring.mode == current.mode && (ring.mode != .twemproxy || ring.keyHash == current.keyHash)
+        return mapped(ring.replicaSet(ofHash: sameHash ? hash : ring.hash(of: key), count: replicas))
+    }
+
+    private func mapped(_ set: ReplicaSet) -> ReplicaSet {
         var mapped = ReplicaSet()
-        for index in ring.replicaSet(of: key, count: replicas) where nodeIndices[index] >= 0 {
+        for index in set where nodeIndices[index] >= 0 {
             mapped.append(nodeIndices[index])
         }
         return mapped
