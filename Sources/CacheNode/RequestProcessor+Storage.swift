@@ -133,7 +133,9 @@ extension RequestProcessor {
                                             expiry: old.expiry, now: now, preserving: old)
             // memcached answers NOT_STORED when the combined value cannot be allocated.
             guard case .success(let item) = allocation else { return .notStored }
-            item.hasBinaryKey = request.binaryKey
+            // memcached allocates the combined item anew and never marks its key
+            // base64, whatever the old item or this request said.
+            item.hasBinaryKey = false
             let destination = item.value
             if request.mode == .append {
                 destination.baseAddress!.copyMemory(from: old.value.baseAddress!, byteCount: oldLength)
