@@ -100,8 +100,8 @@ extension RequestProcessor {
         let staleAllowed = request.invalidate && request.compareCas != 0 && request.compareCas < old.cas
         switch request.mode {
         case .add:
-            // add refuses, but promotes the existing item like a read.
-            shard.recordAccess(old, now: now)
+            // add refuses, but promotes the existing item (without marking it fetched).
+            shard.recordUpdate(old, now: now)
             return .notStored
         case .set, .replace:
             return writeNewItem(&shard, request, hash: hash, now: now)

@@ -55,6 +55,16 @@ public struct LockedShard {
         item.lastAccessTime = now
     }
 
+    /// Promotes `item` as memcached's do_item_update does for an `add` that
+    /// found it: a new last access time, but not a fetch (`h` and `me`'s
+    /// `fetch=` stay as they were).
+    public mutating func recordUpdate(_ item: ItemRef, now: ServerTime) {
+        var bits = item.bits
+        bits.insert(.accessed)
+        item.bits = bits
+        item.lastAccessTime = now
+    }
+
     /// Gives a linked item a new CAS unique (meta `md I`, in-place incr) and returns it
     /// (0 when CAS is disabled).
     public mutating func assignNewCas(_ item: ItemRef) -> UInt64 {
