@@ -77,8 +77,9 @@ extension RequestProcessor {
 /// The number held in an item, read the way memcached's `safe_strtoull` reads
 /// `<data>\r\n`: leading whitespace, an optional sign, decimal digits, then
 /// whitespace or the end. memcached's quirks are kept because clients can see
-/// them: a value of only spaces reads as 0, "12 abc" as 12, and a negative
-/// number is refused only when it would not fit a signed 64-bit integer.
+/// them: "12 abc" reads as 12, and a negative number is refused only when it
+/// would not fit a signed 64-bit integer; a value with no digits at all (only
+/// white space, say) is not a number.
 enum StoredNumber {
     static func isSpace(_ byte: UInt8) -> Bool {
         byte == 0x20 || (byte >= 0x09 && byte <= 0x0d)
@@ -109,10 +110,11 @@ enum StoredNumber {
             digits += 1
             index += 1
         }
-        // With no digits strtoull leaves its end pointer at the very start.
-        let end = digits == 0 ? 0 : index
-        let terminator = byte(at: end)
-        guard isSpace(terminator) || (terminator == 0 && end != 0) else { return nil }
+        // With no digits strtoull leaves its end pointer at the very start,
+        // which safe_strtoull refuses.
+        guard digits > 0 else { return nil }
+        let terminator = byte(at: index)
+        guard isSpace(terminator) || terminator == 0 else { return nil }
         if negative { result = 0 &- result }
         if Int64(bitPattern: result) < 0 && value.contains(UInt8(ascii: "-")) { return nil }
         return result
