@@ -6,6 +6,9 @@ Target selection (environment):
   MEMCLUSTER_TARGET=memcached  test the real memcached (validates the suite)
   MEMCACHED_BIN                the reference memcached (default /usr/bin/memcached)
   MEMCLUSTER_SOAK_SECONDS      duration of the robustness soak (default 10)
+  MEMCLUSTER_FUZZ_SECONDS      duration of the fuzz stage, test_fuzz.py (default 60)
+  MEMCLUSTER_FUZZ_SEED         seed of the soak and the fuzz stage (default:
+                               random, shown in the header)
   MEMCLUSTER_PROXY             the proxy binary for test_proxy_*.py (default
                                .build/release/memcluster-proxy); its cache
                                nodes are the target above, so with
@@ -22,6 +25,7 @@ namespaces" (proxy_harness.NEEDS_ROOT), so the rest can run clean.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 
@@ -84,6 +88,7 @@ def pytest_report_header(config):
         f"memcluster target: {harness.target_name()} -> {tgt} [{_TARGET_VERSION}]",
         f"reference memcached: {harness.reference_binary()} [{_version_of(harness.reference_binary())}]",
         f"soak seconds: {soak_seconds()}",
+        f"fuzz: MEMCLUSTER_FUZZ_SEED={fuzz_seed()} MEMCLUSTER_FUZZ_SECONDS={fuzz_seconds()}",
         f"proxy (test_proxy_*): {proxy_harness.proxy_binary()} in front of {tgt} nodes",
     ]
 
@@ -102,8 +107,42 @@ def pytest_runtest_makereport(item, call):
         rep.longrepr = f"test was skipped, which this suite treats as a failure: {reason}"
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The fuzz stage (marker `fuzz`) runs last, after everything it could
+    otherwise keep from running (with -x)."""
+    items.sort(key=lambda item: item.get_closest_marker("fuzz") is not None)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The fuzz stage's summary (seed, requests sent, replies checked,
+    mismatches), when it ran."""
+    import sys
+    fuzz = sys.modules.get("fuzz")
+    if fuzz is None or not fuzz.RESULTS:
+        return
+    terminalreporter.section("fuzz summary")
+    for line in fuzz.summary_lines(fuzz_seed(), fuzz_seconds()):
+        terminalreporter.write_line(line)
+
+
 def soak_seconds() -> float:
     return float(os.environ.get("MEMCLUSTER_SOAK_SECONDS", "10"))
+
+
+def fuzz_seconds() -> float:
+    return float(os.environ.get("MEMCLUSTER_FUZZ_SECONDS", "60"))
+
+
+_FUZZ_SEED: int | None = None
+
+
+def fuzz_seed() -> int:
+    """MEMCLUSTER_FUZZ_SEED, or one random seed for the whole session."""
+    global _FUZZ_SEED
+    if _FUZZ_SEED is None:
+        env = os.environ.get("MEMCLUSTER_FUZZ_SEED", "").strip()
+        _FUZZ_SEED = int(env) if env else random.randrange(1 << 30)
+    return _FUZZ_SEED
 
 
 # --------------------------------------------------------------------------

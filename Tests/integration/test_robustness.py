@@ -19,7 +19,6 @@ far as thread scheduling allows.
 
 from __future__ import annotations
 
-import os
 import random
 import select
 import socket
@@ -29,7 +28,7 @@ import time
 import pytest
 
 import harness
-from conftest import soak_seconds
+from conftest import fuzz_seed, soak_seconds
 
 FUZZ_CONNS = 50          # concurrent client threads (garbage + clean)
 CLEAN_CONNS = 6          # of those, threads that only send valid traffic
@@ -212,7 +211,7 @@ def _wait_curr_connections(probe: harness.TextClient, want: int, timeout: float)
 
 def test_fuzz_soak(server_factory):
     seconds = soak_seconds()
-    seed = int(os.environ.get("MEMCLUSTER_FUZZ_SEED", random.randrange(1 << 30)))
+    seed = fuzz_seed()
     srv = server_factory(["-m", str(SOAK_MB), "-c", "1024"])
     probe = harness.TextClient(srv.addr)
     try:
