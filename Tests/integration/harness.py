@@ -157,6 +157,10 @@ def start_server(binary: str, flags: list[str] | tuple[str, ...] = (),
             last_err = f"{srv.describe()} did not answer `version` within {timeout}s"
         except _Exited:
             last_err = f"{srv.describe()} exited with {proc.returncode}: {srv.log()}"
+        except _PortTaken:
+            last_err = f"port {port} answered for another process than {srv.describe()}"
+            srv.stop()
+            continue
         log = srv.log()
         srv.stop()
         if "Address already in use" not in log and "bind" not in log.lower():
@@ -184,11 +188,36 @@ def _wait_ready(srv: Server, timeout: float) -> bool:
                         break
                     buf += chunk
                 if buf.startswith(b"VERSION "):
+                    if _answering_pid(srv.addr) != srv.pid:
+                        # Another process took the port between free_port() and
+                        # our bind; ours is failing (or has failed) to listen.
+                        raise _PortTaken()
                     return True
         except OSError:
             pass
         time.sleep(0.02)
     return False
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _answering_pid(addr) -> int | None:
+    """The `pid` the server listening at `addr` reports in `stats`."""
+    with socket.create_connection(addr, timeout=2) as s:
+        s.settimeout(2)
+        s.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n") and len(buf) < 65536:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    for line in buf.split(b"\r\n"):
+        if line.startswith(b"STAT pid "):
+            return int(line.split()[2])
+    return None
 
 
 def proc_status_kib(pid: int, field_name: str) -> int:
