@@ -33,6 +33,15 @@ struct ProxyOptions: ParsableArguments {
     }
 }
 
+/// The file an edit changes, and whether to wait for the proxies to take it.
+struct FileOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The proxies' YAML file.", valueName: "file"))
+    var config: String
+
+    @Flag(name: .long, help: "Wait until every --proxy is on one new generation.")
+    var wait = false
+}
+
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show each proxy's membership generation, change phase and nodes; exit 1 unless all answer and agree.")
@@ -52,19 +61,14 @@ struct Add: ParsableCommand {
         abstract: "Add a node to the configuration file the proxies follow.",
         discussion: "The file is edited in place (its comments kept) and checked by parsing it; proxies with watch_config pick it up within a second.")
 
-    @Option(name: .long, help: ArgumentHelp("The proxies' YAML file.", valueName: "file"))
-    var config: String
-
     @Argument(help: ArgumentHelp("The node, as the file writes one.", valueName: "host:port[:weight] [name]"))
     var node: String
 
-    @Flag(name: .long, help: "Wait until every --proxy is on one new generation.")
-    var wait = false
-
+    @OptionGroup var file: FileOptions
     @OptionGroup var proxies: ProxyOptions
 
     func run() throws {
-        try edit(config, wait: wait, proxies: proxies) { text in try NodeListEdit.adding(node, to: text) }
+        try edit(file, proxies: proxies) { text in try NodeListEdit.adding(node, to: text) }
     }
 }
 
@@ -76,27 +80,23 @@ struct Remove: ParsableCommand {
         still read it for keys they have not copied yet.
         """)
 
-    @Option(name: .long, help: ArgumentHelp("The proxies' YAML file.", valueName: "file"))
-    var config: String
-
     @Argument(help: ArgumentHelp("The node's address, as in the file.", valueName: "host:port"))
     var node: String
 
-    @Flag(name: .long, help: "Wait until every --proxy is on one new generation.")
-    var wait = false
-
+    @OptionGroup var file: FileOptions
     @OptionGroup var proxies: ProxyOptions
 
     func run() throws {
         guard let address = HostPort(parsing: node) else { throw ValidationError("\(node): not host:port") }
-        try edit(config, wait: wait, proxies: proxies) { text in try NodeListEdit.removing(address, from: text) }
+        try edit(file, proxies: proxies) { text in try NodeListEdit.removing(address, from: text) }
     }
 }
 
 /// Rewrites `path` with `change`, atomically and keeping its mode; with
 /// `wait`, then waits for the proxies to agree on a generation other than
 /// the one they were on.
-func edit(_ path: String, wait: Bool, proxies: ProxyOptions, _ change: (String) throws -> String) throws {
+func edit(_ file: FileOptions, proxies: ProxyOptions, _ change: (String) throws -> String) throws {
+    let (path, wait) = (file.config, file.wait)
     let addresses = try proxies.addresses()
     let before = wait ? Set(try ProxyStatus.gather(addresses).compactMap(\.generation)) : []
     do {
