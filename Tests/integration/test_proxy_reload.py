@@ -126,6 +126,7 @@ def test_http_reload_scale_out_with_replicas(cluster_factory):
     cl.write_config([0, 1, 2])
     status, _h, body = cl.http("POST", "/reload")
     assert (status, body.strip()) == (200, "OK"), (status, body)
+    cl.wait_node_state(new, "up")      # a joining node is flushed before it serves
     st = cl.stats()
     assert st["proxy_reloads"] == "1" and st["proxy_nodes"] == "3", st
     assert not conn.eof
