@@ -79,7 +79,7 @@ import Testing
         ("write_policy: some\nnodes: [127.0.0.1:1]\n", "f.yaml:1: write_policy: expected all or primary, found 'some'"),
         ("nodes:\n  - address: 127.0.0.1:1\n    weigth: 2\n", "f.yaml:3: nodes[0]: unknown option 'weigth' (address, weight, name)"),
         ("nodes:\n  - 127.0.0.1:1\n  - 127.0.0.1:1\n", "f.yaml:3: nodes[1]: 127.0.0.1:1 is already nodes[0]"),
-        ("listen: 127.0.0.1:1\n", "f.yaml: no nodes: list the cache nodes under 'nodes:'"),
+        ("listen: 127.0.0.1:1\n", "f.yaml: no nodes: list the cache nodes under 'nodes:', or name them with 'discovery:'"),
         ("nodes: [127.0.0.1:1\n", "f.yaml:2:1: did not find expected ',' or ']'"),
         ("- a\n- b\n", "f.yaml:1: the configuration must be a mapping of options (listen:, nodes:, ...)"),
         ("key_hash: fnv1a_64\nnodes: [127.0.0.1:1]\n",

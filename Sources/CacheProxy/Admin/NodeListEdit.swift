@@ -6,7 +6,7 @@ public enum NodeListEdit {
     /// `text` with `entry` (`host:port[:weight] [name]`) as the last item of
     /// its `nodes:` list.
     public static func adding(_ entry: String, to text: String) throws(ConfigurationError) -> String {
-        let before = try ConfigurationFile.parse(text)
+        let before = try listing(text)
         let added = try parseEntry(entry)
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let list = try nodeList(in: lines)
@@ -23,7 +23,7 @@ public enum NodeListEdit {
 
     /// `text` without the item of its `nodes:` list whose address is `address`.
     public static func removing(_ address: HostPort, from text: String) throws(ConfigurationError) -> String {
-        let before = try ConfigurationFile.parse(text)
+        let before = try listing(text)
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let list = try nodeList(in: lines)
         var found: Range<Int>?
@@ -40,6 +40,16 @@ public enum NodeListEdit {
             throw ConfigurationError("could not remove \(address) from the node list as text; edit the file by hand")
         }
         return result
+    }
+
+    /// The configuration `text` holds, when it lists its nodes: a file that
+    /// names them by DNS (`discovery:`) changes with the name's records.
+    private static func listing(_ text: String) throws(ConfigurationError) -> ProxyConfiguration {
+        let configuration = try ConfigurationFile.parse(text)
+        if let discovery = configuration.discovery {
+            throw ConfigurationError("the file names its nodes by DNS (discovery: \(discovery.name)); change that name's records instead")
+        }
+        return configuration
     }
 
     /// A node entry as the file would read it.

@@ -9,7 +9,7 @@ extension ConfigurationFile {
         var lines = [
             "listen: \(scalar(c.listen.description))",
             "threads: \(c.threads)",
-            "replicas: \(c.effectiveReplicas)" + replicasNote(c),
+            replicasLine(c),
             "hash: \(hashName(c.hashMode))",
             c.hashMode == .twemproxy ? "key_hash: \(c.keyHash.rawValue)" : "# key_hash: only with hash: twemproxy",
             "backend_connections: \(c.backendConnections)",
@@ -44,6 +44,10 @@ extension ConfigurationFile {
             lines.append("# admin_token: not set (POST /reload needs no token)")
         }
         lines.append("admin_token_protects_metrics: \(c.adminTokenProtectsMetrics)")
+        if let discovery = c.discovery {
+            lines += self.discovery(discovery)
+            return lines.joined(separator: "\n") + "\n"
+        }
         lines.append("nodes:")
         for node in c.nodes {
             let address = scalar(HostPort(host: node.host, port: node.port).description)
@@ -56,6 +60,32 @@ extension ConfigurationFile {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `discovery:` in place of `nodes:`: the name is not looked up here.
+    static func discovery(_ d: DiscoverySettings) -> [String] {
+        var lines = ["# nodes: the ones the name below gives, looked up every refresh_s", "discovery:"]
+        switch d.query {
+        case .addresses(let name, let port):
+            lines += ["  name: \(scalar(name))", "  port: \(port)"]
+        case .service(let name):
+            lines.append("  srv: \(scalar(name))")
+        }
+        lines += [
+            "  family: \(d.family.rawValue)",
+            "  refresh_s: \(d.refreshSeconds)",
+            "  timeout_ms: \(d.timeoutMilliseconds)",
+            d.server.map { "  server: \(scalar($0.description))" } ?? "  # server: the first nameserver of /etc/resolv.conf",
+        ]
+        return lines
+    }
+
+    /// The copies in effect. With discovery the nodes are not known yet: the
+    /// setting as written, or the default's rule.
+    static func replicasLine(_ c: ProxyConfiguration) -> String {
+        guard c.discovery != nil else { return "replicas: \(c.effectiveReplicas)" + replicasNote(c) }
+        return c.replicas.map { "replicas: \($0)    # at most one copy per discovered node" }
+            ?? "# replicas: 2 when the name gives 2 or more nodes, else 1"
     }
 
     /// Why the copies in effect are fewer than configured, when they are.

@@ -20,6 +20,10 @@ public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
 ///   - address: 127.0.0.1:22123
 ///     weight: 2
 ///     name: b
+/// # or, instead of nodes:
+/// discovery:
+///   name: memcache.default.svc.cluster.local   # or srv: _memcache._tcp.<name>
+///   port: 11211
 /// ```
 public enum ConfigurationFile {
     /// The text of the file at `path`.
@@ -105,6 +109,7 @@ public enum ConfigurationFile {
             var config = ProxyConfiguration()
             var sawNodes = false
             var keyHashNode: Node?
+            var discoveryKey: Node?
             for (keyNode, value) in mapping {
                 let key = try string(keyNode, "option name")
                 switch key {
@@ -179,12 +184,21 @@ public enum ConfigurationFile {
                 case "nodes":
                     config.nodes = try nodes(value)
                     sawNodes = true
+                case "discovery":
+                    config.discovery = try discovery(value)
+                    discoveryKey = keyNode
                 default:
                     throw fail(keyNode, "unknown option '\(key)' (see examples/proxy.yaml for the options)")
                 }
             }
-            guard sawNodes, !config.nodes.isEmpty else {
-                throw ConfigurationError("\(path): no nodes: list the cache nodes under 'nodes:'")
+            if let discoveryKey {
+                // One source of truth for the node list: a list written here
+                // next to a discovered one would be overwritten at the next look-up.
+                guard !sawNodes else { throw fail(discoveryKey, "discovery: give nodes: or discovery:, not both") }
+            } else {
+                guard sawNodes, !config.nodes.isEmpty else {
+                    throw ConfigurationError("\(path): no nodes: list the cache nodes under 'nodes:', or name them with 'discovery:'")
+                }
             }
             if config.adminToken != nil && config.adminTokenFile != nil {
                 throw ConfigurationError("\(path): admin_token and admin_token_file: give one of them (the file keeps the secret out of this one)")
@@ -196,6 +210,63 @@ public enum ConfigurationFile {
                 throw ConfigurationError("\(path): probe_max_ms must not be below probe_initial_ms")
             }
             return config
+        }
+
+        /// `discovery:` (see `DiscoverySettings` and examples/proxy.yaml).
+        func discovery(_ node: Node) throws(ConfigurationError) -> DiscoverySettings {
+            guard let mapping = node.mapping else { throw fail(node, "discovery: expected a mapping (name:, port: or srv:, ...)") }
+            var name: String?
+            var service: String?
+            var port: UInt16?
+            var family = DiscoverySettings.Family.auto
+            var refresh = 5
+            var timeout = 1000
+            var server: HostPort?
+            for (keyNode, value) in mapping {
+                let key = try string(keyNode, "discovery option")
+                let label = "discovery.\(key)"
+                switch key {
+                case "name", "srv":
+                    let text = try string(value, label)
+                    guard DNSName(parsing: text) != nil else {
+                        throw fail(value, "\(label): expected a DNS name (labels of 1 to 63 characters, 253 in all), found '\(text)'")
+                    }
+                    if key == "name" { name = text } else { service = text }
+                case "port": port = UInt16(try integer(value, label, minimum: 1, maximum: 65535))
+                case "family":
+                    let text = try string(value, label)
+                    guard let parsed = DiscoverySettings.Family(rawValue: text) else {
+                        throw fail(value, "\(label): expected auto, ipv4 or ipv6, found '\(text)'")
+                    }
+                    family = parsed
+                case "refresh_s": refresh = try integer(value, label, minimum: 1, maximum: 3600)
+                case "timeout_ms": timeout = try integer(value, label, minimum: 10, maximum: 60_000)
+                case "server":
+                    let text = try string(value, label)
+                    // A server named by a name would need DNS to be found.
+                    let parsed = IPAddress(numeric: text) != nil ? HostPort(host: text, port: 53) : HostPort(parsing: text)
+                    guard let parsed, IPAddress(numeric: parsed.host) != nil else {
+                        throw fail(value, "\(label): expected a numeric address, with a port or not (127.0.0.1:53, [::1]:53, 10.96.0.10), found '\(text)'")
+                    }
+                    server = parsed
+                default:
+                    throw fail(keyNode, "discovery: unknown option '\(key)' (name, port, srv, family, refresh_s, timeout_ms, server)")
+                }
+            }
+            var settings: DiscoverySettings
+            switch (name, service, port) {
+            case (let name?, nil, let port?): settings = DiscoverySettings(query: .addresses(name: name, port: port))
+            case (_?, nil, nil): throw fail(node, "discovery: name: needs port: (the port every address serves on)")
+            case (nil, let service?, nil): settings = DiscoverySettings(query: .service(name: service))
+            case (nil, _?, _?): throw fail(node, "discovery: srv: takes each node's port from its record; leave port: out")
+            case (_?, _?, _): throw fail(node, "discovery: give name: (A/AAAA records) or srv: (SRV records), not both")
+            case (nil, nil, _): throw fail(node, "discovery: name: and port:, or srv:, is required")
+            }
+            settings.family = family
+            settings.refreshSeconds = refresh
+            settings.timeoutMilliseconds = timeout
+            settings.server = server
+            return settings
         }
 
         func nodes(_ node: Node) throws(ConfigurationError) -> [RingNode] {

@@ -17,9 +17,9 @@ public struct ProxyCommand: ParsableCommand {
             """,
         discussion: """
             Clients connect to the proxy as if it were one memcached. Name the cache \
-            nodes with --node, or in a YAML file given with --config; \
-            examples/proxy.yaml lists every option with its default. Flags override \
-            the file.
+            nodes with --node, or in a YAML file given with --config, which may also \
+            name them by a DNS name (discovery:); examples/proxy.yaml lists every \
+            option with its default. Flags override the file.
 
             SIGHUP, or POST /reload on the --metrics-listen address, reloads the file \
             without dropping client connections.
@@ -35,7 +35,7 @@ public struct ProxyCommand: ParsableCommand {
     var listen: String?
 
     @Option(name: .long, help: ArgumentHelp(
-        "A cache node; repeat for each. host:port:weight and \"host:port name\" set its weight and name. Replaces the file's nodes.",
+        "A cache node; repeat for each. host:port:weight and \"host:port name\" set its weight and name. Replaces the file's nodes or discovery.",
         valueName: "host:port"))
     var node: [String] = []
 

@@ -9,8 +9,12 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var listen = HostPort(host: "127.0.0.1", port: 22121)
     /// Worker threads, each with its own event loop, clients and backend connections. Default 2.
     public var threads = 2
-    /// The cache nodes, in ring order.
+    /// The cache nodes, in ring order. With `discovery`, the list the last
+    /// look-up gave (empty until the first).
     public var nodes: [RingNode] = []
+    /// Where the node list comes from instead of `nodes:` in the file: a DNS
+    /// name followed every few seconds (`discovery:`). Default none.
+    public var discovery: DiscoverySettings?
     /// Copies of each key: the first R distinct nodes clockwise from the key's point.
     /// Default 2 when there are 2 or more nodes, else 1.
     public var replicas: Int?

@@ -27,6 +27,8 @@ public struct ProxyOverrides: Sendable {
             configuration.listen = address
         }
         if !nodes.isEmpty {
+            // --node replaces the file's nodes: or discovery:.
+            configuration.discovery = nil
             configuration.nodes = try nodes.map { text throws(ConfigurationError) in
                 guard let node = RingNode(twemproxyStyle: text) else {
                     throw ConfigurationError("--node: expected host:port[:weight] [name], found '\(text)'")
@@ -72,8 +74,12 @@ public struct ProxyOverrides: Sendable {
         if configuration.adminTokenProtectsMetrics && configuration.adminToken == nil {
             throw ConfigurationError("admin_token_protects_metrics: needs admin_token or admin_token_file")
         }
-        if configuration.nodes.isEmpty {
-            throw ConfigurationError("no nodes: give --node host:port (repeatable) or a --config file with a nodes: list")
+        if var discovery = configuration.discovery {
+            // The server is found now, so a reload follows a changed resolv.conf.
+            discovery.server = try discovery.resolvedServer()
+            configuration.discovery = discovery
+        } else if configuration.nodes.isEmpty {
+            throw ConfigurationError("no nodes: give --node host:port (repeatable) or a --config file with a nodes: or discovery: section")
         }
         try ProxyServer.refuseDuplicateAddresses(configuration.nodes)
         return configuration

@@ -32,6 +32,12 @@ enum PrometheusText {
         text.single("reloads_total", "counter", "Configuration reloads applied.", UInt64(context.reloads.load(ordering: .relaxed)))
         text.single("reload_failures_total", "counter", "Configuration reloads refused (the membership in force stayed).",
                     UInt64(context.reloadFailures.load(ordering: .relaxed)))
+        text.single("discovery_lookups_total", "counter", "Look-ups of the discovery name that gave a node list.",
+                    UInt64(context.discoveryLookups.load(ordering: .relaxed)))
+        text.single("discovery_changes_total", "counter", "Discovered node lists that differed from the running one and were installed.",
+                    UInt64(context.discoveryChanges.load(ordering: .relaxed)))
+        text.single("discovery_failures_total", "counter", "Look-ups of the discovery name that failed or gave no node; the running list stayed.",
+                    UInt64(context.discoveryFailures.load(ordering: .relaxed)))
 
         for counter in context.rebalance.counters {
             text.single("rebalance_\(counter.name)_total", "counter", counter.help, counter.value)

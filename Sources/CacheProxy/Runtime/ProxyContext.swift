@@ -14,6 +14,12 @@ final class ProxyContext: Sendable {
     let reloadFailures = Atomic<Int>(0)
     /// What the rebalance has done (docs/membership.md, "Rebalance").
     let rebalance = Rebalancer.Progress()
+    /// Discovery (`discovery:`): look-ups that gave a node list, lists that
+    /// differed from the running one and were installed, and look-ups that
+    /// failed or gave nothing (or a list that could not be installed).
+    let discoveryLookups = Atomic<Int>(0)
+    let discoveryChanges = Atomic<Int>(0)
+    let discoveryFailures = Atomic<Int>(0)
     /// Orders the proxy's own copies of a key and clients' writes of it.
     let fence = KeyFence()
     private let current: Locked<Topology>

@@ -7,6 +7,7 @@ import Logging
 ///   main thread: Listener --accept--> round robin --> ProxyWorker 1..n (own loop each)
 ///                HealthMonitor (probe, flush, re-admit down nodes)
 ///                SIGHUP / POST /reload --> new Topology --> every worker
+///                NodeDiscovery (discovery:): a changed DNS answer --> new Topology, the same way
 ///                MetricsEndpoint (/metrics, /reload), optional
 // @unchecked: its state lives on the main loop; workers reach it only through
 // `mainLoop.execute`.
@@ -39,13 +40,34 @@ public final class ProxyServer: @unchecked Sendable {
     /// The file `loadConfiguration` reads, followed when `watch_config` is on.
     private let configurationPath: String?
     private var configurationWatch: ConfigurationWatch?
+    /// Follows `discovery:` when the configuration has it.
+    private var discovery: NodeDiscovery?
+    /// The node list the discovery name gave last, for the settings
+    /// `discovery` follows: what a reload, or a change queued behind the one
+    /// under way, puts in force.
+    private var discoveredNodes: [RingNode]?
+    /// Whether the queued change re-reads the file (a reload was queued), or
+    /// only installs the latest discovered list.
+    private var pendingReadsFile = false
+    /// The generation the queued change was logged with: a look-up that
+    /// finds the same list again while it waits is not logged again.
+    private var pendingGeneration: String?
     private let logger: Logger
     public private(set) var boundPort: UInt16 = 0
 
     /// `loadConfiguration`, when given, is called again on every reload (it
-    /// re-reads the file and applies the command-line overrides).
+    /// re-reads the file and applies the command-line overrides). With
+    /// `discovery`, the first node list is looked up here, and looked up again
+    /// until the name gives one: nothing listens before there are nodes.
     public init(configuration: ProxyConfiguration, loadConfiguration: (() throws -> ProxyConfiguration)? = nil,
                 configurationPath: String? = nil, logger: Logger = Logger(label: "memcluster-proxy")) throws {
+        var configuration = configuration
+        if let settings = configuration.discovery, configuration.nodes.isEmpty {
+            configuration.nodes = try NodeDiscovery.firstNodes(settings, server: try settings.resolvedServer(), logger: logger)
+            logger.info("discovery: the first node list", metadata: [
+                "name": "\(settings.name)", "nodes": "\(configuration.nodes.map { HostPort(host: $0.host, port: $0.port).description })",
+            ])
+        }
         self.mainLoop = try EventLoop()
         self.loadConfiguration = loadConfiguration
         self.configurationPath = configurationPath
@@ -56,6 +78,7 @@ public final class ProxyServer: @unchecked Sendable {
                                                 previous: nil, now: monotonicMilliseconds())
         self.registry = registry
         self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)))
+        if configuration.discovery != nil { discoveredNodes = configuration.nodes }
     }
 
     /// The topology for `configuration`, reusing the registry's nodes (by
@@ -150,6 +173,17 @@ public final class ProxyServer: @unchecked Sendable {
                        metadata: ["metrics_listen": "\(address)"])
     }
 
+    /// Proxies following one name learn a change up to `refresh_s` apart (each
+    /// asks on its own timer), plus a caching resolver's TTL: a settle period
+    /// shorter than that does not cover them (docs/membership.md).
+    private func warnIfSettleIsShort(_ configuration: ProxyConfiguration) {
+        guard let discovery = configuration.discovery,
+              configuration.membershipSettleMilliseconds <= discovery.refreshSeconds * 1000 else { return }
+        logger.warning("membership_settle_ms is not above discovery.refresh_s: proxies asking at different moments may learn a change further apart than that, and serve stale values meanwhile", metadata: [
+            "membership_settle_ms": "\(configuration.membershipSettleMilliseconds)", "refresh_s": "\(discovery.refreshSeconds)",
+        ])
+    }
+
     /// Starts the workers and runs until SIGINT or SIGTERM.
     public func run() throws {
         SignalWatcher.ignoreBrokenPipes()
@@ -178,12 +212,14 @@ public final class ProxyServer: @unchecked Sendable {
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGINT) { [unowned self] in shutDownGracefully() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGTERM) { [unowned self] in shutDownGracefully() })
         signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGHUP) { [unowned self] in reload() })
+        follow(configuration.discovery, lookUpNow: false)
         if let configurationPath, configuration.watchConfiguration {
             configurationWatch = ConfigurationWatch(path: configurationPath, loop: mainLoop) { [unowned self] in
                 logger.info("configuration file changed; reloading", metadata: ["path": "\(configurationPath)"])
                 reload()
             }
         }
+        warnIfSettleIsShort(configuration)
         logger.info("proxy listening", metadata: [
             "listen": "\(configuration.listen.host):\(boundPort)", "nodes": "\(configuration.nodes.count)",
             "replicas": "\(context.topology.replicas)", "threads": "\(configuration.threads)",
@@ -276,52 +312,154 @@ public final class ProxyServer: @unchecked Sendable {
     }
 
     /// Re-reads the configuration and installs it without dropping a client
-    /// connection; a bad file keeps the running configuration. Main loop.
+    /// connection; a bad file keeps the running configuration. With
+    /// `discovery:`, the nodes are the list the name gave last (the running
+    /// list while a changed name is not looked up yet). Main loop.
     @discardableResult
     func reload() -> ReloadOutcome {
         guard let loadConfiguration else {
             return .refused("no configuration file to reload")
         }
         do {
-            let configuration = try loadConfiguration()
-            let current = context.topology
-            // More nodes need more connections: make room, or refuse the reload.
-            if let problem = DescriptorLimit.ensure(ProxyServer.descriptorsNeeded(configuration)) {
-                throw ConfigurationError(problem)
+            var configuration = try loadConfiguration()
+            if let settings = configuration.discovery {
+                let followed = settings == discovery?.settings ? discoveredNodes : nil
+                configuration.nodes = followed ?? context.topology.configuration.nodes
             }
             let deferred = ProxyServer.restartOnlyChanges(from: startConfiguration, to: configuration)
             if !deferred.isEmpty {
                 logger.warning("some settings take effect only at restart", metadata: ["settings": "\(deferred.joined(separator: ", "))"])
             }
-            let now = monotonicMilliseconds()
-            var registry = self.registry
-            let topology = try ProxyServer.topology(for: configuration, workers: startConfiguration.threads,
-                                                    registry: &registry, previous: current, now: now)
-            // One membership change at a time: another one waits until the one
-            // under way is over, which is as far apart as proxies learned them.
-            if topology.generation != current.generation, let transition = current.transition,
-               transition.phase(at: now) != .finished {
-                scheduleReload(at: transition.endsAt)
-                logger.info("membership change queued until the one under way ends", metadata: [
-                    "generation": "\(topology.generation)", "in_ms": "\(transition.endsAt - now)",
+            let outcome = try change(to: configuration, readingFile: true)
+            // A changed name is looked up at once; a removed one is no longer asked.
+            follow(configuration.discovery, lookUpNow: true)
+            switch outcome {
+            case .queued(let wait):
+                return .queued(untilMilliseconds: wait, deferred: deferred)
+            case .applied(let topology, let now):
+                context.reloads.wrappingAdd(1, ordering: .relaxed)
+                warnIfAdminEndpointIsOpen(configuration)
+                warnIfSettleIsShort(configuration)
+                logger.info("configuration reloaded", metadata: [
+                    "nodes": "\(configuration.nodes.count)", "generation": "\(topology.generation)",
+                    "transition": "\(ProxyServer.describe(topology.transition, at: now))",
                 ])
-                return .queued(untilMilliseconds: transition.endsAt - now, deferred: deferred)
+                return .applied(deferred: deferred)
             }
-            self.registry = registry
-            monitor.update(configuration: configuration)
-            ProxyLogging.set(configuration.logLevel)
-            flushJoiningNodes(of: topology, previous: current)
-            install(topology)
-            context.reloads.wrappingAdd(1, ordering: .relaxed)
-            warnIfAdminEndpointIsOpen(configuration)
-            logger.info("configuration reloaded", metadata: [
-                "nodes": "\(configuration.nodes.count)", "generation": "\(topology.generation)",
-                "transition": "\(topology.transition.map { "\($0.phase(at: now).rawValue), ends in \($0.endsAt - now) ms" } ?? "none")",
-            ])
-            return .applied(deferred: deferred)
         } catch {
             context.reloadFailures.wrappingAdd(1, ordering: .relaxed)
             logger.error("reload refused; the running configuration stays", metadata: ["error": "\(error)"])
+            return .refused("\(error)")
+        }
+    }
+
+    /// What `change(to:readingFile:)` did.
+    private enum ChangeOutcome {
+        /// In force from `now` (monotonic ms).
+        case applied(Topology, now: Int64)
+        /// Waits for the membership change under way, which ends in this many ms.
+        case queued(Int64)
+    }
+
+    /// Puts `configuration` in force: the one path of a file reload and of a
+    /// changed DNS answer. A new membership starts a transition (Topology's
+    /// phases), and nodes that join the ring are flushed before they serve;
+    /// while another change is under way it is queued until that one ends
+    /// (`readingFile`: the file is read again then; else the list the name
+    /// gave last is installed). Throws when the configuration cannot be
+    /// installed. Main loop.
+    private func change(to configuration: ProxyConfiguration, readingFile: Bool) throws -> ChangeOutcome {
+        let current = context.topology
+        // More nodes need more connections: make room, or refuse the change.
+        if let problem = DescriptorLimit.ensure(ProxyServer.descriptorsNeeded(configuration)) {
+            throw ConfigurationError(problem)
+        }
+        let now = monotonicMilliseconds()
+        var registry = self.registry
+        let topology = try ProxyServer.topology(for: configuration, workers: startConfiguration.threads,
+                                                registry: &registry, previous: current, now: now)
+        // One membership change at a time: another one waits until the one
+        // under way is over, which is as far apart as proxies learned them.
+        if topology.generation != current.generation, let transition = current.transition,
+           transition.phase(at: now) != .finished {
+            let wait = transition.endsAt - now
+            let alreadyQueued = pendingReload != nil && pendingGeneration == topology.generation
+            scheduleReload(at: transition.endsAt, readingFile: readingFile)
+            if readingFile || !alreadyQueued {
+                logger.info("membership change queued until the one under way ends", metadata: [
+                    "generation": "\(topology.generation)", "in_ms": "\(wait)",
+                    "origin": "\(readingFile ? "configuration" : "discovery")",
+                ])
+            }
+            pendingGeneration = topology.generation
+            return .queued(wait)
+        }
+        self.registry = registry
+        monitor.update(configuration: configuration)
+        ProxyLogging.set(configuration.logLevel)
+        flushJoiningNodes(of: topology, previous: current)
+        install(topology)
+        return .applied(topology, now: now)
+    }
+
+    /// The transition of a snapshot at `now`, for the log.
+    private static func describe(_ transition: Transition?, at now: Int64) -> String {
+        transition.map { "\($0.phase(at: now).rawValue), ends in \($0.endsAt - now) ms" } ?? "none"
+    }
+
+    /// Starts, restarts or stops following the discovery name as the
+    /// configuration says; unchanged settings leave the running look-ups be.
+    /// Main loop.
+    private func follow(_ settings: DiscoverySettings?, lookUpNow: Bool) {
+        guard discovery?.settings != settings else { return }
+        if let running = discovery {
+            // The list a name no longer followed gave is not the new name's.
+            running.stop()
+            discovery = nil
+            discoveredNodes = nil
+        }
+        guard let settings else {
+            discoveredNodes = nil
+            return
+        }
+        do {
+            let server = try settings.resolvedServer()
+            let address = try SocketAddress(host: server.host, port: server.port)
+            discovery = NodeDiscovery(settings: settings, server: address, loop: mainLoop, context: context, logger: logger,
+                                      lookUpNow: lookUpNow) { [unowned self] nodes in installDiscovered(nodes) }
+        } catch {
+            context.discoveryFailures.wrappingAdd(1, ordering: .relaxed)
+            logger.error("discovery cannot start; the running node list stays", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A look-up gave `nodes`: when they differ from the running list, the
+    /// running configuration with them goes the way of a reload (a
+    /// transition; queued behind a change under way, or behind a queued
+    /// reload, which takes the list too). Main loop.
+    private func installDiscovered(_ nodes: [RingNode]) -> NodeDiscovery.InstallOutcome {
+        discoveredNodes = nodes
+        let current = context.topology
+        guard nodes != current.configuration.nodes else { return .unchanged }
+        if pendingReload != nil && pendingReadsFile { return .queued }
+        var configuration = current.configuration
+        configuration.nodes = nodes
+        do {
+            switch try change(to: configuration, readingFile: false) {
+            case .queued:
+                return .queued
+            case .applied(let topology, let now):
+                context.discoveryChanges.wrappingAdd(1, ordering: .relaxed)
+                let before = Set(current.nodes[0..<current.ring.nodes.count].map(\.identity))
+                let after = Set(topology.nodes[0..<topology.ring.nodes.count].map(\.identity))
+                logger.info("discovery: the node list changed", metadata: [
+                    "added": "\(after.subtracting(before).sorted())", "removed": "\(before.subtracting(after).sorted())",
+                    "nodes": "\(nodes.count)", "generation": "\(topology.generation)",
+                    "transition": "\(ProxyServer.describe(topology.transition, at: now))",
+                ])
+                return .installed
+            }
+        } catch {
             return .refused("\(error)")
         }
     }
@@ -388,13 +526,22 @@ public final class ProxyServer: @unchecked Sendable {
         rebalancer?.cleanOrphans(topology)
     }
 
-    /// Reloads again at `deadline` (monotonic ms), once: a queued membership
-    /// change is read from the file as it is then.
-    private func scheduleReload(at deadline: Int64) {
+    /// Changes again at `deadline` (monotonic ms), once: a queued membership
+    /// change is read from the file as it is then (a queued reload), or is
+    /// the list the discovery name gave last.
+    private func scheduleReload(at deadline: Int64, readingFile: Bool) {
         pendingReload?.stop()
+        pendingReadsFile = pendingReadsFile || readingFile
         pendingReload = startTimer(at: deadline) { server in
+            let readsFile = server.pendingReadsFile
             server.pendingReload = nil
-            server.reload()
+            server.pendingReadsFile = false
+            server.pendingGeneration = nil
+            if readsFile {
+                server.reload()
+            } else if let nodes = server.discoveredNodes {
+                _ = server.installDiscovered(nodes)
+            }
         }
     }
 

@@ -232,6 +232,9 @@ enum ProxyStatsReport {
             ("proxy_membership_phase", topology.phase(at: monotonic)),
             ("proxy_membership_change_ends_in_ms", String(changeEndsIn)),
             ("proxy_reload_failures", String(context.reloadFailures.load(ordering: .relaxed))),
+            ("proxy_discovery_lookups", String(context.discoveryLookups.load(ordering: .relaxed))),
+            ("proxy_discovery_changes", String(context.discoveryChanges.load(ordering: .relaxed))),
+            ("proxy_discovery_failures", String(context.discoveryFailures.load(ordering: .relaxed))),
             ("proxy_rebalance_pass", String(describing: context.rebalance.currentPass)),
         ] + context.rebalance.counters.map { ("proxy_rebalance_" + $0.name, String($0.value)) }
           + context.summedNodeStats().map { ($0.0, String($0.1)) }
