@@ -343,14 +343,19 @@ def _yaml_scalar(v) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_config(options: dict, nodes: list) -> str:
+def render_config(options: dict, nodes: list | None, discovery: dict | None = None) -> str:
     """The proxy's YAML: options as `key: value`, nodes as strings
-    (`host:port[:weight] [name]`) or mappings (address/weight/name)."""
+    (`host:port[:weight] [name]`) or mappings (address/weight/name); or,
+    instead of nodes, a `discovery:` mapping."""
     out = ["# written by the integration tests"]
     for k, v in options.items():
         if v is None:
             continue
         out.append(f"{k}: {_yaml_scalar(v)}")
+    if discovery is not None:
+        out.append("discovery:")
+        out += [f"  {k}: {_yaml_scalar(v)}" for k, v in discovery.items() if v is not None]
+        return "\n".join(out) + "\n"
     out.append("nodes:")
     for n in nodes:
         if isinstance(n, dict):
@@ -381,7 +386,8 @@ class Cluster:
                  netns: str | None = None, node_netns: list | None = None,
                  node_hosts: list | None = None, node_ports: list | None = None,
                  proxy_port: int | None = None, start_proxy: bool = True,
-                 node_style: str = "string", node_bin: str | None = None):
+                 node_style: str = "string", node_bin: str | None = None,
+                 discovery: dict | None = None):
         self.node_bin = node_bin or node_binary()
         self.netns = netns                      # where the proxy (and the test's connections) live
         self.node_netns = node_netns or [netns] * n
@@ -395,6 +401,9 @@ class Cluster:
         self.conns: list = []
         self.retired: list[Server] = []
         self.node_style = node_style
+        # With `discovery`, the YAML names the nodes by a DNS name instead of
+        # listing them (write_config(node_indices=...) still lists them).
+        self.discovery = discovery
         self.options = {"threads": threads, "replicas": replicas, "hash": hash_mode,
                         **FAST_HEALTH, **ONE_PROXY_MEMBERSHIP, **(options or {})}
         self.metrics_addr = None
@@ -451,7 +460,10 @@ class Cluster:
             idx = range(len(self.nodes)) if node_indices is None else node_indices
             opts = dict(self.options)
             opts.update(overrides)
-            text = render_config(opts, [self.node_entry(i) for i in idx])
+            if self.discovery is not None and node_indices is None:
+                text = render_config(opts, None, discovery=self.discovery)
+            else:
+                text = render_config(opts, [self.node_entry(i) for i in idx])
         else:
             text = raw
         tmp = self.config_path + ".tmp"
