@@ -16,7 +16,13 @@ tests use distinct ports on 127.0.0.1 instead.
 - malformed answers (pointer loops, huge counts, cut messages, noise, a
   truncated answer whose TCP retry is cut) do not crash the proxy;
 - SRV records: a node per record, named after its target;
-- a reload that turns `nodes:` into `discovery:` looks the name up at once.
+- a reload that turns `nodes:` into `discovery:` looks the name up at once;
+- a change that comes from DNS is a membership change as a file's is: the
+  node that joins is flushed, and an answer that changes again while the
+  change is under way waits for it to end (logged once);
+- two proxies following one name while its records change under a mixed load
+  of overwrites, deletes and reads through both: no stale read, no deleted
+  key read, and both on one generation.
 
 A node removed from the records stays in `stats nodes`, "leaving", until the
 membership change is over; `members` leaves it out.
@@ -24,6 +30,7 @@ membership change is over; `members` leaves it out.
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
@@ -32,6 +39,7 @@ import pytest
 import dns_harness
 import harness
 import proxy_harness as ph
+from test_proxy_transitions import Model, mixed_batch, read_all, set_all
 
 NAME = "mc.test"
 REFRESH_S = 1
@@ -290,3 +298,120 @@ def test_a_reload_from_nodes_to_discovery_looks_the_name_up_at_once(cluster_fact
     lookups = stat(cluster, "proxy_discovery_lookups")
     time.sleep(1.5)
     assert stat(cluster, "proxy_discovery_lookups") == lookups
+
+
+def test_a_dns_change_is_a_membership_change_and_waits_for_the_one_under_way(cluster_factory, dns):
+    """The records gain a node, then lose another while the first change is
+    under way (warmup_s 5): the second waits for the first to end, as a
+    file's would, and is logged once however often the name is asked."""
+    hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    port = pick_port(hosts)
+    server = dns({NAME: hosts[:2]})
+    cluster = cluster_factory(n=2, replicas=2, node_hosts=hosts[:2], node_ports=[port] * 2,
+                              options={"warmup_s": 5},
+                              discovery={"name": NAME, "port": port, "refresh_s": REFRESH_S, "server": server.server})
+    joining = cluster.add_node(host=hosts[2], port=port)
+    # A copy from an earlier time in the tier: the joining node is flushed before it serves.
+    with harness.TextClient((hosts[2], port)) as t:
+        assert t.set("planted", b"old") == b"STORED"
+    first = cluster.stats()["proxy_membership_generation"]
+    server.reload({NAME: hosts}, NAME, hosts)
+    ph.wait_until(lambda: cluster.stats()["proxy_membership_generation"] != first, REFRESH_S + 2,
+                  what="the added record in force")
+    st = cluster.stats()
+    second = st["proxy_membership_generation"]
+    assert st["proxy_membership_phase"] == "warming", st
+    ph.wait_until(lambda: not cluster.node_contents(joining, ["planted"]), 3, what="the joining node flushed")
+    with harness.TextClient(cluster.addr) as t:
+        assert t.get("planted") is None
+
+    server.reload({NAME: hosts[1:]}, NAME, hosts[1:])
+    time.sleep(REFRESH_S * 2 + 0.3)        # two look-ups or more see the new answer
+    st = cluster.stats()
+    assert st["proxy_membership_generation"] == second and addresses(cluster) == [f"{h}:{port}" for h in hosts], st
+    queued = [line for line in cluster.proxy_log().splitlines() if "membership change queued" in line]
+    assert len(queued) == 1 and "origin=discovery" in queued[0], queued
+    ph.wait_until(lambda: addresses(cluster) == [f"{h}:{port}" for h in hosts[1:]], 8,
+                  what="the queued answer installed once the change under way ended")
+    st = cluster.stats()
+    assert st["proxy_membership_generation"] not in (first, second) and st["proxy_discovery_changes"] == "2", st
+
+
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_two_proxies_following_one_name_serve_no_stale_value(cluster_factory, dns, change):
+    """Proxies A and B follow one name (refresh_s 1, B's timer started 0.5 s
+    after A's); the records change under a mixed load of overwrites, deletes
+    and reads through both. membership_settle_ms 2500 is above the spread of
+    their look-ups. Every value written is unique: a read returns the latest
+    value written or misses; a deleted key misses."""
+    settle_ms, warmup_s = 2500, 1
+    n0 = 3 if change == "add" else 4
+    hosts = [f"127.0.0.{i + 2}" for i in range(4)]
+    port = pick_port(hosts + ["127.0.0.9"])
+    server = dns({NAME: hosts[:n0]})
+    a = cluster_factory(n=n0, replicas=2, node_hosts=hosts[:n0], node_ports=[port] * n0,
+                        options={"membership_settle_ms": settle_ms, "warmup_s": warmup_s},
+                        discovery={"name": NAME, "port": port, "refresh_s": REFRESH_S, "server": server.server})
+    time.sleep(0.5)
+    b_port = harness.free_port()
+    b = ph.spawn([ph.proxy_binary(), "--config", a.config_path, "--listen", f"{harness.HOST}:{b_port}"],
+                 harness.HOST, b_port, prefix="mcproxy2-")
+    try:
+        proxies = {"A": a.addr[1], "B": b_port}
+
+        def generation(p: int) -> str:
+            with harness.TextClient((harness.HOST, p)) as t:
+                return t.stats()["proxy_membership_generation"]
+
+        before = generation(a.addr[1])
+        assert generation(b_port) == before
+        if change == "add":
+            a.add_node(host=hosts[3], port=port)
+            new_hosts = hosts
+        else:
+            new_hosts = hosts[:3]
+        conns = [a.raw(timeout=20), a.raw(timeout=20, addr=(harness.HOST, b_port))]
+        model = Model()
+        keys = [f"dns2:{i}" for i in range(1500)]
+        set_all(conns[0], model, keys)
+        rng = random.Random(11)
+
+        start = time.monotonic()
+        t_change = None
+        learned: dict[str, float] = {}
+        end = start + 0.7 + REFRESH_S + (2 * settle_ms) / 1000 + warmup_s + 1.5
+        next_poll = start
+        ops = turn = 0
+        # Load until the change is over on both proxies (a bound on operations
+        # only keeps a runaway loop finite).
+        while time.monotonic() < end and ops < 5_000_000:
+            now = time.monotonic()
+            if t_change is None and now - start >= 0.7:
+                server.reload({NAME: new_hosts}, NAME, new_hosts)
+                t_change = time.monotonic()
+            if t_change is not None and len(learned) < 2 and now >= next_poll:
+                for label, p in proxies.items():
+                    if label not in learned and generation(p) != before:
+                        learned[label] = time.monotonic() - t_change
+                next_poll = now + 0.05
+            ops += mixed_batch(conns[turn % 2], model, keys, rng)
+            turn += 1
+        load_s = time.monotonic() - start
+        assert t_change is not None and len(learned) == 2, learned
+        ph.wait_until(lambda: generation(a.addr[1]) == generation(b_port) != before, 5,
+                      what="both proxies on one generation")
+        after = generation(b_port)
+        for conn in conns:
+            read_all(conn, model, keys)
+        spread = abs(learned["A"] - learned["B"])
+        print(f"{change}: {ops} operations in {load_s:.1f} s, {model.reads} reads, hit rate {model.hits / model.reads:.4f}, "
+              f"{len(model.stale)} stale, {len(model.resurrected)} lost deletes; learned "
+              f"A +{learned['A']:.2f} s, B +{learned['B']:.2f} s (apart {spread:.2f} s); generation {before} -> {after}")
+        assert not model.stale and not model.resurrected, model.problems()
+        assert spread * 1000 < settle_ms, learned
+        for p in proxies.values():
+            with harness.TextClient((harness.HOST, p)) as t:
+                assert members(t.stats("nodes")) == [f"{h}:{port}" for h in new_hosts]
+    finally:
+        b.stop()
+

@@ -94,6 +94,17 @@ def read_all(conn, model: Model, keys) -> None:
         model.check_read(k, vals[0][2] if vals else None)
 
 
+def mixed_batch(conn, model: Model, keys, rng: random.Random) -> int:
+    """60 distinct keys at random: 24 overwritten, 9 deleted, 27 read (checked
+    against the model), pipelined on `conn`. Returns the operations sent."""
+    batch = rng.sample(keys, 60)
+    sets, deletes, gets = batch[:24], batch[24:33], batch[33:]
+    set_all(conn, model, sets)
+    delete_all(conn, model, deletes)
+    read_all(conn, model, gets)
+    return len(batch)
+
+
 def phase(cl: ph.Cluster) -> str:
     return cl.stats()["proxy_membership_phase"]
 
@@ -187,14 +198,8 @@ def test_two_proxies_learning_a_change_apart_serve_no_stale_value(cluster_factor
                 (tmp_path / "b.tmp").write_text(text)
                 (tmp_path / "b.tmp").replace(b_config)
                 b_written = True
-            conn = conns[turn % 2]
+            ops += mixed_batch(conns[turn % 2], model, keys, rng)
             turn += 1
-            batch = rng.sample(keys, 60)
-            sets, deletes, gets = batch[:24], batch[24:33], batch[33:]
-            set_all(conn, model, sets)
-            delete_all(conn, model, deletes)
-            read_all(conn, model, gets)
-            ops += len(batch)
         assert b_written
         with harness.TextClient(b_addr) as t:
             gen_b = t.stats()["proxy_membership_generation"]
