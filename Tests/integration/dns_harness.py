@@ -24,6 +24,7 @@ import threading
 import time
 
 import harness
+import proxy_harness as ph
 from harness import HOST
 
 
@@ -99,9 +100,11 @@ def query(port: int, name: str, qtype: int = TYPE_A, timeout: float = 0.5) -> tu
 
 class Dnsmasq:
     """dnsmasq on 127.0.0.1:`port`, answering A records from `hosts`
-    (name -> [addresses]) and SRV records from `srv` ([(name, target, port)])."""
+    (name -> [addresses]) and SRV records from `srv` ([(name, target, port)]);
+    inside network namespace `netns` when given (then on that namespace's
+    loopback, port 53 for a resolv.conf to name it)."""
 
-    def __init__(self, hosts: dict[str, list[str]], srv=(), port: int | None = None):
+    def __init__(self, hosts: dict[str, list[str]], srv=(), port: int | None = None, netns: str | None = None):
         # dnsmasq drops root for `nobody`, who must still read the hosts file
         # on SIGHUP: a directory of its own, readable by all.
         self.tmpdir = tempfile.mkdtemp(prefix="mcdns-")
@@ -111,6 +114,7 @@ class Dnsmasq:
         self.srv = list(srv)
         self.proc: subprocess.Popen | None = None
         self.port = port
+        self.netns = netns
         self.write_hosts(hosts)
         self.start()
 
@@ -131,16 +135,17 @@ class Dnsmasq:
         last = ""
         for _ in range(attempts if self.port is None else 20):
             port = self.port or harness.free_port()
-            argv = [dnsmasq_binary(), "--no-daemon", "-C", "/dev/null", "--no-resolv", "--no-hosts",
-                    f"--addn-hosts={self.hosts_path}", f"--listen-address={HOST}", "--bind-interfaces",
-                    f"--port={port}", "--pid-file=", "--no-negcache", "--log-queries", "--log-facility=-",
-                    *[f"--srv-host={name},{target},{p}" for name, target, p in self.srv]]
+            inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+            argv = inside + [dnsmasq_binary(), "--no-daemon", "-C", "/dev/null", "--no-resolv", "--no-hosts",
+                             f"--addn-hosts={self.hosts_path}", f"--listen-address={HOST}", "--bind-interfaces",
+                             f"--port={port}", "--pid-file=", "--no-negcache", "--log-queries", "--log-facility=-",
+                             *[f"--srv-host={name},{target},{p}" for name, target, p in self.srv]]
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              close_fds=True)
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and self.proc.poll() is None:
-                if query(port, "ready.invalid", timeout=0.1) is not None:
+                if self.ask(port, "ready.invalid", timeout=0.1) is not None:
                     self.port = port
                     return
                 time.sleep(0.02)
@@ -156,12 +161,16 @@ class Dnsmasq:
         self.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while True:
-            answer = query(self.port, name)
+            answer = self.ask(self.port, name)
             if answer is not None and sorted(a for a in answer[1] if isinstance(a, str)) == sorted(expect):
                 return
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"dnsmasq still answers {answer} for {name}, not {expect}: {self.log()}")
             time.sleep(0.02)
+
+    def ask(self, port: int, name: str, qtype: int = TYPE_A, timeout: float = 0.5):
+        """`query` from where dnsmasq listens (its namespace)."""
+        return ph.run_in_netns(self.netns, lambda: query(port, name, qtype, timeout))
 
     def restart(self, srv=None) -> None:
         """Stops and starts again on the same port (new --srv-host records)."""

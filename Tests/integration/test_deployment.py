@@ -20,13 +20,16 @@ Kubernetes (deploy/kubernetes):
   versions it bundles;
 * the resources fit together: selectors and labels, the StatefulSet's
   headless Service, named ports, the probes' paths and ports against what the
-  proxy serves (its configuration in the ConfigMap), the node list against
-  the per-pod Services, the Secret named in the docs;
+  proxy serves (its configuration in the ConfigMap), the discovery name
+  against the headless Service's SRV records, the Secret named in the docs;
 * the pods as declared, in network namespaces of the test's own (one per
   pod): the nodes' and the proxy's container commands, the ConfigMap and the
   Secret as volumes laid out as the kubelet lays them, the security context's
-  user and group; the kubelet's probes answer, keys are stored on two nodes
-  through the proxy, and an edit of the ConfigMap reaches the running proxy.
+  user and group, the cluster DNS played by a dnsmasq that the proxy pod's
+  resolv.conf names (the headless Service's SRV and A records); the kubelet's
+  probes answer, the proxy's nodes are the SRV targets, keys are stored on two
+  nodes through the proxy, a pod gone from the records leaves the ring, and
+  an edit of the ConfigMap reaches the running proxy.
 
 Containerfile (deploy/Containerfile; no image can be built here):
 * hadolint finds nothing;
@@ -56,6 +59,7 @@ import uuid
 import pytest
 import yaml
 
+import dns_harness
 import harness
 import proxy_harness as ph
 import unit_sandbox
@@ -451,6 +455,26 @@ def host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def srv_records(resources, config) -> tuple[str, list[tuple[str, int]]]:
+    """The SRV name the proxies follow (the ConfigMap's discovery.srv), read
+    as the cluster DNS names a headless Service's records:
+    `_<port name>._<protocol>.<service>.<namespace>.svc.cluster.local`, checked
+    against the Service; and the records it answers: one per StatefulSet pod,
+    `<pod>.<service>.<namespace>.svc.cluster.local` on the Service's port."""
+    sts = one(resources, "StatefulSet")
+    headless = one(resources, "Service", sts["spec"]["serviceName"])
+    name = config["discovery"]["srv"]
+    m = re.fullmatch(r"_([a-z0-9-]+)\._(tcp|udp)\.([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local", name)
+    assert m, f"not a Service's SRV name: {name}"
+    port_name, protocol, service, namespace = m.groups()
+    assert service == headless["metadata"]["name"], name
+    ports = [p for p in headless["spec"]["ports"] if p.get("name") == port_name]
+    assert len(ports) == 1 and ports[0].get("protocol", "TCP").lower() == protocol, (name, headless["spec"]["ports"])
+    targets = [f"{sts['metadata']['name']}-{i}.{service}.{namespace}.svc.cluster.local"
+               for i in range(sts["spec"]["replicas"])]
+    return name, [(target, ports[0]["port"]) for target in targets]
+
+
 def test_kubernetes_manifests_match_the_api_schemas():
     from kubernetes_validate import utils as kv
     versions = sorted(set(kv.all_versions()), key=lambda v: tuple(int(x) for x in v.split(".")))
@@ -519,19 +543,21 @@ def test_kubernetes_resources_fit_together():
     assert headless["spec"].get("clusterIP") == "None"
     assert selects(headless["spec"]["selector"], sts["spec"]["template"]["metadata"]["labels"])
 
-    # the proxies' node list: one per-pod Service for each pod, on the node's port
+    # the proxies' node list: the headless Service's SRV records, on the node's port
     deployment, pod, container, configmap, config, _ = proxy_parts(resources)
     node_container = sts["spec"]["template"]["spec"]["containers"][0]
     node_port = int(node_container["command"][node_container["command"].index("-p") + 1])
     assert container_port(node_container, "memcache") == node_port
-    listed = [host_port(n) for n in config["nodes"]]
-    assert [h for h, _ in listed] == [f"{sts_name}-{i}" for i in range(replicas)], listed
-    for host, port in listed:
-        svc = one(resources, "Service", host)
-        assert svc["spec"]["selector"] == {"statefulset.kubernetes.io/pod-name": host}
-        assert svc["spec"].get("clusterIP") != "None", "a per-pod Service needs its own stable address"
-        assert [p["port"] for p in svc["spec"]["ports"]] == [port]
-        assert container_port(node_container, svc["spec"]["ports"][0]["targetPort"]) == node_port
+    assert "nodes" not in config, "the proxies follow DNS: a list next to it is refused"
+    _, records = srv_records(resources, config)
+    assert [port for _, port in records] == [node_port] * replicas, records
+    assert container_port(node_container, headless["spec"]["ports"][0]["targetPort"]) == node_port
+    assert headless["spec"].get("publishNotReadyAddresses") is True, \
+        "a node not ready for a moment must stay in the records: leaving them moves its keys"
+    assert not [s for s in find(resources, "Service") if "statefulset.kubernetes.io/pod-name" in s["spec"]["selector"]], \
+        "per-pod Services are not needed with DNS discovery"
+    # the settle period covers proxies asking on their own timers, and the DNS cache (CoreDNS: 5 s)
+    assert config["membership_settle_ms"] > (config["discovery"].get("refresh_s", 5) + 5) * 1000
     assert "-l" in node_container["command"], "the node listens on 127.0.0.1 unless -l says otherwise"
 
     # the proxy's ports as its configuration has them; the clients' Service on the proxy's port
@@ -574,15 +600,16 @@ def test_kubernetes_probes_are_what_the_proxy_serves(proxy_bin, tmp_path):
     token = tmp_path / "admin.token"
     token.write_text(TOKEN)
     r = run([proxy_bin, "--config", str(path), "--admin-token-file", str(token), "--check-config"])
-    assert r.returncode == 0 and yaml.safe_load(r.stdout)["nodes"] == config["nodes"], r.stdout + r.stderr
+    assert r.returncode == 0 and yaml.safe_load(r.stdout)["discovery"]["srv"] == config["discovery"]["srv"], \
+        r.stdout + r.stderr
 
 
 class Pods:
     """Pods as network namespaces of this test's own: the proxy pod's
     namespace is joined to each node pod's by a veth pair with private
-    addresses that exist only inside them. The per-pod Services' names
-    resolve, in the proxy pod, to the node pods' addresses (its /etc/hosts,
-    which `ip netns exec` takes from /etc/netns/<name>/hosts)."""
+    addresses that exist only inside them. The proxy pod's resolv.conf (which
+    `ip netns exec` takes from /etc/netns/<name>/resolv.conf) names a DNS
+    server on its own loopback, where the test runs the cluster DNS."""
 
     def __init__(self, nodes: int):
         tag = uuid.uuid4().hex[:6]
@@ -592,9 +619,9 @@ class Pods:
         self.proxy_ip = "10.233.60.1"
         self.created: list[str] = []
         self.etc_netns_made = False
-        self.hosts_dir = os.path.join("/etc/netns", self.proxy_ns)
+        self.etc_dir = os.path.join("/etc/netns", self.proxy_ns)
 
-    def create(self, hosts: dict[str, str]) -> "Pods":
+    def create(self) -> "Pods":
         ph.ip("netns", "add", self.proxy_ns)
         self.created.append(self.proxy_ns)
         ph.ip("-n", self.proxy_ns, "link", "set", "lo", "up")
@@ -612,16 +639,16 @@ class Pods:
         if not os.path.isdir("/etc/netns"):
             os.makedirs("/etc/netns")
             self.etc_netns_made = True
-        os.makedirs(self.hosts_dir)
-        with open(os.path.join(self.hosts_dir, "hosts"), "w") as f:
-            f.write("127.0.0.1 localhost\n" + "".join(f"{addr} {name}\n" for name, addr in hosts.items()))
+        os.makedirs(self.etc_dir)
+        with open(os.path.join(self.etc_dir, "resolv.conf"), "w") as f:
+            f.write("nameserver 127.0.0.1\n")
         return self
 
     def delete(self) -> None:
         for ns in reversed(self.created):
             ph.ip("netns", "del", ns, check=False)
         self.created.clear()
-        shutil.rmtree(self.hosts_dir, ignore_errors=True)
+        shutil.rmtree(self.etc_dir, ignore_errors=True)
         if self.etc_netns_made:
             try:
                 os.rmdir("/etc/netns")
@@ -693,10 +720,16 @@ def test_kubernetes_pods_serve_as_declared(tmp_path):
 
     pods = Pods(replicas)
     started: list[harness.Server] = []
+    cluster_dns: dns_harness.Dnsmasq | None = None
     volumes_root = traversable_tempdir("mcdeploy-volumes-")
     try:
-        # per-pod Service name -> that pod's address (the Service's port is the container's)
-        pods.create({host_port(n)[0]: pods.node_ip[i] for i, n in enumerate(config["nodes"])})
+        pods.create()
+        # The cluster DNS as the proxy pod sees it: the headless Service's SRV
+        # records, a node pod's address behind each target.
+        srv_name, records = srv_records(resources, config)
+        srv = [(srv_name, target, port) for target, port in records]
+        cluster_dns = dns_harness.Dnsmasq({target: [pods.node_ip[i]] for i, (target, _) in enumerate(records)},
+                                          srv=srv, port=53, netns=pods.proxy_ns)
         node_port = container_port(node_container, node_container["readinessProbe"]["tcpSocket"]["port"])
         for i in range(replicas):
             started.append(ph.spawn(container_argv(node_pod, node_container), pods.node_ip[i], node_port,
@@ -749,6 +782,10 @@ def test_kubernetes_pods_serve_as_declared(tmp_path):
             st = c.stats("nodes")
             states = [st[f"node:{i}:state"] for i in range(replicas)]
             assert states == ["up"] * replicas, st
+            # the nodes are the SRV targets, by name (port 11211: the name alone), at the pods' addresses
+            assert [(st[f"node:{i}:name"], st[f"node:{i}:address"]) for i in range(replicas)] == [
+                (target, f"{pods.node_ip[i]}:{port}") for i, (target, port) in enumerate(records)], st
+            generation = st["generation"]
             reloads = int(c.stats()["proxy_reloads"])
         finally:
             c.close()
@@ -763,23 +800,33 @@ def test_kubernetes_pods_serve_as_declared(tmp_path):
                 nc.close()
         assert set(copies.values()) == {config["replicas"]}, copies
 
+        def stats(arg=""):
+            c = client()
+            try:
+                return c.stats(arg)
+            finally:
+                c.close()
+
+        # the StatefulSet scaled down: the last pod's record goes, and the
+        # proxy follows within refresh_s (dnsmasq restarts for new SRV
+        # records; the look-ups that fail meanwhile keep the running list)
+        cluster_dns.restart(srv=srv[:-1])
+        refresh_s = config["discovery"].get("refresh_s", 5)
+        ph.wait_until(lambda: int(stats()["proxy_nodes"]) == replicas - 1, refresh_s + 5,
+                      what="the proxy followed the records without the last pod")
+        st = stats("nodes")
+        # the node removed stays listed as leaving while the change is under way
+        assert st["generation"] != generation and st[f"node:{replicas - 1}:membership"] == "leaving", st
+
         # an edit of the ConfigMap (the kubelet swaps ..data) reaches the running proxy
-        fewer = yaml.safe_load(config_text)
-        fewer["nodes"] = fewer["nodes"][:-1]
+        edited = yaml.safe_load(config_text)
+        edited["warmup_s"] = 300
         volumes.write([m["name"] for m in proxy_container["volumeMounts"]
                        if "configMap" in vol_by_name[m["name"]]][0],
                       {os.path.basename(proxy_container["command"][proxy_container["command"].index("--config") + 1]):
-                       yaml.safe_dump(fewer)})
-
-        def reloaded():
-            c = client()
-            try:
-                st = c.stats("nodes")
-                # the node removed stays listed as leaving while the change is under way
-                return int(c.stats()["proxy_reloads"]) > reloads and int(c.stats()["proxy_nodes"]) == len(fewer["nodes"])
-            finally:
-                c.close()
-        ph.wait_until(reloaded, 5, what="the proxy followed the ConfigMap's new node list")
+                       yaml.safe_dump(edited)})
+        ph.wait_until(lambda: int(stats()["proxy_reloads"]) > reloads, 5, what="the proxy followed the ConfigMap's edit")
+        assert int(stats()["proxy_nodes"]) == replicas - 1, "a reload keeps the list the name gave last"
         assert http_get((pods.proxy_ip, admin_port), "/ready", netns=pods.proxy_ns) == (200, "ready\n")
 
         # POST /reload on the pod's address needs the Secret's token
@@ -802,8 +849,10 @@ def test_kubernetes_pods_serve_as_declared(tmp_path):
         proxy.proc.wait(timeout=proxy_pod["terminationGracePeriodSeconds"])
         assert proxy.proc.returncode == 0, proxy.log()
     finally:
-        for srv in reversed(started):
-            srv.stop()
+        for server in reversed(started):
+            server.stop()
+        if cluster_dns is not None:
+            cluster_dns.stop()
         pods.delete()
         shutil.rmtree(volumes_root, ignore_errors=True)
 
