@@ -438,7 +438,7 @@ def container_port(container: dict, port) -> int:
 
 
 def proxy_parts(resources):
-    deployment = one(resources, "Deployment", "memcluster-proxy")
+    deployment = one(resources, "DaemonSet", "memcluster-proxy")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     config_volume = next(v for v in pod["volumes"] if "configMap" in v)
@@ -497,7 +497,7 @@ def test_kubernetes_manifests_match_the_api_schemas():
 def test_kubernetes_validation_catches_a_misspelt_field():
     """The check above proves something: an unknown field is refused."""
     from kubernetes_validate import utils as kv
-    deployment = one(load_resources(), "Deployment", "memcluster-proxy")
+    deployment = one(load_resources(), "DaemonSet", "memcluster-proxy")
     body = json.loads(json.dumps({k: v for k, v in deployment.items() if k != "_file"}))
     container = body["spec"]["template"]["spec"]["containers"][0]
     container["readinesProbe"] = container.pop("readinessProbe")
@@ -518,7 +518,7 @@ def test_kubernetes_kustomization_lists_every_manifest():
 def test_kubernetes_resources_fit_together():
     resources = load_resources()
     # every Service and PodDisruptionBudget selects pods that exist, on ports they have
-    pod_templates = [(r, r["spec"]["template"]) for r in resources if r["kind"] in ("Deployment", "StatefulSet")]
+    pod_templates = [(r, r["spec"]["template"]) for r in resources if r["kind"] in ("DaemonSet", "StatefulSet")]
     for workload, template in pod_templates:
         assert selects(workload["spec"]["selector"]["matchLabels"], template["metadata"]["labels"]), workload["metadata"]
     sts = one(resources, "StatefulSet")
@@ -691,7 +691,7 @@ class KubeletVolumes:
 
 
 def test_kubernetes_pods_serve_as_declared(tmp_path):
-    """The StatefulSet's and the Deployment's containers, run as declared
+    """The StatefulSet's and the DaemonSet's containers, run as declared
     (command, user, volumes) in pods made of network namespaces."""
     ok, why = ph.netns_available()
     if not ok:
