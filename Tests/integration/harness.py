@@ -178,21 +178,12 @@ def _wait_ready(srv: Server, timeout: float) -> bool:
         if not srv.alive():
             raise _Exited()
         try:
-            with socket.create_connection(srv.addr, timeout=0.5) as s:
-                s.settimeout(0.5)
-                s.sendall(b"version\r\n")
-                buf = b""
-                while not buf.endswith(b"\n") and len(buf) < 4096:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    buf += chunk
-                if buf.startswith(b"VERSION "):
-                    if _answering_pid(srv.addr) != srv.pid:
-                        # Another process took the port between free_port() and
-                        # our bind; ours is failing (or has failed) to listen.
-                        raise _PortTaken()
-                    return True
+            if _ask(srv.addr, b"version\r\n", b"\n", timeout=0.5).startswith(b"VERSION "):
+                if _answering_pid(srv.addr) != srv.pid:
+                    # Another process took the port between free_port() and
+                    # our bind; ours is failing (or has failed) to listen.
+                    raise _PortTaken()
+                return True
         except OSError:
             pass
         time.sleep(0.02)
@@ -203,18 +194,23 @@ class _PortTaken(Exception):
     pass
 
 
-def _answering_pid(addr) -> int | None:
-    """The `pid` the server listening at `addr` reports in `stats`."""
-    with socket.create_connection(addr, timeout=2) as s:
-        s.settimeout(2)
-        s.sendall(b"stats\r\n")
+def _ask(addr, request: bytes, end: bytes, timeout: float, limit: int = 65536) -> bytes:
+    """One request on a fresh connection; the reply up to `end` (or EOF)."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(request)
         buf = b""
-        while not buf.endswith(b"END\r\n") and len(buf) < 65536:
-            chunk = s.recv(65536)
+        while not buf.endswith(end) and len(buf) < limit:
+            chunk = s.recv(limit)
             if not chunk:
                 break
             buf += chunk
-    for line in buf.split(b"\r\n"):
+    return buf
+
+
+def _answering_pid(addr) -> int | None:
+    """The `pid` the server listening at `addr` reports in `stats`."""
+    for line in _ask(addr, b"stats\r\n", b"END\r\n", timeout=2).split(b"\r\n"):
         if line.startswith(b"STAT pid "):
             return int(line.split()[2])
     return None
