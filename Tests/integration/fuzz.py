@@ -1422,18 +1422,14 @@ class Gen:
         if op == "nul":
             i = rng.randrange(len(body) + 1)
             body = body[:i] + b"\x00" + body[i:]
-        elif op == "cr":
+        elif op in ("cr", "lf"):
+            # a lone CR or LF, as the line end or inside the line
+            byte = b"\r" if op == "cr" else b"\n"
             if rng.random() < 0.5:
-                term = b"\r"
+                term = byte
             else:
                 i = rng.randrange(len(body) + 1)
-                body = body[:i] + b"\r" + body[i:]
-        elif op == "lf":
-            if rng.random() < 0.5:
-                term = b"\n"
-            else:
-                i = rng.randrange(len(body) + 1)
-                body = body[:i] + b"\n" + body[i:]
+                body = body[:i] + byte + body[i:]
         elif op == "token":
             body = self._mutate_token(body)
         elif op == "length" and data is not None:
