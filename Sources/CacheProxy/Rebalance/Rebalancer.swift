@@ -184,9 +184,8 @@ final class Rebalancer {
     private func stillAllowed(at now: Int64) -> Bool {
         guard pass == .copying else { return topology?.transition == nil }
         guard let transition = topology?.transition else { return false }
-        let warmingEnds = transition.learnedAt + transition.settleMilliseconds + transition.warmupMilliseconds
         return transition.phase(at: now) == .warming
-            && now < warmingEnds - Int64(topology?.configuration.requestTimeoutMilliseconds ?? 0)
+            && now < transition.warmingEndsAt - Int64(topology?.configuration.requestTimeoutMilliseconds ?? 0)
     }
 
     private func channel(to index: Int) -> NodeChannel? {

@@ -222,6 +222,9 @@ public struct Transition: Sendable {
     /// When the change is over: the new membership alone is read and written.
     public var endsAt: Int64 { learnedAt + 2 * settleMilliseconds + warmupMilliseconds }
 
+    /// When copies from the old owners stop (the warming phase ends).
+    public var warmingEndsAt: Int64 { learnedAt + settleMilliseconds + warmupMilliseconds }
+
     public init(earlier: EarlierPlacement, learnedAt: Int64, settleMilliseconds: Int64, warmupMilliseconds: Int64) {
         self.earlier = earlier
         self.learnedAt = learnedAt
