@@ -42,7 +42,9 @@ Containerfile (deploy/Containerfile; no image can be built here):
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
+import functools
 import http.client
 import json
 import os
@@ -80,10 +82,19 @@ PROBE_PATHS = {"/health": "ok\n", "/ready": "ready\n"}
 TOKEN = "deploy-test-token-0123456789abcdef"
 
 
+@functools.cache
 def programs() -> dict[str, str]:
-    """Program name -> the built binary tested in its place."""
-    return {"memcluster-node": os.environ.get("MEMCLUSTER_NODE", harness.DEFAULT_NODE),
-            "memcluster-proxy": ph.proxy_binary()}
+    """Program name -> the built binary tested in its place, copied once into
+    a directory every user can enter: the sandboxed and unprivileged runs
+    below take another uid, which cannot reach a build inside a private
+    directory (a checkout under a 0700 temporary directory, for one)."""
+    built = {"memcluster-node": os.environ.get("MEMCLUSTER_NODE", harness.DEFAULT_NODE),
+             "memcluster-proxy": ph.proxy_binary()}
+    copies = traversable_tempdir("mcdeploy-bin-")
+    atexit.register(shutil.rmtree, copies, ignore_errors=True)
+    for name, path in built.items():
+        shutil.copy2(path, os.path.join(copies, name))
+    return {name: os.path.join(copies, name) for name in built}
 
 
 def venv_tool(name: str) -> str:
