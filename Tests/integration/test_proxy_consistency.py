@@ -24,15 +24,9 @@ import pytest
 import ketama
 import proxy_harness as ph
 
-# A known limitation, listed in the README: writes go to every replica in
-# parallel from whichever worker thread holds the client's connection, and
-# two workers' connections to a node are not ordered with each other, so two
-# clients writing one key at the same moment can leave its replicas holding
-# different (both acknowledged) values. strict: the day it is fixed, these
-# pass and the marker must go.
-concurrent_writers_limitation = pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: concurrent writers of one key through different workers can leave replicas different")
+# The two clients' connections land on different workers, each with its own
+# connections to the nodes: what keeps the replicas identical is the proxy's
+# per-key write order across workers (KeyFence).
 
 ROUNDS = 200
 
@@ -43,7 +37,6 @@ def replicas_of(cl: ph.Cluster, ring: ketama.Ring, key: str) -> tuple[bytes | No
     return held.get(primary), held.get(secondary)
 
 
-@concurrent_writers_limitation
 def test_cas_copy_does_not_overtake_a_later_write(cluster):
     """A `cas` goes to the primary only and its result is copied to the other
     replica afterwards; a plain `set` sent by another client meanwhile reaches
@@ -77,7 +70,6 @@ def test_cas_copy_does_not_overtake_a_later_write(cluster):
         f"{dict(outcomes)}; e.g. {diverged[:5]}")
 
 
-@concurrent_writers_limitation
 def test_concurrent_sets_leave_replicas_identical(cluster):
     """Two clients set the same key at the same moment: either value may win,
     but both replicas must end with the same one."""
@@ -104,7 +96,6 @@ def test_concurrent_sets_leave_replicas_identical(cluster):
         f"e.g. {diverged[:5]}")
 
 
-@concurrent_writers_limitation
 def test_divergence_shows_as_a_stale_read_after_failover(cluster):
     """What the two tests above cost a client: a key reads X through the
     proxy, its primary dies, and it then reads an older, overwritten value."""

@@ -11,8 +11,8 @@ import MemcacheProtocol
 extension ProxiedRequest {
     /// Sends the request to every live node of `route.writes`, and a delete
     /// to every live node of `route.invalidations` (positions after the
-    /// writes'). A write that could race a copy of its key (see `KeyFence`)
-    /// waits while one is under way.
+    /// writes'). A write waits while a copy of its key, or a write of it from
+    /// another worker, is under way (`KeyFence`).
     func sendWrite() {
         guard let topology else { return }
         var backends: [BackendConnection?] = []
@@ -77,11 +77,12 @@ extension ProxiedRequest {
     }
 
     /// Enters the key's fence stripe for `count` node requests, when this
-    /// write takes it. False when a copy of the key is under way: the write is
-    /// sent again shortly, and the session's later requests wait for it.
+    /// write takes it. False when a copy of the key, or another worker's write
+    /// of it, is under way: the write is sent again shortly, and the session's
+    /// later requests wait for it.
     private func enterFence(count: Int) -> Bool {
         guard fenceStripe >= 0, count > 0 else { return true }
-        if worker.context.fence.tryEnterWrite(fenceStripe, count: count) {
+        if worker.context.fence.tryEnterWrite(fenceStripe, count: count, worker: worker.index) {
             waitingForFence = false
             return true
         }

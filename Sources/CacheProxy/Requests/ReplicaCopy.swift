@@ -15,17 +15,19 @@ enum ReplicaCopy {
     }
 
     /// A copy of `value` to every live node of `nodes` except `skipping`.
-    /// Replies are awaited by `call` with tags `firstTag + position`. Returns
-    /// how many copies were sent.
+    /// Replies are awaited by `call` with tags `firstTag + position`. A copy
+    /// made for a write that holds its key's `KeyFence` stripe (`fence`)
+    /// holds it too, until answered. Returns how many copies were sent.
     static func send(_ mode: Mode, key: UnsafeRawBufferPointer, base64: Bool, value: UnsafeRawBufferPointer,
                      clientFlags: UInt32, exptime: Int64, nodes: ReplicaSet, topology: Topology, skipping: BackendNode?,
-                     worker: ProxyWorker, call: ReplyReceiver, firstTag: Int) -> Int {
+                     worker: ProxyWorker, call: ReplyReceiver, firstTag: Int, fence: Int = -1) -> Int {
         var sent = 0
         for position in 0..<nodes.count {
             let node = topology.nodes[nodes[position]]
             guard node !== skipping, let backend = worker.backend(for: node, session: nil) else { continue }
             sent += 1
-            backend.send(call: call, tag: firstTag + position, shape: .meta) { output in
+            if fence >= 0 { worker.context.fence.extendWrite(fence, count: 1) }
+            backend.send(call: call, tag: firstTag + position, shape: .meta, fence: fence) { output in
                 RequestEncoder.appendCopy(key, base64: base64, value: value, clientFlags: clientFlags, exptime: exptime,
                                           onlyIfAbsent: mode == .add, to: &output)
             }
@@ -68,7 +70,9 @@ enum ReplicaCopy {
 
 /// After a compare-and-swap succeeded on one replica, the others get the new
 /// value as a plain set: their CAS uniques differ, so a cas would fail there.
-/// During a membership change the others include the key's other owners.
+/// During a membership change the others include the key's other owners. The
+/// copies hold the key's `KeyFence` stripe as the compare-and-swap did, so a
+/// write of the key from another worker reaches every replica after them.
 enum CompareAndSwapCopy {
     static func copy(from proxied: ProxiedRequest, casNode: BackendNode) {
         guard let topology = proxied.topology else { return }
@@ -86,7 +90,7 @@ enum CompareAndSwapCopy {
         _ = ReplicaCopy.send(.set, key: proxied.keyBytes, base64: proxied.keyIsBase64, value: value,
                              clientFlags: proxied.copy.clientFlags, exptime: proxied.copy.exptime,
                              nodes: proxied.route.writes, topology: topology, skipping: casNode, worker: worker,
-                             call: worker.discard, firstTag: 0)
+                             call: worker.discard, firstTag: 0, fence: proxied.fenceStripe)
     }
 }
 
@@ -98,23 +102,26 @@ final class ReadBackCopy: ReplyReceiver {
     private let nodes: ReplicaSet
     private let topology: Topology
     private let casNode: BackendNode
+    private let fence: Int
     private unowned let worker: ProxyWorker
 
     private init(key: [UInt8], base64: Bool, nodes: ReplicaSet, topology: Topology, casNode: BackendNode,
-                 worker: ProxyWorker) {
+                 fence: Int, worker: ProxyWorker) {
         self.key = key
         self.base64 = base64
         self.nodes = nodes
         self.topology = topology
         self.casNode = casNode
+        self.fence = fence
         self.worker = worker
     }
 
     static func start(proxied: ProxiedRequest, casNode: BackendNode) {
         guard let topology = proxied.topology, let backend = proxied.worker.backend(for: casNode, session: nil) else { return }
         let call = ReadBackCopy(key: Array(proxied.keyBytes), base64: proxied.keyIsBase64, nodes: proxied.route.writes,
-                                topology: topology, casNode: casNode, worker: proxied.worker)
-        backend.send(call: call, tag: 0, shape: .meta) { output in
+                                topology: topology, casNode: casNode, fence: proxied.fenceStripe, worker: proxied.worker)
+        if call.fence >= 0 { proxied.worker.context.fence.extendWrite(call.fence, count: 1) }
+        backend.send(call: call, tag: 0, shape: .meta, fence: call.fence) { output in
             call.key.withUnsafeBytes { RequestEncoder.appendFetch($0, base64: call.base64, to: &output) }
         }
     }
@@ -126,7 +133,7 @@ final class ReadBackCopy: ReplyReceiver {
             _ = ReplicaCopy.send(.set, key: key, base64: base64, value: UnsafeRawBufferPointer(rebasing: bytes[unit.data]),
                                  clientFlags: found.clientFlags, exptime: found.exptime, nodes: nodes,
                                  topology: topology, skipping: casNode, worker: worker, call: worker.discard,
-                                 firstTag: 0)
+                                 firstTag: 0, fence: fence)
         }
         return true
     }

@@ -166,15 +166,14 @@ enum Router {
     private static func routeWrite(_ request: Request, in bytes: UnsafeRawBufferPointer, proxied: ProxiedRequest, worker: ProxyWorker) {
         guard forwardKeyed(request, in: bytes, into: proxied, worker: worker) else { return }
         proxied.work = .write
-        if !overwrites(request) { proxied.fenceStripe = KeyFence.stripe(of: proxied.placementKey) }
+        proxied.fenceStripe = KeyFence.stripe(of: proxied.placementKey)
         if migrateFirst(request, proxied: proxied, worker: worker, then: { $0.sendWrite() }) { return }
         proxied.sendWrite()
     }
 
-    /// A plain overwrite (set, ms in set mode without a CAS) needs no fence:
-    /// a copy only adds where the key is missing, so either order ends with
-    /// the overwrite's value. Every other write could leave the key absent
-    /// (delete) or change what a copy read (incr, append, cas, touch, ...).
+    /// A plain overwrite (set, ms in set mode without a CAS) does not depend
+    /// on the stored value. Every other write could leave the key absent
+    /// (delete) or answer from what is stored (add, incr, append, cas, touch, ...).
     private static func overwrites(_ request: Request) -> Bool {
         request.command == .set
             || (request.command == .metaSet && !request.meta.has(UInt8(ascii: "C"))
