@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import time
 
-import pytest
 
 import ketama
 import proxy_harness as ph
