@@ -202,13 +202,15 @@ public enum RequestEncoder {
         buffer.append("\r\n")
     }
 
-    /// `ms <key> <bytes>[ b] F<flags> T<exptime>[ ME][ c]\r\n<value>\r\n`: a copy
-    /// of a value; `onlyIfAbsent` stores it only where the key is missing (mode
-    /// E, memcached's add), so an older copy never replaces a newer write;
-    /// `returnCas` asks for the stored copy's CAS (`HD c<cas>`).
+    /// `ms <key> <bytes>[ b] F<flags> T<exptime>[ ME][ C<cas>][ c]\r\n<value>\r\n`:
+    /// a copy of a value; `onlyIfAbsent` stores it only where the key is
+    /// missing (mode E, memcached's add), so an older copy never replaces a
+    /// newer write; `ifCas` only over the copy with that CAS (one read a moment
+    /// ago, not a value written since); `returnCas` asks for the stored copy's
+    /// CAS (`HD c<cas>`).
     public static func appendCopy(_ key: UnsafeRawBufferPointer, base64: Bool, value: UnsafeRawBufferPointer,
-                                  clientFlags: UInt32, exptime: Int64, onlyIfAbsent: Bool, returnCas: Bool = false,
-                                  to buffer: inout ByteBuffer) {
+                                  clientFlags: UInt32, exptime: Int64, onlyIfAbsent: Bool, ifCas: UInt64? = nil,
+                                  returnCas: Bool = false, to buffer: inout ByteBuffer) {
         buffer.append("ms ")
         appendKeyBytes(key, to: &buffer)
         buffer.append(byte: 0x20)
@@ -219,6 +221,10 @@ public enum RequestEncoder {
         buffer.append(" T")
         buffer.appendDecimal(exptime)
         if onlyIfAbsent { buffer.append(" ME") }
+        if let ifCas {
+            buffer.append(" C")
+            buffer.appendDecimal(ifCas)
+        }
         if returnCas { buffer.append(" c") }
         buffer.append("\r\n")
         buffer.append(value)

@@ -20,6 +20,7 @@ import Testing
         flap_window_s: 10
         write_policy: primary
         miss_failover: true
+        replica_check: false
         flush_all: false
         warmup_s: 60
         membership_settle_ms: 5000

@@ -65,7 +65,7 @@ def test_help_fits_80_columns(program):
 
 OPTIONS = ["listen", "threads", "nodes", "replicas", "hash", "backend_connections", "request_timeout_ms",
            "connect_timeout_ms", "failure_limit", "probe_initial_ms", "probe_max_ms", "flap_window_s",
-           "write_policy", "miss_failover", "flush_all", "warmup_s", "membership_settle_ms", "rebalance",
+           "write_policy", "miss_failover", "replica_check", "flush_all", "warmup_s", "membership_settle_ms", "rebalance",
            "rebalance_keys_per_s", "watch_config", "key_hash", "log_level", "item_size_max", "max_connections",
            "client_reply_max", "request_line_max", "shutdown_grace_ms", "metrics_listen", "admin_token_file",
            "admin_token", "admin_token_protects_metrics"]

@@ -20,6 +20,9 @@ import collections
 import time
 
 
+import pytest
+
+import harness
 import ketama
 import proxy_harness as ph
 
@@ -168,3 +171,82 @@ def test_warmup_copy_does_not_overwrite_a_newer_write(cluster_factory):
                       f"`set k 0 0 3 NEW` was answered STORED (the warm-up copy landed after it); "
                       f"outcomes {dict(outcomes)}; e.g. {lost[:5]}")
 
+
+
+def spawn_second_proxy(cl: ph.Cluster, tmp_path) -> tuple[object, tuple]:
+    """A second proxy on the same nodes (its own copy of the configuration),
+    as on a second application host."""
+    config = tmp_path / "second.yaml"
+    config.write_text(open(cl.config_path).read())
+    port = harness.free_port()
+    server = ph.spawn([ph.proxy_binary(), "--config", str(config), "--listen", f"{harness.HOST}:{port}"],
+                      harness.HOST, port, prefix="mcproxy2-")
+    return server, (harness.HOST, port)
+
+
+def differing(cl: ph.Cluster, ring: ketama.Ring, keys: list[str]) -> list[str]:
+    """Keys whose two replicas hold different values (a missing copy is a
+    miss, not a difference)."""
+    out = []
+    for k, held in cl.placement(keys).items():
+        values = {v for _node, v in held}
+        if len(values) > 1:
+            out.append(k)
+    return out
+
+
+@pytest.mark.parametrize("through", ["one proxy", "two proxies"])
+def test_concurrent_writers_converge(cluster, tmp_path, through):
+    """Two clients write each key at the same instant (sets, appends,
+    deletes), through two workers of one proxy or through two proxies: once
+    the writes stop, replicas that differ are found and repaired (the
+    proxies read each write back, ReplicaCheck); within 10 s no key's
+    replicas differ."""
+    cl = cluster
+    ring = ketama.Ring([(n.host, n.port, 1, None) for n in cl.nodes])
+    second = None
+    try:
+        if through == "two proxies":
+            second, second_addr = spawn_second_proxy(cl, tmp_path)
+            a, b = cl.raw(), cl.raw(addr=second_addr)
+        else:
+            a, b = cl.raw(), cl.raw()
+        keys = [f"conv:{i}" for i in range(400)]
+        deadline = time.monotonic() + 20
+        for round_ in range(3):
+            for i, k in enumerate(keys):
+                if time.monotonic() > deadline:
+                    break
+                kb = k.encode()
+                if round_ == 1 and i % 4 == 0:
+                    a.send(b"append %s 0 0 1\r\nX\r\n" % kb)
+                    b.send(b"set %s 0 0 2\r\nB%d\r\n" % (kb, round_))
+                elif round_ == 2 and i % 5 == 0:
+                    a.send(b"delete %s\r\n" % kb)
+                    b.send(b"set %s 0 0 2\r\nB%d\r\n" % (kb, round_))
+                else:
+                    a.send(b"set %s 0 0 2\r\nA%d\r\n" % (kb, round_))
+                    b.send(b"set %s 0 0 2\r\nB%d\r\n" % (kb, round_))
+                ph.read_lines(a, 1)
+                assert ph.read_lines(b, 1) == [b"STORED"]
+        right_after = differing(cl, ring, keys)
+        stop = time.monotonic()
+        left = right_after
+        while left and time.monotonic() - stop < 10:
+            time.sleep(0.25)
+            left = differing(cl, ring, keys)
+        proxies = [cl.addr] + ([second_addr] if second is not None else [])
+        counted = []
+        for addr in proxies:
+            with harness.TextClient(addr) as c:
+                st = c.stats()
+            counted.append((int(st["proxy_replica_checks"]), int(st["proxy_replica_repairs"])))
+        print(f"{through}: {len(right_after)} of {len(keys)} keys differed when the writes stopped, "
+              f"{len(left)} after {time.monotonic() - stop:.1f} s; (checks, repairs) per proxy: {counted}")
+        assert not left, (f"{len(left)} of {len(keys)} keys still hold different values on their replicas "
+                          f"10 s after the writes stopped: "
+                          f"{ {k: cl.placement([k])[k] for k in left[:4]} }")
+        assert all(checks > 0 for checks, _ in counted), counted
+    finally:
+        if second is not None:
+            second.stop()

@@ -21,6 +21,7 @@ extension ConfigurationFile {
             "flap_window_s: \(c.flapWindowSeconds)",
             "write_policy: \(c.writePolicy.rawValue)",
             "miss_failover: \(c.missFailover)",
+            "replica_check: \(c.replicaCheck)",
             "flush_all: \(c.flushAllEnabled)",
             "warmup_s: \(c.warmupSeconds)",
             "membership_settle_ms: \(c.membershipSettleMilliseconds)",

@@ -145,6 +145,7 @@ public enum ConfigurationFile {
                     }
                     config.writePolicy = policy
                 case "miss_failover": config.missFailover = try boolean(value, key)
+                case "replica_check": config.replicaCheck = try boolean(value, key)
                 case "flush_all": config.flushAllEnabled = try boolean(value, key)
                 case "warmup_s": config.warmupSeconds = try integer(value, key, minimum: 0, maximum: 86_400)
                 case "membership_settle_ms":

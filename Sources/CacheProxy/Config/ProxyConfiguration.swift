@@ -54,6 +54,10 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// `all`: a write answers once every live replica has; `primary`: once the
     /// primary has (the other replicas finish in the background). Default `all`.
     public var writePolicy: WritePolicy = .all
+    /// Read each write's key back from its replicas and repair copies that
+    /// differ (writers through other proxies, `ReplicaCheck`). Default on;
+    /// only replicas 2 or more are checked.
+    public var replicaCheck = true
     /// Retry a miss at the primary on the other replicas. Default off.
     public var missFailover = false
     /// Whether clients may flush_all (sent to every node). Default on.

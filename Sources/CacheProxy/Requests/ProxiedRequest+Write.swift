@@ -98,6 +98,7 @@ extension ProxiedRequest {
     /// replies need not wait for this one.
     private func finishQuietWrite() {
         if noreply && !isComplete {
+            checkReplicas(awaitLanding: true)
             reply.removeAll()
             complete()
         }
@@ -157,8 +158,10 @@ extension ProxiedRequest {
         }
         positions[position] = .answered(answer)
         outstanding -= 1
+        if succeeded || unit.kind == .deleted || unit.kind == .number || unit.kind == .metaValue { changedData = true }
         if case .compareAndSwap = work, succeeded {
             CompareAndSwapCopy.copy(from: self, casNode: node)
+            checkReplicas(awaitLanding: true)
         }
         finishWriteIfDecided()
         return true
@@ -187,6 +190,7 @@ extension ProxiedRequest {
             case .pending, .heard:
                 return
             case .answered(let range):
+                if case .write = work, changedData || outstanding > 0 { checkReplicas(awaitLanding: outstanding > 0) }
                 return completeWithAnswer(range)
             }
         }
@@ -194,6 +198,13 @@ extension ProxiedRequest {
             worker.counters.add(.unavailable)
             complete(line: "SERVER_ERROR write failed on every replica")
         }
+    }
+
+    /// Has the key's replicas compared once this write landed (`ReplicaCheck`);
+    /// a touch changes no value.
+    private func checkReplicas(awaitLanding: Bool) {
+        guard command != .touch else { return }
+        ReplicaCheck.start(after: self, awaitLanding: awaitLanding)
     }
 
     private func completeWithAnswer(_ range: Range<Int>) {

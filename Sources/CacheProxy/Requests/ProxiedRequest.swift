@@ -133,6 +133,9 @@ final class ProxiedRequest: ReplyReceiver {
     var fenceStripe = -1
     /// The write waits for a copy of its key to finish.
     var waitingForFence = false
+    /// A replica took the write (stored, deleted, counted): its copies are
+    /// checked once all replicas answered (`ReplicaCheck`).
+    var changedData = false
     /// A read that also sets the expiry (gat, gats, mg with T): the expiry the
     /// other replicas get once one of them served it.
     var touchExptime: Int64?
@@ -168,6 +171,7 @@ final class ProxiedRequest: ReplyReceiver {
         retriedMiss = false
         fenceStripe = -1
         waitingForFence = false
+        changedData = false
         touchExptime = nil
         copy = CopySpec()
         whenFirst = nil

@@ -18,6 +18,8 @@ enum PrometheusText {
             ("warmup_hits_total", .warmupHits, "Keys copied from their previous owner or a replica after a membership change or a node's recovery."),
             ("warmup_misses_total", .warmupMisses, "Keys looked up at their previous owner or a replica and not found there either."),
             ("warmup_skips_total", .warmupSkips, "Copies not made because a write of the key was under way."),
+            ("replica_checks_total", .replicaChecks, "Writes read back from every replica they went to."),
+            ("replica_repairs_total", .replicaRepairs, "Copies of a key that differed from the first replica's and were made to agree with it."),
             ("degraded_writes_total", .degradedWrites, "Writes that reached fewer replicas than the key has."),
             ("unavailable_total", .unavailable, "Requests no live node could answer."),
             ("client_errors_total", .clientErrors, "Requests refused as malformed."),

@@ -15,6 +15,9 @@ enum ProxyCounter: Int, CaseIterable {
     case warmupHits, warmupMisses
     /// Copies not made because a write of the key was under way (`KeyFence`).
     case warmupSkips
+    /// Writes read back from their replicas, and copies repaired because
+    /// they differed from the first replica's (`ReplicaCheck`).
+    case replicaChecks, replicaRepairs
     /// Writes that reached fewer replicas than the key has.
     case degradedWrites
     /// Requests no live node could answer.

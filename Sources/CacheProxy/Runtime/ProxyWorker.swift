@@ -34,6 +34,8 @@ final class ProxyWorker: @unchecked Sendable {
     /// request generation they belong to, tried again every millisecond.
     private var fenceWaiters: [(proxied: ProxiedRequest, tag: Int)] = []
     private var fenceTimer: EventTimer?
+    /// Replica checks that saw copies differ, and when to read them again.
+    private var replicaChecks: [(check: ReplicaCheck, due: Int64)] = []
     /// Flushes what this iteration gathered; created on the loop thread at first use.
     private lazy var flushTask = DeferredTask(loop: loop) { [unowned self] in flushGathered() }
     private var affinityCounter = 0
@@ -233,7 +235,21 @@ final class ProxyWorker: @unchecked Sendable {
             pool.checkDeadlines(now: now, requestTimeout: Int64(configuration.requestTimeoutMilliseconds),
                                 connectTimeout: Int64(configuration.connectTimeoutMilliseconds))
         }
+        confirmDueReplicaChecks(now: now)
         flushGathered()
+    }
+
+    /// Reads a key's replicas (again) once a write that may still be on its
+    /// way has landed or failed (`ReplicaCheck`).
+    func checkAgainLater(_ check: ReplicaCheck) {
+        replicaChecks.append((check, now + Int64(topology.configuration.requestTimeoutMilliseconds)))
+    }
+
+    private func confirmDueReplicaChecks(now: Int64) {
+        guard let first = replicaChecks.first, first.due <= now else { return }
+        let due = replicaChecks.prefix { $0.due <= now }
+        replicaChecks.removeFirst(due.count)
+        for entry in due { entry.check.readAgain() }
     }
 
     /// Counters of every node pool, for `stats`.
