@@ -24,16 +24,17 @@ import MemcacheProtocol
 /// A difference may be a write still on its way (it reached one replica, not
 /// yet the other), so the check reads again `request_timeout_ms` later, when
 /// such a write has landed or failed (a failed write marks its node down,
-/// and it is flushed before it serves again), and repairs only then, from the
-/// copy readers get:
+/// and it is flushed before it serves again), and repairs only then, each
+/// repair applying only where the copy is still the one read (by its CAS; a
+/// write landing in between wins):
 ///
-/// - the first live replica holds the key: a replica holding another value
-///   gets this one, by `ms ... C<its cas>`, only if it still holds what was
-///   read (a write landing in between wins);
-/// - it does not: a replica holding a value deletes it, by `md ... C<its cas>`.
+/// - a replica misses the key: every copy is deleted (`md ... C<cas>`). The
+///   missing copy may be a delete that crossed a write, or one a copy of the
+///   proxy's brought back at another replica; a cache may miss;
+/// - otherwise a copy that differs from the first live replica's (the one
+///   readers get) is replaced by it (`ms ... C<cas>`).
 ///
-/// A replica missing the key is left missing: a repair never creates a copy,
-/// so it cannot bring back a value deleted meanwhile. A cache may miss.
+/// A repair never creates a copy, so it cannot bring back a deleted value.
 /// Values are compared by their bytes and client flags; expiry times are not
 /// compared. Loop thread only; one per checked write.
 final class ReplicaCheck: ReplyReceiver {
@@ -141,8 +142,13 @@ final class ReplicaCheck: ReplyReceiver {
 
     private func judge() {
         reads += 1
-        guard copies[0] != .unknown else { return }
-        let differing = nodes.indices.dropFirst().filter { differs(copies[$0], from: copies[0]) }
+        let differing: [Int]
+        if copies.contains(.missing) {
+            differing = nodes.indices.filter { if case .held = copies[$0] { return true } else { return false } }
+        } else {
+            guard copies[0] != .unknown else { return }
+            differing = nodes.indices.dropFirst().filter { differs(copies[$0], from: copies[0]) }
+        }
         guard !differing.isEmpty else { return }
         // A difference is acted on only once it outlived a write on its way.
         guard reads >= 2 else {
@@ -152,11 +158,10 @@ final class ReplicaCheck: ReplyReceiver {
         for position in differing { repair(position) }
     }
 
-    /// A replica's copy needs repair: it holds a value, and the reference
-    /// holds none or another one.
+    /// A replica's value is not the reference's (both are held).
     private func differs(_ copy: Copy, from reference: Copy) -> Bool {
-        guard case .held(let value, let flags, _, _) = copy else { return false }
-        guard case .held(let referenceValue, let referenceFlags, _, _) = reference else { return true }
+        guard case .held(let value, let flags, _, _) = copy,
+              case .held(let referenceValue, let referenceFlags, _, _) = reference else { return false }
         let bytes = values.readableBytes
         return flags != referenceFlags
             || !UnsafeRawBufferPointer(rebasing: bytes[value]).elementsEqual(UnsafeRawBufferPointer(rebasing: bytes[referenceValue]))
@@ -169,7 +174,7 @@ final class ReplicaCheck: ReplyReceiver {
         backend.send(call: worker.discard, tag: 0, shape: .meta) { output in
             key.withUnsafeBytes { key in
                 switch copies[0] {
-                case .held(let value, let clientFlags, let exptime, _):
+                case .held(let value, let clientFlags, let exptime, _) where !copies.contains(.missing):
                     RequestEncoder.appendCopy(key, base64: base64,
                                               value: UnsafeRawBufferPointer(rebasing: values.readableBytes[value]),
                                               clientFlags: clientFlags, exptime: exptime, onlyIfAbsent: false,
