@@ -10,7 +10,7 @@ struct AdminCommand: ParsableCommand {
         commandName: "memcluster-admin",
         abstract: "See and change the membership memcluster proxies follow.",
         version: "memcluster-admin \(MemclusterVersion.release)",
-        subcommands: [Status.self, Add.self, Remove.self]
+        subcommands: [Status.self, Add.self, Remove.self, Rebalance.self]
     )
 }
 
@@ -74,11 +74,13 @@ struct Add: ParsableCommand {
 
 struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Remove a node from the configuration file the proxies follow.",
+        abstract: "Remove (drain) a node from the configuration file the proxies follow.",
         discussion: """
-        Stop the node only once every proxy's change is over (status shows stable): until then proxies \
-        still read it for keys they have not copied yet.
-        """)
+        The change drains the node: its keys are copied to their next owners while the change runs \
+        (with rebalance: true). Stop the node only once every proxy's change is over (status shows \
+        stable): until then proxies still read it for keys they have not copied yet.
+        """,
+        aliases: ["drain"])
 
     @Argument(help: ArgumentHelp("The node's address, as in the file.", valueName: "host:port"))
     var node: String
@@ -89,6 +91,43 @@ struct Remove: ParsableCommand {
     func run() throws {
         guard let address = HostPort(parsing: node) else { throw ValidationError("\(node): not host:port") }
         try edit(file, proxies: proxies) { text in try NodeListEdit.removing(address, from: text) }
+    }
+}
+
+struct Rebalance: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a repair pass on a proxy: every member's keys copied to their owners missing them, orphans deleted.",
+        discussion: """
+        Asks the proxy's admin endpoint (its metrics_listen address), POST /rebalance. One proxy is enough: \
+        the copies are adds. Progress: memcluster-admin status, or proxy_rebalance_* in stats. Refused while \
+        a membership change or another pass is under way.
+        """)
+
+    @Option(name: .long, help: ArgumentHelp("The proxy's admin endpoint (metrics_listen).", valueName: "host:port"))
+    var admin: String
+
+    @Option(name: .long, help: ArgumentHelp("A file holding the proxy's admin token.", valueName: "file"))
+    var tokenFile: String?
+
+    func run() throws {
+        guard let endpoint = HostPort(adminAddress: admin) else { throw ValidationError("--admin \(admin): not host:port") }
+        var token: AdminToken?
+        if let tokenFile {
+            do { token = try AdminToken.read(file: tokenFile) } catch {
+                printError("memcluster-admin: \(error)")
+                throw ExitCode(1)
+            }
+        }
+        switch AdminPost.send("/rebalance", to: endpoint, token: token) {
+        case .success(let answer) where answer.status == 200:
+            print(answer.body, terminator: "")
+        case .success(let answer):
+            printError("memcluster-admin: \(endpoint) refused (\(answer.status)): \(answer.body.trimmingCharacters(in: .whitespacesAndNewlines))")
+            throw ExitCode(1)
+        case .failure(let failure):
+            printError("memcluster-admin: \(endpoint): \(failure)")
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -10,7 +10,11 @@ left where no member owns them are deleted, listing each node's keys with
   change is over and the node is stopped, hit >= 0.999;
 - 3 -> 4 -> 3 with overwrites and deletes in between, replicas 1 and 2: no
   stale read, no deleted key read, and afterwards every key on exactly its
-  replica set.
+  replica set;
+- a node restarted empty is refilled by a repair pass with nothing read;
+- `memcluster-admin rebalance` (POST /rebalance) restores copies lost behind
+  the proxy's back and deletes an orphan; refused without the token, while
+  a pass is under way and with the rebalance off.
 
 Nodes are the target under test (memcluster-node or memcached: both serve
 metadump).
@@ -120,3 +124,87 @@ def test_scale_out_and_back_leaves_every_key_on_its_replicas(cluster_factory, re
     progress = {k: v for k, v in st.items() if k.startswith("proxy_rebalance_")}
     print(f"3 -> 4 -> 3, replicas {replicas}: {hits} of {len(live)} live keys kept; {progress}")
     assert hits >= 0.999 * len(live), f"only {hits} of {len(live)} live keys kept"
+
+
+def test_a_node_that_comes_back_empty_is_refilled_without_reads(cluster_factory):
+    """Replicas 2: node 0 is killed and restarted empty. Once it is up again
+    (flushed), a repair pass copies its keys back from the other replicas,
+    nothing read meanwhile: every key sits on exactly its two owners, and
+    with node 1 frozen every key still reads (hit 1.000)."""
+    cl, conn, model, keys = seeded(cluster_factory, 2, "rf")
+    passes = int(cl.stats()["proxy_rebalance_passes"])
+    cl.kill_node(0)
+    ph.get_each(conn, keys)                # the proxy notices at its next request to node 0
+    cl.wait_node_state(0, "down", timeout=10)
+    cl.restart_node(0)
+    cl.wait_node_state(0, "up", timeout=15)
+    st = ph.wait_until(lambda: (lambda s: s if s["proxy_rebalance_pass"] == "idle"
+                                and int(s["proxy_rebalance_passes"]) > passes else None)(cl.stats()),
+                       30, interval=0.1, what="the refill pass")
+    assert int(st["proxy_rebalance_keys_copied"]) > 0 and st["proxy_rebalance_failures"] == "0", st
+    held_by_0 = len(cl.node_contents(0, keys))
+    owned_by_0 = sum(1 for k in keys if 0 in ring_of(cl, [0, 1, 2]).replica_set(k, 2))
+    print(f"refill: node 0 holds {held_by_0} of the {owned_by_0} keys it owns; "
+          f"{st['proxy_rebalance_keys_copied']} copied")
+    bad = misplaced(cl, ring_of(cl, [0, 1, 2]), [0, 1, 2], keys, 2)
+    assert not bad, f"{len(bad)} keys not on exactly their two owners: {bad[:5]}"
+    # (one node only: a frozen node is marked down, and flushed when it answers again)
+    cl.sigstop(1)
+    try:
+        read_all(conn, model, keys)
+    finally:
+        cl.sigcont(1)
+    assert not model.stale and not model.resurrected, model.problems()
+    assert model.hits == model.reads, f"hit rate {model.hits / model.reads:.4f} with an original node frozen"
+
+
+def test_rebalance_on_demand_restores_copies_and_deletes_orphans(cluster_factory, tmp_path):
+    """`memcluster-admin rebalance`: copies lost at one replica behind the
+    proxy's back come back, a copy at a node that does not own its key goes;
+    refused (409, exit 1) while a pass is under way and with rebalance off."""
+    token = "rebalance-test-token-0123456789"
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    cl = cluster_factory(n=3, replicas=2, metrics=True, options={**OPTIONS, "admin_token": token})
+    conn = cl.raw(timeout=20)
+    model = Model()
+    keys = [f"od:{i}" for i in range(N_KEYS)]
+    set_all(conn, model, keys)
+    ring = ring_of(cl, [0, 1, 2])
+    # behind the proxy's back: node 1 loses its copies, node 2 gets one it does not own
+    lost = [k for k in keys if 1 in ring.replica_set(k, 2)][:300]
+    with cl.node_client(1) as c:
+        for k in lost:
+            assert c.line(f"delete {k}") == b"DELETED"
+    orphan = next(k for k in (f"orphan:{i}" for i in range(1000)) if 2 not in ring.replica_set(k, 2))
+    with cl.node_client(2) as c:
+        assert c.set(orphan, b"nobody owns me here") == b"STORED"
+    admin_endpoint = f"{cl.metrics_addr[0]}:{cl.metrics_addr[1]}"
+
+    from test_admin import admin
+    r = admin("rebalance", "--admin", admin_endpoint)
+    assert r.returncode == 1 and "401" in r.stderr, (r.returncode, r.stdout, r.stderr)
+    passes = int(cl.stats()["proxy_rebalance_passes"])
+    r = admin("rebalance", "--admin", admin_endpoint, "--token-file", str(token_file))
+    assert r.returncode == 0 and "rebalance started" in r.stdout, (r.stdout, r.stderr)
+    r2 = admin("rebalance", "--admin", admin_endpoint, "--token-file", str(token_file))
+    st = cl.stats()
+    if st["proxy_rebalance_pass"] != "idle":
+        assert r2.returncode == 1 and "409" in r2.stderr and "under way" in r2.stderr, (r2.stdout, r2.stderr)
+    st = ph.wait_until(lambda: (lambda s: s if s["proxy_rebalance_pass"] == "idle"
+                                and int(s["proxy_rebalance_passes"]) > passes else None)(cl.stats()),
+                       30, interval=0.1, what="the repair pass")
+    assert st["proxy_rebalance_failures"] == "0", st
+    assert int(st["proxy_rebalance_orphans_deleted"]) >= 1, st
+    held = cl.node_contents(1, lost)
+    assert len(held) == len(lost), f"{len(lost) - len(held)} of {len(lost)} lost copies not restored"
+    assert cl.node_contents(2, [orphan]) == {}, "the orphan copy is still there"
+    bad = misplaced(cl, ring, [0, 1, 2], keys, 2)
+    assert not bad, f"{len(bad)} keys not on exactly their two owners: {bad[:5]}"
+
+    reloads = int(cl.stats()["proxy_reloads"])
+    cl.write_config(rebalance=False)
+    cl.sighup()
+    ph.wait_until(lambda: int(cl.stats()["proxy_reloads"]) > reloads, 5, what="reload")
+    r = admin("rebalance", "--admin", admin_endpoint, "--token-file", str(token_file))
+    assert r.returncode == 1 and "409" in r.stderr and "rebalance: false" in r.stderr, (r.stdout, r.stderr)

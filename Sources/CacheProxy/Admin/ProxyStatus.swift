@@ -79,6 +79,11 @@ public struct ProxyStatus: Sendable {
                 head += " (change ends in \(((Int(endsIn) ?? 0) + 999) / 1000) s)"
             }
             lines.append(head)
+            if let pass = status.stats["proxy_rebalance_pass"], pass != "idle" {
+                let stat = { (name: String) in status.stats["proxy_rebalance_\(name)"] ?? "?" }
+                lines.append("  rebalance: \(pass), \(stat("keys_listed")) keys listed, \(stat("keys_copied")) copied, "
+                             + "\(stat("orphans_deleted")) orphans deleted, \(stat("failures")) failures")
+            }
             for node in status.nodes {
                 var line = "  \(node.address)  \(node.state)"
                 if node.membership != "member" { line += "  \(node.membership)" }

@@ -20,6 +20,8 @@ public struct AdminToken: Sendable, Equatable, CustomStringConvertible, CustomDe
     }
 
     public var description: String { "<admin token, \(secret.count) characters>" }
+    /// The secret itself, for the one place that sends it (`AdminPost`).
+    var bearerValue: String { String(decoding: secret, as: UTF8.self) }
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: []) }
 

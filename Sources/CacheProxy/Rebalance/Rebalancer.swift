@@ -17,12 +17,17 @@ import Synchronization
 ///   drained this way before the change ends;
 /// - **clean**, once the change is over: a key a member holds but does not
 ///   own any more is deleted there (no proxy reads it there), so it cannot
-///   come back should that member own the key again later.
+///   come back should that member own the key again later;
+/// - **repair**, outside a change: each key a member lists is copied, as
+///   above, to its other owners that lack it, and deleted where it has no
+///   owner. It refills a node that came back empty (only towards that node)
+///   and runs on demand (`POST /rebalance`, `memcluster-admin rebalance`),
+///   so redundancy is restored without waiting for reads.
 ///
 /// At most `rebalance_keys_per_s` keys a second, 64 in flight. The pass stops
 /// when the topology changes or, for a copy, before the warming phase ends.
 final class Rebalancer {
-    enum Pass: UInt8 { case idle, copying, cleaning }
+    enum Pass: UInt8, CaseIterable { case idle, copying, cleaning, repairing }
 
     /// Counters any thread may read (`stats`, `/metrics`).
     final class Progress: Sendable {
@@ -67,6 +72,8 @@ final class Rebalancer {
     private var tokens = 0.0
     private var ticker: EventTimer?
     private var channels: [ObjectIdentifier: NodeChannel] = [:]
+    /// A repair towards one node only (one that came back empty); nil: every owner.
+    private var repairTarget: BackendNode?
     static let maxInFlight = 64
     static let tickMilliseconds = 10
 
@@ -89,6 +96,44 @@ final class Rebalancer {
         start(.cleaning, topology, listing: Array(0..<topology.ring.nodes.count))
     }
 
+    /// Why a repair cannot start now, if it cannot.
+    enum RepairRefusal: Error, CustomStringConvertible {
+        case disabled, changeUnderWay, passUnderWay(Pass)
+
+        var description: String {
+            switch self {
+            case .disabled: return "rebalance is off (rebalance: false)"
+            case .changeUnderWay: return "a membership change is under way; its own passes move the keys"
+            case .passUnderWay(let pass): return "a rebalance pass is under way (\(pass))"
+            }
+        }
+    }
+
+    /// Starts a repair of every key of every member (on demand).
+    func repairAll(_ topology: Topology) -> Result<Int, RepairRefusal> {
+        if let refusal = repairRefusal(topology) { return .failure(refusal) }
+        let members = Array(0..<topology.ring.nodes.count)
+        start(.repairing, topology, listing: members)
+        return .success(members.count)
+    }
+
+    /// Refills `node`, which came back empty, from the other members, unless
+    /// another pass or a change is under way (reads still refill it then).
+    func refill(_ node: BackendNode, _ topology: Topology) {
+        guard repairRefusal(topology) == nil,
+              let target = topology.nodes.firstIndex(where: { $0 === node }), target < topology.ring.nodes.count
+        else { return }
+        start(.repairing, topology, listing: Array(0..<topology.ring.nodes.count).filter { $0 != target },
+              towards: node)
+    }
+
+    private func repairRefusal(_ topology: Topology) -> RepairRefusal? {
+        if !topology.configuration.rebalance { return .disabled }
+        if topology.transition != nil { return .changeUnderWay }
+        if pass != .idle { return .passUnderWay(pass) }
+        return nil
+    }
+
     /// Stops the pass under way (a new topology is being installed).
     func cancel() {
         guard pass != .idle else { return }
@@ -96,15 +141,17 @@ final class Rebalancer {
         finish()
     }
 
-    private func start(_ kind: Pass, _ topology: Topology, listing nodes: [Int]) {
+    private func start(_ kind: Pass, _ topology: Topology, listing nodes: [Int], towards target: BackendNode? = nil) {
         cancel()
         guard topology.configuration.rebalance, !nodes.isEmpty else { return }
         self.topology = topology
+        repairTarget = target
         pass = kind
         context.rebalance.pass.store(kind.rawValue, ordering: .relaxed)
         nodesToList = nodes
         tokens = 0
-        logger.info("rebalance started", metadata: ["pass": "\(kind)", "nodes": "\(nodes.count)"])
+        logger.info("rebalance started", metadata: ["pass": "\(kind)", "nodes": "\(nodes.count)",
+                                                    "towards": "\(target.map { "\($0)" } ?? "every owner")"])
         let timer = EventTimer(loop: loop, milliseconds: Rebalancer.tickMilliseconds, repeating: true) { [unowned self] in tick() }
         timer.start()
         ticker = timer
@@ -123,6 +170,7 @@ final class Rebalancer {
         inFlight = 0
         nodesToList = []
         topology = nil
+        repairTarget = nil
         pass = .idle
         context.rebalance.pass.store(Pass.idle.rawValue, ordering: .relaxed)
     }
@@ -207,13 +255,8 @@ final class Rebalancer {
         let owners = key.withUnsafeBytes { topology.replicaSet(of: $0) }
         switch pass {
         case .cleaning:
-            guard !owners.contains(source), let channel = channel(to: source) else { return }
-            inFlight += 1
-            channel.send(now: now, { output in key.withUnsafeBytes { RequestEncoder.appendMetaDelete($0, base64: false, to: &output) } }) { [unowned self] reply in
-                inFlight -= 1
-                if case .hit = reply { context.rebalance.orphansDeleted.add(1, ordering: .relaxed) }
-                if case .failed = reply { context.rebalance.failures.add(1, ordering: .relaxed) }
-            }
+            guard !owners.contains(source) else { return }
+            deleteOrphan(key, at: source, now: now)
         case .copying:
             guard let transition = topology.transition,
                   key.withUnsafeBytes({ transition.earlier.replicaSet(of: $0) }).contains(source) else { return }
@@ -221,8 +264,31 @@ final class Rebalancer {
             guard !targets.isEmpty else { return }
             inFlight += 1
             copy(key, from: source, to: Array(targets), now: now) { [unowned self] in inFlight -= 1 }
+        case .repairing:
+            guard owners.contains(source) else {
+                // An orphan: deleted in a full repair, left alone by a refill.
+                if repairTarget == nil { deleteOrphan(key, at: source, now: now) }
+                return
+            }
+            let targets = owners.filter { index in
+                index != source && topology.nodes[index].isUp && (repairTarget.map { $0 === topology.nodes[index] } ?? true)
+            }
+            guard !targets.isEmpty else { return }
+            inFlight += 1
+            copy(key, from: source, to: Array(targets), now: now) { [unowned self] in inFlight -= 1 }
         case .idle:
             return
+        }
+    }
+
+    /// Deletes a copy held by a member that does not own the key.
+    private func deleteOrphan(_ key: [UInt8], at source: Int, now: Int64) {
+        guard let channel = channel(to: source) else { return }
+        inFlight += 1
+        channel.send(now: now, { output in key.withUnsafeBytes { RequestEncoder.appendMetaDelete($0, base64: false, to: &output) } }) { [unowned self] reply in
+            inFlight -= 1
+            if case .hit = reply { context.rebalance.orphansDeleted.add(1, ordering: .relaxed) }
+            if case .failed = reply { context.rebalance.failures.add(1, ordering: .relaxed) }
         }
     }
 

@@ -34,7 +34,12 @@ struct AdminResponse: Equatable {
         AdminResponse(status: "403 Forbidden", body: reason + "\n")
     }
 
-    static let notFound = AdminResponse(status: "404 Not Found", body: "GET /metrics, /health or /ready, or POST /reload\n")
+    static let notFound = AdminResponse(status: "404 Not Found",
+                                        body: "GET /metrics, /health or /ready, or POST /reload or /rebalance\n")
+
+    static func conflict(_ reason: String) -> AdminResponse {
+        AdminResponse(status: "409 Conflict", body: reason + "\n")
+    }
 
     static func unavailable(_ reason: String) -> AdminResponse {
         AdminResponse(status: "503 Service Unavailable", body: reason)
@@ -45,7 +50,7 @@ struct AdminResponse: Equatable {
     }
 
     static let unsupportedMediaType = AdminResponse(
-        status: "415 Unsupported Media Type", body: "POST /reload takes no body and no Content-Type (curl -X POST)\n")
+        status: "415 Unsupported Media Type", body: "a POST here takes no body and no Content-Type (curl -X POST)\n")
 
     static let headTooLarge = AdminResponse(
         status: "431 Request Header Fields Too Large", body: "request head over \(MetricsEndpoint.headLimit / 1024) KiB\n")

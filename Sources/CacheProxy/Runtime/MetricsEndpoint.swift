@@ -13,6 +13,10 @@ import Glibc
 ///                   not shutting down; 503 and why otherwise (a readiness probe)
 ///   POST /reload    reload the configuration (as SIGHUP); 200 "OK" (naming any
 ///                   setting only a restart applies) or 400 and why
+///   POST /rebalance start a repair pass (`Rebalancer`): every member's keys
+///                   copied to their owners missing them, orphans deleted;
+///                   200, or 409 and why (a change or another pass under way,
+///                   rebalance off)
 ///
 /// Requests are HTTP/1.0 or 1.1 heads without a body. Refusals, checked in
 /// this order:
@@ -26,13 +30,13 @@ import Glibc
 ///        http://<the Host the request names>, `Sec-Fetch-Site` other than
 ///        same-origin or none, or, on a loopback endpoint, a Host that is not
 ///        a loopback name
-///   404  a path other than /metrics, /health, /ready and /reload
+///   404  a path other than /metrics, /health, /ready, /reload and /rebalance
 ///   405  the other method on a path                    Allow: GET / Allow: POST
 ///   401  `admin_token` is set and `Authorization: Bearer <token>` is missing
-///        or wrong (POST /reload; GET /metrics too with
+///        or wrong (POST /reload and /rebalance; GET /metrics too with
 ///        `admin_token_protects_metrics`)               WWW-Authenticate: Bearer
 ///   400  a body (Content-Length other than 0, or Transfer-Encoding)
-///   415  POST /reload with a Content-Type: browsers' forms and cross-origin
+///   415  a POST with a Content-Type: browsers' forms and cross-origin
 ///        fetches always send one, `curl -X POST` and Prometheus never do
 ///
 /// Connections: the head must arrive within 5 s of connecting and the answer
@@ -60,6 +64,8 @@ final class MetricsEndpoint {
     private let listener: Listener
     private let context: ProxyContext
     private let reload: () -> ReloadOutcome
+    /// Starts an on-demand rebalance: what started, or why it cannot.
+    private let rebalance: () -> Result<String, Rebalancer.RepairRefusal>
     /// Why the proxy cannot serve now, or nil when it can.
     private let notReadyReason: () -> String?
     private var exchanges: [ObjectIdentifier: AdminExchange] = [:]
@@ -68,9 +74,11 @@ final class MetricsEndpoint {
     private var sweep: EventTimer?
 
     init(address: HostPort, loop: EventLoop, context: ProxyContext, notReadyReason: @escaping () -> String?,
+         rebalance: @escaping () -> Result<String, Rebalancer.RepairRefusal> = { .failure(.disabled) },
          reload: @escaping () -> ReloadOutcome) throws {
         self.context = context
         self.reload = reload
+        self.rebalance = rebalance
         self.notReadyReason = notReadyReason
         self.access = AdminAccess(address: address)
         let socketAddress = try SocketAddress(host: address.host, port: address.port)
@@ -124,7 +132,7 @@ final class MetricsEndpoint {
         guard let route else { return .notFound }
         guard head.method == route.method else { return .methodNotAllowed(allow: route.method) }
         let configuration = context.topology.configuration
-        if let token = configuration.adminToken, route == .reload || (route == .metrics && configuration.adminTokenProtectsMetrics),
+        if let token = configuration.adminToken, route.method == "POST" || (route == .metrics && configuration.adminTokenProtectsMetrics),
            let refusal = AdminAccess.authorizationRefusal(head, token: token) {
             return refusal
         }
@@ -142,6 +150,12 @@ final class MetricsEndpoint {
             let outcome = reload()
             if case .refused = outcome { return .badRequest(outcome.description) }
             return .ok(outcome.description + "\n")
+        case .rebalance:
+            if head.value("content-type") != nil { return .unsupportedMediaType }
+            switch rebalance() {
+            case .success(let started): return .ok(started + "\n")
+            case .failure(let refusal): return .conflict(refusal.description)
+            }
         }
     }
 
@@ -150,8 +164,9 @@ final class MetricsEndpoint {
         case health = "/health"
         case ready = "/ready"
         case reload = "/reload"
+        case rebalance = "/rebalance"
 
-        var method: String { self == .reload ? "POST" : "GET" }
+        var method: String { self == .reload || self == .rebalance ? "POST" : "GET" }
     }
 }
 

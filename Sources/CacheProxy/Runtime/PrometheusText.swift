@@ -44,8 +44,8 @@ enum PrometheusText {
         for counter in context.rebalance.counters {
             text.single("rebalance_\(counter.name)_total", "counter", counter.help, counter.value)
         }
-        text.family("rebalance_pass", "gauge", "The rebalance pass under way (1): idle, copying or cleaning.")
-        for pass in [Rebalancer.Pass.idle, .copying, .cleaning] {
+        text.family("rebalance_pass", "gauge", "The rebalance pass under way (1): idle, copying, cleaning or repairing.")
+        for pass in Rebalancer.Pass.allCases {
             text.sample("rebalance_pass", ["pass": "\(pass)"], pass == context.rebalance.currentPass ? 1 : 0)
         }
 

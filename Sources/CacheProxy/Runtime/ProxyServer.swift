@@ -148,7 +148,8 @@ public final class ProxyServer: @unchecked Sendable {
         listener = Listener(fd: fd, loop: mainLoop) { [unowned self] client in accept(client) }
         if let metricsAddress = configuration.metricsListen {
             metrics = try MetricsEndpoint(address: metricsAddress, loop: mainLoop, context: context,
-                                          notReadyReason: { [unowned self] in notReadyReason() }) { [unowned self] in
+                                          notReadyReason: { [unowned self] in notReadyReason() },
+                                          rebalance: { [unowned self] in rebalanceOnDemand() }) { [unowned self] in
                 reload()
             }
             warnIfAdminEndpointIsOpen(configuration)
@@ -193,8 +194,9 @@ public final class ProxyServer: @unchecked Sendable {
         }
         let mainLoop = self.mainLoop
         rebalancer = Rebalancer(loop: mainLoop, context: context, logger: logger)
-        monitor = HealthMonitor(loop: mainLoop, configuration: configuration, logger: logger) { [context] node in
+        monitor = HealthMonitor(loop: mainLoop, configuration: configuration, logger: logger) { [context, unowned self] node in
             node.startRefill(until: monotonicMilliseconds() + Int64(context.topology.configuration.warmupSeconds) * 1000)
+            rebalancer?.refill(node, context.topology)
         }
         for index in 0..<configuration.threads {
             let loop = try EventLoopThread.start(name: "proxy-worker-\(index)")
@@ -316,6 +318,12 @@ public final class ProxyServer: @unchecked Sendable {
     /// `discovery:`, the nodes are the list the name gave last (the running
     /// list while a changed name is not looked up yet). Main loop.
     @discardableResult
+    /// `POST /rebalance`: a repair pass over every member's keys. Main loop.
+    private func rebalanceOnDemand() -> Result<String, Rebalancer.RepairRefusal> {
+        guard let rebalancer else { return .failure(.disabled) }
+        return rebalancer.repairAll(context.topology).map { "rebalance started: repairing, listing \($0) nodes" }
+    }
+
     func reload() -> ReloadOutcome {
         guard let loadConfiguration else {
             return .refused("no configuration file to reload")
