@@ -208,3 +208,36 @@ def test_rebalance_on_demand_restores_copies_and_deletes_orphans(cluster_factory
     ph.wait_until(lambda: int(cl.stats()["proxy_reloads"]) > reloads, 5, what="reload")
     r = admin("rebalance", "--admin", admin_endpoint, "--token-file", str(token_file))
     assert r.returncode == 1 and "409" in r.stderr and "rebalance: false" in r.stderr, (r.stdout, r.stderr)
+
+
+def test_a_reload_that_keeps_the_membership_resumes_the_repair(cluster_factory, tmp_path):
+    """A repair pass at 1,000 keys/s is under way when the configuration is
+    reloaded with another log level: the pass goes on (from the node it was
+    listing) and still restores every lost copy."""
+    token = "rebalance-test-token-0123456789"
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    cl = cluster_factory(n=3, replicas=2, metrics=True,
+                         options={**OPTIONS, "admin_token": token, "rebalance_keys_per_s": 1000})
+    conn = cl.raw(timeout=20)
+    model = Model()
+    keys = [f"rs:{i}" for i in range(N_KEYS)]
+    set_all(conn, model, keys)
+    ring = ring_of(cl, [0, 1, 2])
+    lost = [k for k in keys if 2 in ring.replica_set(k, 2)]
+    with cl.node_client(2) as c:
+        for k in lost:
+            assert c.line(f"delete {k}") == b"DELETED"
+    from test_admin import admin
+    r = admin("rebalance", "--admin", f"{cl.metrics_addr[0]}:{cl.metrics_addr[1]}", "--token-file", str(token_file))
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.0)
+    reloads = int(cl.stats()["proxy_reloads"])
+    cl.write_config(log_level="debug")
+    cl.sighup()
+    ph.wait_until(lambda: int(cl.stats()["proxy_reloads"]) > reloads, 5, what="reload")
+    assert cl.stats()["proxy_rebalance_pass"] == "repairing", "the reload stopped the repair"
+    ph.wait_until(lambda: cl.stats()["proxy_rebalance_pass"] == "idle", 30, interval=0.2, what="the repair's end")
+    assert "rebalance resumed after a reload" in cl.proxy_log()
+    held = cl.node_contents(2, lost)
+    assert len(held) == len(lost), f"{len(lost) - len(held)} of {len(lost)} lost copies not restored"

@@ -134,11 +134,42 @@ final class Rebalancer {
         return nil
     }
 
-    /// Stops the pass under way (a new topology is being installed).
-    func cancel() {
-        guard pass != .idle else { return }
+    /// A pass stopped by a reload, and where it was, to go on with it when
+    /// the membership did not change.
+    struct Interrupted {
+        fileprivate let pass: Pass
+        fileprivate let generation: String
+        fileprivate let unlisted: [Int]
+        fileprivate let target: BackendNode?
+    }
+
+    /// Stops the pass under way (a new topology is being installed); returns
+    /// what a clean or repair pass still had to list.
+    @discardableResult
+    func cancel() -> Interrupted? {
+        guard pass != .idle else { return nil }
         logger.info("rebalance stopped", metadata: ["pass": "\(pass)"])
+        var interrupted: Interrupted?
+        if let topology, pass == .cleaning || pass == .repairing {
+            // The node being listed is listed again: its queued keys are dropped.
+            let unlisted = (readerDone && reader == nil && queue.isEmpty ? [] : [listing]) + nodesToList
+            interrupted = Interrupted(pass: pass, generation: topology.generation, unlisted: unlisted, target: repairTarget)
+        }
         finish()
+        return interrupted
+    }
+
+    /// Goes on with a clean or repair pass a reload stopped, from the node it
+    /// was listing, when `topology` places keys as the stopped pass's did and
+    /// no change is under way. (A change's copy pass is started again by the
+    /// change's own timer.)
+    func resume(_ interrupted: Interrupted, on topology: Topology) {
+        guard interrupted.generation == topology.generation, topology.transition == nil,
+              interrupted.target.map({ target in topology.nodes.contains { $0 === target } }) ?? true
+        else { return }
+        logger.info("rebalance resumed after a reload", metadata: ["pass": "\(interrupted.pass)",
+                                                                   "nodes_left": "\(interrupted.unlisted.count)"])
+        start(interrupted.pass, topology, listing: interrupted.unlisted, towards: interrupted.target)
     }
 
     private func start(_ kind: Pass, _ topology: Topology, listing nodes: [Int], towards target: BackendNode? = nil) {
@@ -209,7 +240,7 @@ final class Rebalancer {
         guard let topology else { return }
         let now = monotonicMilliseconds()
         let configuration = topology.configuration
-        guard context.topology === topology, stillAllowed(at: now) else { return cancel() }
+        guard context.topology === topology, stillAllowed(at: now) else { cancel(); return }
         let deadline = now - Int64(configuration.requestTimeoutMilliseconds)
         for channel in channels.values { channel.expire(olderThan: deadline) }
         let perTick = Double(configuration.rebalanceKeysPerSecond) * Double(Rebalancer.tickMilliseconds) / 1000

@@ -475,10 +475,11 @@ public final class ProxyServer: @unchecked Sendable {
     /// Hands `topology` to the context and every worker; nodes it no longer
     /// names stop being watched, and workers close their connections to them.
     private func install(_ topology: Topology) {
-        rebalancer?.cancel()
+        let interrupted = rebalancer?.cancel()
         rebalanceStart?.stop()
         rebalanceStart = nil
         context.install(topology)
+        if let interrupted { rebalancer?.resume(interrupted, on: topology) }
         monitor.forget(except: topology.nodes)
         for worker in workers { worker.loop.execute { worker.install(topology) } }
         if let transition = topology.transition {
