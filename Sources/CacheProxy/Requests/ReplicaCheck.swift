@@ -152,6 +152,8 @@ final class ReplicaCheck: ReplyReceiver {
         guard !differing.isEmpty else { return }
         // A difference is acted on only once it outlived a write on its way.
         guard reads >= 2 else {
+            // The values are read again: none is held while waiting.
+            values = ByteBuffer(capacity: 256)
             worker.checkAgainLater(self)
             return
         }
