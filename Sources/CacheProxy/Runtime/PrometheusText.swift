@@ -20,6 +20,7 @@ enum PrometheusText {
             ("warmup_skips_total", .warmupSkips, "Copies not made because a write of the key was under way."),
             ("replica_checks_total", .replicaChecks, "Writes read back from every replica they went to."),
             ("replica_repairs_total", .replicaRepairs, "Copies of a key that differed from the first replica's and were made to agree with it."),
+            ("replica_check_skips_total", .replicaCheckSkips, "Replica checks dropped because too many were waiting to read again."),
             ("degraded_writes_total", .degradedWrites, "Writes that reached fewer replicas than the key has."),
             ("unavailable_total", .unavailable, "Requests no live node could answer."),
             ("client_errors_total", .clientErrors, "Requests refused as malformed."),

@@ -18,6 +18,8 @@ enum ProxyCounter: Int, CaseIterable {
     /// Writes read back from their replicas, and copies repaired because
     /// they differed from the first replica's (`ReplicaCheck`).
     case replicaChecks, replicaRepairs
+    /// Checks dropped because too many were already waiting to read again.
+    case replicaCheckSkips
     /// Writes that reached fewer replicas than the key has.
     case degradedWrites
     /// Requests no live node could answer.

@@ -226,6 +226,7 @@ enum ProxyStatsReport {
             ("proxy_warmup_misses", total(.warmupMisses)),
             ("proxy_replica_checks", total(.replicaChecks)),
             ("proxy_replica_repairs", total(.replicaRepairs)),
+            ("proxy_replica_check_skips", total(.replicaCheckSkips)),
             ("proxy_degraded_writes", total(.degradedWrites)),
             ("proxy_unavailable", total(.unavailable)),
             ("proxy_client_errors", total(.clientErrors)),

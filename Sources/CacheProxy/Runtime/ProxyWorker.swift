@@ -242,8 +242,12 @@ final class ProxyWorker: @unchecked Sendable {
     /// Reads a key's replicas (again) once a write that may still be on its
     /// way has landed or failed (`ReplicaCheck`).
     func checkAgainLater(_ check: ReplicaCheck) {
+        // Bounded: a flood of noreply writes must not grow the proxy without end.
+        guard replicaChecks.count < ProxyWorker.replicaChecksWaitingMax else { return counters.add(.replicaCheckSkips) }
         replicaChecks.append((check, now + Int64(topology.configuration.requestTimeoutMilliseconds)))
     }
+
+    static let replicaChecksWaitingMax = 65_536
 
     private func confirmDueReplicaChecks(now: Int64) {
         guard let first = replicaChecks.first, first.due <= now else { return }
