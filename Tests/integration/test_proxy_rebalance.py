@@ -61,6 +61,28 @@ def misplaced(cl: ph.Cluster, ring: ketama.Ring, members, keys, replicas: int) -
     return out
 
 
+def assert_placed_and_readable_with_one_frozen(cl: ph.Cluster, conn, model, keys, members, frozen: int) -> None:
+    """Every key on exactly its two owners among `members`; then, with node
+    `frozen` stopped, every key still reads (hit 1.000), none stale. (One
+    node only: a frozen node is marked down, and flushed when it answers.)"""
+    bad = misplaced(cl, ring_of(cl, members), members, keys, 2)
+    assert not bad, f"{len(bad)} keys not on exactly their two owners: {bad[:5]}"
+    cl.sigstop(frozen)
+    try:
+        read_all(conn, model, keys)
+    finally:
+        cl.sigcont(frozen)
+    assert not model.stale and not model.resurrected, model.problems()
+    assert model.hits == model.reads, f"hit rate {model.hits / model.reads:.4f} with node {frozen} frozen"
+
+
+def wait_pass_after(cl: ph.Cluster, passes: int, what: str) -> dict:
+    """Stats once a pass beyond the first `passes` ran to its end."""
+    return ph.wait_until(lambda: (lambda s: s if s["proxy_rebalance_pass"] == "idle"
+                                  and int(s["proxy_rebalance_passes"]) > passes else None)(cl.stats()),
+                         30, interval=0.1, what=what)
+
+
 def seeded(cluster_factory, replicas: int, prefix: str):
     """A cluster of 3 nodes with the rebalance on, N_KEYS keys written."""
     cl = cluster_factory(n=3, replicas=replicas, options=OPTIONS)
@@ -77,16 +99,7 @@ def test_scale_out_then_an_original_node_frozen_reads_every_key(cluster_factory)
     reload_to(cl, [0, 1, 2, new])
     st = wait_stable_and_rebalanced(cl, passes=2)       # the copy pass, then the clean pass
     assert int(st["proxy_rebalance_keys_copied"]) > 0 and st["proxy_rebalance_failures"] == "0", st
-    members = [0, 1, 2, new]
-    bad = misplaced(cl, ring_of(cl, members), members, keys, 2)
-    assert not bad, f"{len(bad)} keys not on exactly their two owners: {bad[:5]}"
-    cl.sigstop(0)
-    try:
-        read_all(conn, model, keys)
-    finally:
-        cl.sigcont(0)
-    assert not model.stale and not model.resurrected, model.problems()
-    assert model.hits == model.reads, f"hit rate {model.hits / model.reads:.4f} with node 0 frozen"
+    assert_placed_and_readable_with_one_frozen(cl, conn, model, keys, [0, 1, 2, new], frozen=0)
 
 
 def test_draining_a_node_with_one_replica_keeps_its_keys(cluster_factory):
@@ -138,24 +151,13 @@ def test_a_node_that_comes_back_empty_is_refilled_without_reads(cluster_factory)
     cl.wait_node_state(0, "down", timeout=10)
     cl.restart_node(0)
     cl.wait_node_state(0, "up", timeout=15)
-    st = ph.wait_until(lambda: (lambda s: s if s["proxy_rebalance_pass"] == "idle"
-                                and int(s["proxy_rebalance_passes"]) > passes else None)(cl.stats()),
-                       30, interval=0.1, what="the refill pass")
+    st = wait_pass_after(cl, passes, "the refill pass")
     assert int(st["proxy_rebalance_keys_copied"]) > 0 and st["proxy_rebalance_failures"] == "0", st
     held_by_0 = len(cl.node_contents(0, keys))
     owned_by_0 = sum(1 for k in keys if 0 in ring_of(cl, [0, 1, 2]).replica_set(k, 2))
     print(f"refill: node 0 holds {held_by_0} of the {owned_by_0} keys it owns; "
           f"{st['proxy_rebalance_keys_copied']} copied")
-    bad = misplaced(cl, ring_of(cl, [0, 1, 2]), [0, 1, 2], keys, 2)
-    assert not bad, f"{len(bad)} keys not on exactly their two owners: {bad[:5]}"
-    # (one node only: a frozen node is marked down, and flushed when it answers again)
-    cl.sigstop(1)
-    try:
-        read_all(conn, model, keys)
-    finally:
-        cl.sigcont(1)
-    assert not model.stale and not model.resurrected, model.problems()
-    assert model.hits == model.reads, f"hit rate {model.hits / model.reads:.4f} with an original node frozen"
+    assert_placed_and_readable_with_one_frozen(cl, conn, model, keys, [0, 1, 2], frozen=1)
 
 
 def test_rebalance_on_demand_restores_copies_and_deletes_orphans(cluster_factory, tmp_path):
@@ -191,9 +193,7 @@ def test_rebalance_on_demand_restores_copies_and_deletes_orphans(cluster_factory
     st = cl.stats()
     if st["proxy_rebalance_pass"] != "idle":
         assert r2.returncode == 1 and "409" in r2.stderr and "under way" in r2.stderr, (r2.stdout, r2.stderr)
-    st = ph.wait_until(lambda: (lambda s: s if s["proxy_rebalance_pass"] == "idle"
-                                and int(s["proxy_rebalance_passes"]) > passes else None)(cl.stats()),
-                       30, interval=0.1, what="the repair pass")
+    st = wait_pass_after(cl, passes, "the repair pass")
     assert st["proxy_rebalance_failures"] == "0", st
     assert int(st["proxy_rebalance_orphans_deleted"]) >= 1, st
     held = cl.node_contents(1, lost)
