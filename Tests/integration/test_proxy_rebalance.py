@@ -12,6 +12,7 @@ left where no member owns them are deleted, listing each node's keys with
   stale read, no deleted key read, and afterwards every key on exactly its
   replica set;
 - a node restarted empty is refilled by a repair pass with nothing read;
+- a node added while a restarted node is still empty loses no key;
 - `memcluster-admin rebalance` (POST /rebalance) restores copies lost behind
   the proxy's back and deletes an orphan; refused without the token, while
   a pass is under way and with the rebalance off.
@@ -241,3 +242,23 @@ def test_a_reload_that_keeps_the_membership_resumes_the_repair(cluster_factory, 
     assert "rebalance resumed after a reload" in cl.proxy_log()
     held = cl.node_contents(2, lost)
     assert len(held) == len(lost), f"{len(lost) - len(held)} of {len(lost)} lost copies not restored"
+
+
+def test_a_node_added_while_a_restarted_node_is_still_empty_loses_no_key(cluster_factory):
+    """Replicas 2: node 0 is restarted empty, and a fourth node is added at
+    once, before anything refilled node 0. Keys whose copy at node 0 was lost
+    still have one at their other previous owner; the change copies from
+    every previous owner, so once it is over every key reads (hit 1.000)."""
+    cl, conn, model, keys = seeded(cluster_factory, 2, "ra")
+    cl.kill_node(0)
+    ph.get_each(conn, keys)                # the proxy notices
+    cl.wait_node_state(0, "down", timeout=10)
+    cl.restart_node(0)
+    cl.wait_node_state(0, "up", timeout=15)
+    new = cl.add_node()
+    reload_to(cl, [0, 1, 2, new])
+    wait_stable_and_rebalanced(cl, passes=2)
+    read_all(conn, model, keys)
+    assert not model.stale and not model.resurrected, model.problems()
+    print(f"restart then add: hit rate {model.hits / model.reads:.4f}")
+    assert model.hits == model.reads, f"hit rate {model.hits / model.reads:.4f} after the change"
