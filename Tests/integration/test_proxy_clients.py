@@ -4,7 +4,8 @@ proxy (3 nodes, replicas 2) as at one memcached.
 pymemcache, pylibmc (plain distribution, one server: the proxy) and
 python-memcached go through the adapters of test_clients.py; Django's
 PyMemcacheCache is configured through Django settings in this process.
-Each assertion checks a real value.
+Each assertion checks a real value. The three libraries also run through a
+membership change (a node added under their load).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 
 import pytest
 
+import proxy_harness as ph
 from test_clients import ADAPTERS, CAS_FAILED, EXISTS, NOT_FOUND
 
 django = pytest.importorskip("django")  # a skip fails the run (conftest)
@@ -243,3 +245,54 @@ def test_django_pymemcache_cache_through_proxy(django_cache, cluster):
     c.clear()
     assert c.get("greeting") is None
     assert cluster.placement(["dj:1:greeting"])["dj:1:greeting"] == []
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS, ids=[a.name for a in ADAPTERS])
+def test_library_through_a_membership_change(adapter, cluster_factory):
+    """A client library keeps writing, deleting and reading (single and
+    multi-key) while a fourth node joins and the change runs its phases
+    (settle 300 ms, warm-up 1 s, rebalance on): every value read is the last
+    one written or a miss, never an overwritten or deleted one; once the
+    change is over, every key still set reads."""
+    cl = cluster_factory(n=3, replicas=2, options={"membership_settle_ms": 300, "warmup_s": 1, "rebalance": True})
+    lib = adapter(*cl.addr)
+    try:
+        keys = [f"{adapter.name}:mc:{i}" for i in range(300)]
+        model: dict[str, bytes | None] = {}
+        for k in keys:
+            assert lib.set(k, b"0:" + k.encode()) is True
+            model[k] = b"0:" + k.encode()
+        new = cl.add_node()
+        cl.write_config([0, 1, 2, new])
+        cl.sighup()
+        stale = []
+        ops = 0
+        deadline = time.monotonic() + 4.0          # settle + warm-up + settle, with room
+        while time.monotonic() < deadline and ops < 100_000:
+            k = keys[ops % len(keys)]
+            step = ops % 5
+            if step == 0:
+                value = b"%d:" % ops + k.encode()
+                assert lib.set(k, value) is True
+                model[k] = value
+            elif step == 1 and ops % 7 == 0:
+                lib.delete(k)
+                model[k] = None
+            elif step == 2:
+                batch = keys[(ops * 7) % len(keys):][:20]
+                for bk, got in lib.get_multi(batch).items():
+                    if got != model[bk]:
+                        stale.append((bk, got, model[bk]))
+            else:
+                got = lib.get(k)
+                if got is not None and got != model[k]:
+                    stale.append((k, got, model[k]))
+            ops += 1
+        ph.wait_until(lambda: cl.stats()["proxy_membership_phase"] == "stable", 10, what="the change's end")
+        assert not stale, f"{len(stale)} stale or deleted values read during the change: {stale[:5]}"
+        missing = [k for k, v in model.items() if v is not None and lib.get(k) != v]
+        print(f"{adapter.name}: {ops} operations during the change, 0 stale; "
+              f"{len(missing)} of {sum(v is not None for v in model.values())} live keys missing after it")
+        assert not missing, f"{len(missing)} live keys do not read their last value after the change: {missing[:5]}"
+    finally:
+        lib.close()
