@@ -28,6 +28,8 @@ import MemcacheProtocol
 //     v
 //   complete() --> ClientSession.requestCompleted --> written in request
 //                  order (a large multi-get as the socket drains, ReplyStream)
+//   a write, once every replica answered --> ReplicaCheck reads the key back
+//                  from each and repairs copies that stay different
 //
 //   client gone --> abandon(): generation + 1, so replies still coming are
 //                   dropped; a multi-get's rounds and key moves stop.
