@@ -5,7 +5,8 @@ import PackageDescription
 //   Buffers <- EventLoop, MemcacheProtocol (byte buffers, no I/O)
 //   Concurrency (pthread locks) <- EventLoop, CacheStorage and the modules above them
 //   EventLoop, MemcacheProtocol <- CacheNode, CacheProxy, LoadGenerator
-//   CacheStorage <- CacheNode only; COpenSSLCrypto (MD5 for the ring) <- CacheProxy only
+//   CacheStorage <- CacheNode only; COpenSSLCrypto (MD5 for the ring) <- CacheProxy only;
+//   COpenSSL (TLS) <- EventLoop only
 //   each program (memcluster-node, -proxy, -bench) is a thin main over its module.
 let package = Package(
     name: "memcluster",
@@ -45,10 +46,16 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // TLS for client connections (the node's -Z), wrapped once in EventLoop.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         .target(name: "Buffers"),
         // Locks ThreadSanitizer can follow (pthread), shared by every threaded module.
         .target(name: "Concurrency"),
-        .target(name: "EventLoop", dependencies: ["CLibevent", "Buffers", "Concurrency"]),
+        .target(name: "EventLoop", dependencies: ["CLibevent", "COpenSSL", "Buffers", "Concurrency"]),
         .target(name: "MemcacheProtocol", dependencies: ["Buffers"]),
         .target(name: "CacheStorage", dependencies: ["Concurrency"]),
         .target(name: "CacheNode", dependencies: ["Concurrency", "EventLoop", "MemcacheProtocol", "CacheStorage"]),

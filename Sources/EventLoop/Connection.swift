@@ -48,6 +48,8 @@ public final class Connection {
 
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
+    /// The TLS session of a connection accepted on a TLS listener; nil for plain text.
+    private let tls: TLSStream?
     /// Tests only: the other end of a connection with no socket (see `EmbeddedPeer`).
     public let embeddedPeer: EmbeddedPeer?
     private var readingPaused = false
@@ -58,18 +60,24 @@ public final class Connection {
     /// `closeGracefully` was called: input is dropped, the end is near.
     private var lingering = false
     private var outputShutDown = false
+    /// A TLS session could not be made for this socket: it closes at once.
+    private let tlsUnavailable: Bool
 
     /// Room made in `input` before each read.
     public static let readChunk = 16 * 1024
     /// Buffers that grew past this for one large value are shrunk back once empty.
     static let retainedCapacity = 64 * 1024
 
-    /// Adopts an accepted or connecting socket and starts reading from it.
-    public init(fd: Int32, loop: EventLoop, handler: any ConnectionHandler) {
+    /// Adopts an accepted or connecting socket and starts reading from it;
+    /// with `tls`, as the server side of a TLS session (the handshake is
+    /// made by the first reads and writes).
+    public init(fd: Int32, loop: EventLoop, handler: any ConnectionHandler, tls context: TLSServerContext? = nil) {
         self.fd = fd
         self.loop = loop
         self.handler = handler
         self.embeddedPeer = nil
+        self.tls = context.flatMap { TLSStream(context: $0, fd: fd) }
+        self.tlsUnavailable = context != nil && tls == nil
         self.input = ByteBuffer(capacity: Connection.readChunk)
         self.output = ByteBuffer(capacity: Connection.readChunk)
         // The connection keeps itself alive while open; `close()` releases it.
@@ -88,6 +96,8 @@ public final class Connection {
         self.loop = loop
         self.handler = handler
         self.embeddedPeer = peer
+        self.tls = nil
+        self.tlsUnavailable = false
         self.input = ByteBuffer(capacity: Connection.readChunk)
         self.output = ByteBuffer(capacity: Connection.readChunk)
         self.isConnecting = connecting
@@ -118,7 +128,8 @@ public final class Connection {
             case .transferred(let written):
                 output.consume(written)
                 // A short write means the socket buffer is full; wait for room.
-                if written < pending { armWrite(); return }
+                // (TLS writes one record at a time: go on until it blocks.)
+                if written < pending && tls == nil { armWrite(); return }
             case .wouldBlock:
                 armWrite()
                 return
@@ -245,6 +256,7 @@ public final class Connection {
         } else {
             event_del(readEvent)
             event_del(writeEvent)
+            tls?.shutdown()
             Glibc.close(fd)
         }
         let handler = self.handler
@@ -264,11 +276,13 @@ public final class Connection {
 
     private func write(_ bytes: UnsafeRawBufferPointer) -> IOResult {
         if let embeddedPeer { return embeddedPeer.take(bytes) }
+        if let tls { return tls.write(bytes) }
         return NonBlockingIO.write(fd, bytes)
     }
 
     private func read(into space: UnsafeMutableRawBufferPointer) -> IOResult {
         if let embeddedPeer { return embeddedPeer.give(into: space) }
+        if let tls { return tls.read(into: space) }
         return NonBlockingIO.read(fd, into: space)
     }
 
@@ -280,7 +294,10 @@ public final class Connection {
     }
 
     func handleReadable() {
+        if tlsUnavailable { return close(error: ENOMEM) }
         if lingering { return dropInput() }
+        // A TLS write that waited for the peer's bytes (a key update) goes on first.
+        if let tls, tls.writeNeedsReadable { flush() }
         if input.writableCount < Connection.readChunk / 4 { input.reserveWritable(Connection.readChunk) }
         switch read(into: input.writableSpace) {
         case .transferred(let count):
@@ -291,7 +308,13 @@ public final class Connection {
             if !isClosed && input.isEmpty && input.allocatedCapacity > Connection.retainedCapacity {
                 input.shrink(to: Connection.readChunk)
             }
+            // Bytes OpenSSL already decrypted raise no socket event: read them now.
+            if let tls, !isClosed, !readingPaused, !lingering, tls.pending > 0 {
+                if let readEvent { event_active(readEvent, Int32(EV_READ), 0) }
+            }
         case .wouldBlock:
+            // A TLS read (the handshake) that must write first waits for room.
+            if let tls, tls.readNeedsWritable { armWrite() }
             return
         case .endOfFile:
             inputEnded = true
@@ -323,6 +346,13 @@ public final class Connection {
         }
         drainNoticeWanted = false
         flush()
+        if let tls, tls.readNeedsWritable, !isClosed {
+            if output.isEmpty && writeArmed && !drainNoticeWanted {
+                writeArmed = false
+                if let writeEvent { event_del(writeEvent) }
+            }
+            handleReadable()
+        }
         if !isClosed && output.isEmpty { handler?.connectionDrained(self) }
     }
 }

@@ -1,0 +1,26 @@
+// The one place libssl's headers enter the project (TLS for client
+// connections). Only the EventLoop module imports this. OpenSSL spells some
+// calls as macros over SSL_CTX_ctrl/SSL_ctrl, which Swift cannot call; they
+// are wrapped here as functions.
+#ifndef MEMCLUSTER_COPENSSL_SHIM_H
+#define MEMCLUSTER_COPENSSL_SHIM_H
+
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+static inline int memcluster_ssl_ctx_set_min_version(SSL_CTX *context, int version) {
+    return (int)SSL_CTX_set_min_proto_version(context, version);
+}
+
+/// A write may be retried with another buffer holding the same bytes (the
+/// connection's output buffer can move as it grows), and may be partial.
+static inline void memcluster_ssl_set_write_modes(SSL *ssl) {
+    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+}
+
+static inline int memcluster_ssl_ctx_disable_session_cache(SSL_CTX *context) {
+    return (int)SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
+}
+
+#endif
