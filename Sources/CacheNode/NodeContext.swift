@@ -1,4 +1,5 @@
 import Concurrency
+import EventLoop
 import CacheStorage
 import Synchronization
 
@@ -36,8 +37,12 @@ public final class NodeContext: Sendable {
     public let oldestLive = Atomic<UInt32>(0)
     private let shutdownHandler: Locked<(@Sendable () -> Void)?> = Locked(nil)
 
-    public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock) {
+    /// The TLS context of `-Z` listeners, or nil.
+    public let tls: TLSServerContext?
+
+    public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock, tls: TLSServerContext? = nil) {
         self.settings = settings
+        self.tls = tls
         self.storage = storage
         self.clock = clock
         self.workerCounters = (0..<settings.threads).map { _ in WorkerCounters() }

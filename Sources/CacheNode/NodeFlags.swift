@@ -104,7 +104,8 @@ public enum NodeFlags {
             case "I":
                 guard let size = parseSize(argument, defaultUnit: 1) else { return .fail("Invalid max item size: \(argument)") }
                 settings.itemSizeMax = size
-            case "S", "Y", "Z", "e":
+            case "Z": settings.tlsEnabled = true
+            case "S", "Y", "e":
                 return .fail("-\(letter) (SASL, authentication, TLS, memory files) is not supported by memcluster-node.")
             case "F": settings.flushEnabled = false
             case "X": settings.dumpingEnabled = false
@@ -140,6 +141,30 @@ public enum NodeFlags {
                     return "Invalid request_line_max: \(value ?? "") (a size of at least 2048 bytes, k/m suffix allowed)"
                 }
                 settings.requestLineMax = bytes
+            case "ssl_chain_cert": settings.tls.chainCertificate = value
+            case "ssl_key": settings.tls.privateKey = value
+            case "ssl_ca_cert": settings.tls.caCertificate = value
+            case "ssl_ciphers": settings.tls.ciphers = value
+            case "ssl_verify_mode":
+                guard let mode = value.flatMap({ Int($0) }), (0...3).contains(mode) else {
+                    return "Invalid ssl_verify_mode: \(value ?? "") (0 none, 1 request, 2 require, 3 once)"
+                }
+                settings.tls.verifyMode = mode
+            case "ssl_min_version":
+                guard let version = value.flatMap({ Int($0) }), (0...3).contains(version) else {
+                    return "Invalid ssl_min_version: \(value ?? "") (0 tlsv1.0 ... 3 tlsv1.3)"
+                }
+                settings.tls.minimumVersion = version
+            case "ssl_keyformat":
+                // PEM (1) only: DER and ENGINE keys are not loaded.
+                guard value == "1" else { return "Invalid ssl_keyformat: \(value ?? "") (only 1, PEM, is supported)" }
+            case "ssl_wbuf_size":
+                guard let kilobytes = value.flatMap({ Int($0) }), kilobytes > 0 else {
+                    return "Invalid ssl_wbuf_size: \(value ?? "")"
+                }
+                settings.tlsWriteBufferKilobytes = kilobytes
+            case "ssl_session_cache": settings.tlsSessionCache = true
+            case "ssl_kernel_tls": settings.tlsKernelOffload = true
             case "lru_crawler":
                 settings.crawlerEnabled = true
             case "no_lru_crawler":
@@ -199,6 +224,10 @@ public enum NodeFlags {
     -F, --disable-flush-all   disable flush_all
     -X, --disable-dumping     disable stats cachedump and lru_crawler metadump
     -W, --disable-watch       accepted for compatibility
+    -Z, --enable-ssl          serve TLS on every -l address but those written notls:<addr>[:port];
+                              needs -o ssl_chain_cert=<pem>,ssl_key=<pem>; also ssl_ca_cert=<pem>,
+                              ssl_verify_mode=0|1|2|3 (client certificates: none, asked, required,
+                              required once), ssl_min_version=0..3 (default 2: TLS 1.2), ssl_ciphers=
     -o, --extended            comma separated extended options: idle_timeout=<s>;
                               request_line_max=<size> (default 2m: a longer request
                               line gets CLIENT_ERROR line too long and a close);

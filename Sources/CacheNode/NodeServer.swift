@@ -34,7 +34,11 @@ public final class NodeServer {
                                                  evictionsEnabled: !settings.evictionsDisabled,
                                                  casEnabled: settings.casEnabled)
         let storage = try ItemStore(configuration: configuration)
-        context = NodeContext(settings: settings, storage: storage, clock: ServerClock())
+        var tls: TLSServerContext?
+        if settings.tlsEnabled {
+            do { tls = try TLSServerContext(settings: settings.tls) } catch { throw StartupError(error.description) }
+        }
+        context = NodeContext(settings: settings, storage: storage, clock: ServerClock(), tls: tls)
         mainLoop = try EventLoop()
     }
 
@@ -43,17 +47,17 @@ public final class NodeServer {
     public func bind() throws {
         let settings = context.settings
         var port = settings.port
-        for host in settings.listenAddresses {
-            let address = try SocketAddress(host: host, port: port)
+        for (host, ownPort, speaksTLS) in settings.listeners {
+            let address = try SocketAddress(host: host, port: ownPort ?? port)
             let fd = try Socket.listen(on: address, backlog: settings.listenBacklog)
             try? Socket.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             // With -p 0 every address shares the port the first one was given.
-            if port == 0, let chosen = Socket.localPort(fd) { port = chosen }
+            if port == 0, ownPort == nil, let chosen = Socket.localPort(fd) { port = chosen }
             let context = self.context
             listeners.append(Listener(fd: fd, loop: mainLoop,
                                       onPause: { context.listenDisabled.wrappingAdd(1, ordering: .relaxed) },
                                       onResume: { context.listenDisabledMicroseconds.wrappingAdd(Int($0), ordering: .relaxed) },
-                                      onAccept: { [unowned self] client in accept(client) }))
+                                      onAccept: { [unowned self] client in accept(client, tls: speaksTLS) }))
         }
         boundPort = port
         context.boundPort.store(Int(port), ordering: .relaxed)
@@ -133,7 +137,7 @@ public final class NodeServer {
         return max(0, count - 1)
     }
 
-    private func accept(_ fd: Int32) {
+    private func accept(_ fd: Int32, tls: Bool) {
         let current = context.currentConnections.load(ordering: .relaxed)
         if current >= context.settings.maxConnections {
             Socket.refuse(fd)
@@ -144,6 +148,6 @@ public final class NodeServer {
         context.totalConnections.wrappingAdd(1, ordering: .relaxed)
         let worker = workers[nextWorker]
         nextWorker = (nextWorker + 1) % workers.count
-        worker.adopt(fd)
+        worker.adopt(fd, tls: tls ? context.tls : nil)
     }
 }

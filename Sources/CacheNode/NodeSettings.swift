@@ -1,3 +1,5 @@
+import EventLoop
+
 /// Everything the node's flags decide, with memcached's defaults.
 public struct NodeSettings: Sendable {
     /// TCP port (`-p`); 0 picks a free port (printed at start-up).
@@ -56,6 +58,36 @@ public struct NodeSettings: Sendable {
     public var shutdownGraceMilliseconds: Int = 5000
     /// Extended options given with `-o` that the node does not act on (kept for `stats settings`).
     public var ignoredExtendedOptions: [String] = []
+    /// `-Z`: listeners speak TLS (but those given as `-l notls:<addr>`).
+    public var tlsEnabled = false
+    /// `-o ssl_chain_cert=,ssl_key=,ssl_ca_cert=,ssl_verify_mode=,ssl_ciphers=,ssl_min_version=`.
+    public var tls = TLSServerSettings()
+    /// `-o ssl_wbuf_size=` (KiB), `ssl_session_cache`, `ssl_kernel_tls`: accepted and
+    /// shown by `stats settings`; the node's TLS writes from its own output
+    /// buffer, keeps no session cache and does not offload to the kernel.
+    public var tlsWriteBufferKilobytes = 16
+    public var tlsSessionCache = false
+    public var tlsKernelOffload = false
+
+    /// `-l` entries as memcached reads them: `[notls:]<host>[:<port>]` (an
+    /// IPv6 host with a port in brackets), the port `-p`'s when not given.
+    public var listeners: [(host: String, port: UInt16?, tls: Bool)] {
+        listenAddresses.map { entry in
+            var rest = Substring(entry)
+            let tls = !rest.hasPrefix("notls:") && tlsEnabled
+            if rest.hasPrefix("notls:") { rest = rest.dropFirst(6) }
+            if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
+                let host = rest[rest.index(after: rest.startIndex)..<close]
+                let after = rest[rest.index(after: close)...]
+                return (String(host), after.hasPrefix(":") ? UInt16(after.dropFirst()) : nil, tls)
+            }
+            if rest.filter({ $0 == ":" }).count == 1, let colon = rest.firstIndex(of: ":"),
+               let port = UInt16(rest[rest.index(after: colon)...]) {
+                return (String(rest[..<colon]), port, tls)
+            }
+            return (String(rest), nil, tls)
+        }
+    }
 
     public init() {}
 

@@ -71,6 +71,10 @@ struct NodeStatsReport {
             ("auth_cmds", "0"),
             ("auth_errors", "0"),
         ]
+        if let tls = context.tls {
+            lines.append(("ssl_handshake_errors", String(tls.handshakeErrors.withLock { $0 })))
+            lines.append(("time_since_server_cert_refresh", String(tls.secondsSinceLoad)))
+        }
         if context.settings.idleTimeoutSeconds > 0 {
             lines.append(("idle_kicks", total(.idleKicks)))
         }
@@ -166,6 +170,18 @@ struct NodeStatsReport {
             ("idle_timeout", String(settings.idleTimeoutSeconds)),
             ("watch_enabled", settings.watchEnabled ? "yes" : "no"),
             ("drop_privileges", settings.user == nil ? "no" : "yes"),
+            // As memcached prints them, -Z or not.
+            ("ssl_enabled", settings.tlsEnabled ? "yes" : "no"),
+            ("ssl_chain_cert", settings.tls.chainCertificate ?? "(null)"),
+            ("ssl_key", settings.tls.privateKey ?? "(null)"),
+            ("ssl_verify_mode", String(settings.tls.verifyMode)),
+            ("ssl_keyformat", "1"),
+            ("ssl_ciphers", settings.tls.ciphers ?? "NULL"),
+            ("ssl_ca_cert", settings.tls.caCertificate ?? "NULL"),
+            ("ssl_wbuf_size", String(settings.tlsWriteBufferKilobytes * 1024)),
+            ("ssl_session_cache", settings.tlsSessionCache ? "yes" : "no"),
+            ("ssl_kernel_tls", settings.tlsKernelOffload ? "yes" : "no"),
+            ("ssl_min_version", ["tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"][settings.tls.minimumVersion]),
         ]
     }
 

@@ -27,9 +27,9 @@ final class NodeWorker: @unchecked Sendable {
     }
 
     /// Hands an accepted socket to this worker. Any thread.
-    func adopt(_ fd: Int32) {
+    func adopt(_ fd: Int32, tls: TLSServerContext? = nil) {
         loop.execute { [self] in
-            attachClient { client in Connection(fd: fd, loop: loop, handler: client) }
+            attachClient { client in Connection(fd: fd, loop: loop, handler: client, tls: tls) }
         }
     }
 

@@ -30,6 +30,19 @@ extension RequestProcessor {
             lru(arguments, noreply: request.noreply, output: &output)
         case .lruCrawler:
             return lruCrawler(arguments, output: &output, outputLimit: outputLimit, resume: &resume, repliesHeld: repliesHeld)
+        case .refreshCerts:
+            // memcached answers with the error text itself, not a protocol error.
+            guard let tls = context.tls else {
+                output.append(ProtocolError.tlsNotEnabled.line)
+                output.append("\r\n")
+                break
+            }
+            do {
+                try tls.reload()
+                output.append("OK\r\n")
+            } catch {
+                output.append(string: "\(error)\r\n")
+            }
         case .watch:
             // Live logging streams are not served; answer as memcached -W does.
             output.append("CLIENT_ERROR watch commands not allowed\r\n")

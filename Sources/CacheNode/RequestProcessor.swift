@@ -84,7 +84,7 @@ final class RequestProcessor {
         case .quit:
             return .close
         case .flushAll, .version, .verbosity, .shutdown, .stats, .cacheMemlimit,
-             .slabs, .lru, .lruCrawler, .watch, .misbehave:
+             .slabs, .lru, .lruCrawler, .watch, .misbehave, .refreshCerts:
             return administer(request, in: bytes, output: &output, outputLimit: outputLimit,
                               resume: &resume, repliesHeld: repliesHeld)
         }

@@ -7,7 +7,7 @@ public enum Command: UInt8, Sendable, CaseIterable {
     case delete, incr, decr, touch
     case flushAll, version, verbosity, quit, shutdown, stats, cacheMemlimit
     // Administration memcached accepts; the node answers them as memcached would.
-    case slabs, lru, lruCrawler, watch, misbehave
+    case slabs, lru, lruCrawler, watch, misbehave, refreshCerts
     // Meta protocol.
     case metaGet, metaSet, metaDelete, metaArithmetic, metaNoop, metaDebug
 

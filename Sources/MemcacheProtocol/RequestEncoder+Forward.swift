@@ -117,7 +117,7 @@ extension RequestEncoder {
         case .metaNoop:
             buffer.append("mn\r\n")
         case .version, .verbosity, .quit, .shutdown, .stats, .cacheMemlimit, .slabs, .lru, .lruCrawler, .watch,
-             .misbehave:
+             .misbehave, .refreshCerts:
             preconditionFailure("\(request.command) is answered by the proxy, never forwarded")
         }
         return layout

@@ -129,8 +129,9 @@ public enum Framing {
 ///
 /// Commands memcached 1.6.18's release build does not know are unknown here too:
 /// `misbehave` and `debugtime` (debug builds), `extstore` (extstore builds) answer
-/// `ERROR`; `refresh_certs` answers `Error TLS not enabled` (`.tlsNotEnabled`), so
-/// `Command.misbehave` is never produced.
+/// `ERROR`, so `Command.misbehave` is never produced. `refresh_certs` is
+/// `Command.refreshCerts`: whoever serves it answers `OK`, or `Error TLS not
+/// enabled` (`.tlsNotEnabled`) without TLS, as memcached does.
 public struct RequestParser: Sendable {
     public let limits: RequestLimits
 
@@ -319,7 +320,7 @@ extension RequestParser {
         if base.matches(start, length, "flush_all") { return flushAll(line, tokens, &request) }
         if base.matches(start, length, "verbosity") { return verbosity(line, tokens, &request) }
         if base.matches(start, length, "lru_crawler") { return withArguments(.lruCrawler, line, tokens, &request) }
-        if base.matches(start, length, "refresh_certs") { return invalid(.tlsNotEnabled, line) }
+        if base.matches(start, length, "refresh_certs") { return simple(.refreshCerts, line, &request) }
         // Unknown (`misbehave` too: it exists only in debug builds of memcached).
         let last = tokens.count - 1
         if tokens.length(last) >= 5 && base.matches(tokens.starts[last], 5, "HTTP/") { return .close }

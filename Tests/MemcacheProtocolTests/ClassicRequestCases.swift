@@ -46,9 +46,9 @@ let framingCases: [RequestCase] = [
     // 23 tokens are parsed; the 23rd is the "last" one.
     RequestCase("xx a b c d e f g h i j k l m n o p q r s t u HTTP/1.1 y z\r\n", .close),
     RequestCase("xx a b c d e f g h i j k l m n o p q r s t u v HTTP/1.1 y z\r\n", ERROR),
-    RequestCase("refresh_certs\r\n", err(.tlsNotEnabled)),
-    RequestCase("refresh_certs noreply\r\n", err(.tlsNotEnabled)),
-    RequestCase("refresh_certs HTTP/1.1\r\n", err(.tlsNotEnabled)),
+    RequestCase("refresh_certs\r\n", req(.refreshCerts)),
+    RequestCase("refresh_certs noreply\r\n", req(.refreshCerts)),
+    RequestCase("refresh_certs HTTP/1.1\r\n", req(.refreshCerts)),
     RequestCase("debugtime 1\r\n", ERROR),
     RequestCase("extstore x\r\n", ERROR),
     // Later in a text stream a 0x80 line is an unknown command (the connection,

@@ -95,7 +95,7 @@ public enum ReplyShape: Sendable {
         case .metaGet, .metaSet, .metaDelete, .metaArithmetic: return quiet ? .quietMeta : .meta
         case .metaDebug: return .metaDebug
         case .metaNoop: return .quietMeta
-        case .quit, .shutdown, .cacheMemlimit, .slabs, .lru, .lruCrawler, .watch, .misbehave:
+        case .quit, .shutdown, .cacheMemlimit, .slabs, .lru, .lruCrawler, .watch, .misbehave, .refreshCerts:
             preconditionFailure("\(command) is never forwarded")
         }
     }

@@ -84,6 +84,8 @@ enum Router {
             proxied.whenFirst = { proxied in ProxyStatsReport.answer(arguments, proxied: proxied, worker: worker) }
         case .shutdown:
             proxied.complete(line: "ERROR: shutdown not enabled")
+        case .refreshCerts:
+            proxied.complete(line: ProtocolError.tlsNotEnabled.line)
         case .cacheMemlimit, .slabs, .lru, .lruCrawler, .watch, .misbehave:
             // Node administration is done on each node directly; the proxy holds no
             // items and answers as memcached answers these (ProxyStatsReport.administer).

@@ -1,0 +1,297 @@
+"""TLS on the node (`-Z`), as memcached 1.6.18 serves it, with a test CA
+made by scripts/make-test-ca:
+
+- clients that speak TLS unchanged: pymemcache with `tls_context`, Python's
+  ssl module with a 512 KB value, `openssl s_client` scripted;
+- `-l notls:<addr>` beside a TLS listener; `stats settings`' ssl_* lines
+  and `stats`' TLS counters equal to memcached's with the same flags;
+- `ssl_verify_mode 2`: a client without a certificate, or with one from an
+  unrelated CA, refused; with the test CA's, served;
+- refused, each with a log line and no crash: plain text to the TLS port
+  (200 times: the node stays up and its connections come back), TLS to the
+  `notls:` port, an expired server certificate and a wrong CA (refused by
+  the client); a client that stalls mid-handshake does not hold up others;
+- `refresh_certs` serves the files' new certificate to new connections.
+
+With `--target memcached` the same tests run against memcached `-Z` (what
+only the node counts or logs is checked for the node alone).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import harness
+
+MAKE_CA = os.path.join(harness.REPO_ROOT, "scripts", "make-test-ca")
+
+
+@pytest.fixture(scope="module")
+def certs():
+    """The test CA's files, in a directory the node (run as nobody) can read."""
+    d = tempfile.mkdtemp(prefix="mctls-")
+    os.chmod(d, 0o755)
+    subprocess.run([MAKE_CA, d], check=True, capture_output=True)
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), 0o644)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def start(binary: str, certs: str, *options: str, cert: str = "server") -> tuple[harness.Server, int]:
+    """`binary -Z` with a TLS listener and a `notls:` one; returns the server
+    (its `port` the plain one, which answers `version` in plain text) and the
+    TLS port."""
+    tls_port, plain_port = harness.free_port(), harness.free_port()
+    extra = ",".join([f"ssl_chain_cert={certs}/{cert}.crt", f"ssl_key={certs}/{cert}.key", *options])
+    argv = [binary, "-p", str(tls_port), "-U", "0", *harness._user_flags(), "-Z", "-o", extra,
+            "-l", f"notls:{harness.HOST}:{plain_port},{harness.HOST}:{tls_port}"]
+    fd, log_path = tempfile.mkstemp(prefix="mctls-", suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    srv = harness.Server(binary, argv[1:], plain_port, proc, log_path, argv=argv)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not srv.alive():
+            raise RuntimeError(f"{srv.describe()} exited: {srv.log()}")
+        try:
+            with harness.TextClient(srv.addr, timeout=1) as c:
+                if c.line("version").startswith(b"VERSION"):
+                    return srv, tls_port
+        except OSError:
+            time.sleep(0.05)
+    srv.stop()
+    raise RuntimeError(f"{srv.describe()} did not answer: {srv.log()}")
+
+
+def is_node(binary: str) -> bool:
+    """The suite also runs against memcached (--target memcached)."""
+    return os.path.basename(binary) == "memcluster-node"
+
+
+@pytest.fixture
+def node(target_bin, certs):
+    srv, tls_port = start(target_bin, certs)
+    yield srv, tls_port
+    srv.stop()
+
+
+def client_context(certs: str, ca: str = "ca", cert: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=f"{certs}/{ca}.crt")
+    if cert:
+        ctx.load_cert_chain(f"{certs}/{cert}.crt", f"{certs}/{cert}.key")
+    return ctx
+
+
+def tls_socket(port: int, ctx: ssl.SSLContext, timeout: float = 5.0) -> ssl.SSLSocket:
+    raw = socket.create_connection((harness.HOST, port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname=harness.HOST)
+
+
+def exchange(sock, request: bytes, until: bytes = b"\r\n", timeout: float = 5.0) -> bytes:
+    sock.sendall(request)
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(until):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def stats(addr, arg: str = "") -> dict[str, str]:
+    with harness.TextClient(addr) as c:
+        return c.stats(arg)
+
+
+def test_pymemcache_with_tls_context(node, certs):
+    from pymemcache.client.base import Client
+    srv, tls_port = node
+    c = Client((harness.HOST, tls_port), tls_context=client_context(certs), connect_timeout=5, timeout=5)
+    try:
+        assert c.set("tls:k", b"over TLS") is True
+        assert c.get("tls:k") == b"over TLS"
+        assert c.get_many(["tls:k", "tls:missing"]) == {"tls:k": b"over TLS"}
+        assert c.incr("tls:n", 1) is None
+        assert c.delete("tls:k") is True
+        assert c.get("tls:k") is None
+    finally:
+        c.close()
+    # the same item store behind both listeners
+    with harness.TextClient(srv.addr) as plain:
+        assert plain.set("both", b"plain") == b"STORED"
+    c = Client((harness.HOST, tls_port), tls_context=client_context(certs), connect_timeout=5, timeout=5)
+    try:
+        assert c.get("both") == b"plain"
+    finally:
+        c.close()
+
+
+def test_large_values_and_pipelines_over_tls(node, certs):
+    srv, tls_port = node
+    big = bytes(range(256)) * 2000                      # 512,000 bytes: many TLS records
+    with tls_socket(tls_port, client_context(certs)) as s:
+        assert exchange(s, b"set big 0 0 %d\r\n" % len(big) + big + b"\r\n") == b"STORED\r\n"
+        reply = exchange(s, b"get big\r\n" * 3, until=b"END\r\n" * 1)
+        while reply.count(b"END\r\n") < 3:
+            reply += s.recv(1 << 20)
+        assert reply == (b"VALUE big 0 %d\r\n" % len(big) + big + b"\r\nEND\r\n") * 3
+        pipeline = b"".join(b"set p%d 0 0 1\r\nx\r\n" % i for i in range(500))
+        reply = exchange(s, pipeline, until=b"STORED\r\n")
+        while reply.count(b"STORED\r\n") < 500:
+            reply += s.recv(1 << 20)
+        assert reply == b"STORED\r\n" * 500
+    assert srv.alive()
+
+
+def test_openssl_s_client(node, certs):
+    srv, tls_port = node
+    r = subprocess.run(["openssl", "s_client", "-connect", f"{harness.HOST}:{tls_port}", "-CAfile",
+                        f"{certs}/ca.crt", "-verify_return_error", "-quiet", "-ign_eof"],
+                       input=b"set sc 0 0 2\r\nok\r\nget sc\r\nquit\r\n", capture_output=True, timeout=20)
+    assert r.stdout == b"STORED\r\nVALUE sc 0 2\r\nok\r\nEND\r\n", (r.stdout, r.stderr[-400:])
+
+
+def test_tls_settings_and_counters_match_memcached(target_bin, reference_bin, certs):
+    options = (f"ssl_ca_cert={certs}/ca.crt", "ssl_verify_mode=1", "ssl_min_version=3")
+    answers = {}
+    for name, binary in (("memcached", reference_bin), ("node", target_bin)):
+        srv, _ = start(binary, certs, *options)
+        try:
+            settings = stats(srv.addr, "settings")
+            answers[name] = ({k: v for k, v in settings.items() if k.startswith("ssl_")},
+                             sorted(k for k in stats(srv.addr) if k.startswith("ssl_") or "cert" in k))
+            with harness.TextClient(srv.addr) as c:
+                answers[name] += (c.line("refresh_certs"),)
+        finally:
+            srv.stop()
+    assert answers["node"] == answers["memcached"], answers
+
+
+def test_refresh_certs_without_tls_answers_as_memcached(server_factory):
+    with harness.TextClient(server_factory().addr) as c:
+        assert c.line("refresh_certs") == b"Error TLS not enabled"
+
+
+def test_client_certificates_with_verify_mode_2(target_bin, certs):
+    srv, tls_port = start(target_bin, certs, f"ssl_ca_cert={certs}/ca.crt", "ssl_verify_mode=2")
+    try:
+        with tls_socket(tls_port, client_context(certs, cert="client")) as s:
+            assert exchange(s, b"version\r\n").startswith(b"VERSION ")
+        for cert in (None, "other-client"):
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                with tls_socket(tls_port, client_context(certs, cert=cert)) as s:
+                    # TLS 1.3 reports a refused client certificate at the first read
+                    reply = exchange(s, b"version\r\n")
+                    if not reply:
+                        raise ConnectionError("closed")
+        assert srv.alive()
+        if is_node(target_bin):
+            # memcached does not count or log a refused client certificate; the node does.
+            assert int(stats(srv.addr)["ssl_handshake_errors"]) >= 2
+            assert "TLS handshake failed" in srv.log()
+    finally:
+        srv.stop()
+
+
+def test_plain_text_to_the_tls_port_is_refused_and_costs_nothing(node, certs):
+    srv, tls_port = node
+    # One stats connection throughout: a closed one may still be counted a moment.
+    with harness.TextClient(srv.addr) as watcher:
+        before = int(watcher.stats()["curr_connections"])
+        rss = srv.rss_kib()
+        for i in range(200):
+            with socket.create_connection((harness.HOST, tls_port), timeout=5) as s:
+                s.sendall(b"get k\r\n" if i % 2 else b"\x16\x03\x01\x00\x05hello garbage\r\n")
+                s.settimeout(5)
+                try:
+                    while s.recv(4096):
+                        pass
+                except (ConnectionResetError, socket.timeout):
+                    pass
+        deadline = time.monotonic() + 5
+        while int(watcher.stats()["curr_connections"]) != before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = watcher.stats()
+    assert int(st["curr_connections"]) <= before
+    # the node counts every failed handshake; memcached only some kinds
+    assert int(st["ssl_handshake_errors"]) >= (200 if is_node(srv.binary) else 1)
+    assert srv.rss_kib() - rss < 20_000, f"RSS grew {srv.rss_kib() - rss} KiB over 200 refused handshakes"
+    if is_node(srv.binary):
+        log = srv.log(20000)
+        assert "TLS handshake failed" in log and log.count("TLS handshake failed") < 50, "one line a second at most"
+
+
+def test_tls_to_the_plain_port_and_wrong_certificates_are_refused(target_bin, certs, node):
+    srv, tls_port = node
+    with pytest.raises(ssl.SSLError):
+        tls_socket(srv.port, client_context(certs))                # the notls: listener
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_socket(tls_port, client_context(certs, ca="other-ca"))  # a CA that did not sign it
+    expired, expired_port = start(target_bin, certs, cert="expired")
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
+            tls_socket(expired_port, client_context(certs))
+        assert expired.alive()
+    finally:
+        expired.stop()
+    assert srv.alive()
+
+
+def test_a_stalled_handshake_holds_up_no_one(node, certs):
+    srv, tls_port = node
+    stalled = socket.create_connection((harness.HOST, tls_port))
+    stalled.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello, then nothing
+    try:
+        t0 = time.monotonic()
+        with tls_socket(tls_port, client_context(certs)) as s:
+            assert exchange(s, b"version\r\n").startswith(b"VERSION ")
+        assert time.monotonic() - t0 < 2
+    finally:
+        stalled.close()
+
+
+def test_refresh_certs_serves_the_new_certificate(target_bin, certs):
+    d = tempfile.mkdtemp(prefix="mctls-refresh-")
+    os.chmod(d, 0o755)
+    try:
+        for name in ("server.crt", "server.key"):
+            shutil.copy(f"{certs}/{name}", f"{d}/{name}")
+            os.chmod(f"{d}/{name}", 0o644)
+        srv, tls_port = start(target_bin, d)
+        try:
+            def served_serial() -> int:
+                with tls_socket(tls_port, client_context(certs)) as s:
+                    return int(s.getpeercert()["serialNumber"], 16)
+            first = served_serial()
+            # a new certificate for the same key, from the same CA
+            subprocess.run(["openssl", "req", "-new", "-key", f"{d}/server.key", "-subj", "/CN=127.0.0.1",
+                            "-out", f"{d}/new.csr"], check=True, capture_output=True)
+            with open(f"{d}/new.ext", "w") as f:
+                f.write("subjectAltName=IP:127.0.0.1\n")
+            subprocess.run(["openssl", "x509", "-req", "-in", f"{d}/new.csr", "-CA", f"{certs}/ca.crt",
+                            "-CAkey", f"{certs}/ca.key", "-set_serial", "4242", "-days", "2",
+                            "-extfile", f"{d}/new.ext", "-out", f"{d}/server.crt"], check=True, capture_output=True)
+            os.chmod(f"{d}/server.crt", 0o644)
+            assert served_serial() == first, "the certificate changed before refresh_certs"
+            with harness.TextClient(srv.addr) as c:
+                assert c.line("refresh_certs") == b"OK"
+            assert served_serial() == 4242
+            os.chmod(f"{d}/server.key", 0o000)
+            with harness.TextClient(srv.addr) as c:
+                answer = c.line("refresh_certs")
+            assert answer.startswith(b"Error loading the key"), answer
+            assert served_serial() == 4242, "a failed refresh must keep the running certificate"
+        finally:
+            srv.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
