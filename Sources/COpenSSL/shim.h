@@ -8,6 +8,7 @@
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 static inline int memcluster_ssl_ctx_set_min_version(SSL_CTX *context, int version) {
     return (int)SSL_CTX_set_min_proto_version(context, version);
@@ -21,6 +22,14 @@ static inline void memcluster_ssl_set_write_modes(SSL *ssl) {
 
 static inline int memcluster_ssl_ctx_disable_session_cache(SSL_CTX *context) {
     return (int)SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
+}
+
+/// The name a client session sends (SNI) and checks the server's
+/// certificate against: an IP address as such, or a host name.
+static inline int memcluster_ssl_expect_peer(SSL *ssl, const char *name, int is_ip) {
+    if (!is_ip && SSL_set_tlsext_host_name(ssl, name) != 1) return 0;
+    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+    return is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name) : X509_VERIFY_PARAM_set1_host(param, name, 0);
 }
 
 #endif

@@ -71,13 +71,18 @@ public final class Connection {
     /// Adopts an accepted or connecting socket and starts reading from it;
     /// with `tls`, as the server side of a TLS session (the handshake is
     /// made by the first reads and writes).
-    public init(fd: Int32, loop: EventLoop, handler: any ConnectionHandler, tls context: TLSServerContext? = nil) {
+    public convenience init(fd: Int32, loop: EventLoop, handler: any ConnectionHandler, tls context: TLSServerContext? = nil) {
+        self.init(fd: fd, loop: loop, handler: handler, stream: context.flatMap { TLSStream(context: $0, fd: fd) },
+                  wantedTLS: context != nil)
+    }
+
+    private init(fd: Int32, loop: EventLoop, handler: any ConnectionHandler, stream: TLSStream?, wantedTLS: Bool) {
         self.fd = fd
         self.loop = loop
         self.handler = handler
         self.embeddedPeer = nil
-        self.tls = context.flatMap { TLSStream(context: $0, fd: fd) }
-        self.tlsUnavailable = context != nil && tls == nil
+        self.tls = stream
+        self.tlsUnavailable = wantedTLS && stream == nil
         self.input = ByteBuffer(capacity: Connection.readChunk)
         self.output = ByteBuffer(capacity: Connection.readChunk)
         // The connection keeps itself alive while open; `close()` releases it.
@@ -108,8 +113,13 @@ public final class Connection {
     /// Adopts a socket whose non-blocking connect is in progress (`Socket.connect`).
     /// Output written before the connect completes is sent once it does; the
     /// handler hears `connectionEstablished`, or `connectionClosed` on failure.
-    public convenience init(connecting fd: Int32, loop: EventLoop, handler: any ConnectionHandler) {
-        self.init(fd: fd, loop: loop, handler: handler)
+    /// With `tls`, the client side of a TLS session whose server must prove
+    /// it is `peer` (an address or a host name); the handshake starts once
+    /// the connect completes.
+    public convenience init(connecting fd: Int32, loop: EventLoop, handler: any ConnectionHandler,
+                            tls context: TLSClientContext? = nil, peer: String = "") {
+        self.init(fd: fd, loop: loop, handler: handler,
+                  stream: context.flatMap { TLSStream(context: $0, fd: fd, peer: peer) }, wantedTLS: context != nil)
         isConnecting = true
         armWrite()
     }
@@ -341,6 +351,7 @@ public final class Connection {
             let error = embeddedPeer?.connectError ?? Socket.pendingError(fd)
             if error != 0 { return close(error: error) }
             isConnecting = false
+            if tlsUnavailable { return close(error: ENOMEM) }
             handler?.connectionEstablished(self)
             if isClosed { return }
         }

@@ -35,6 +35,15 @@ import Testing
         shutdown_grace_ms: 0
         metrics_listen: 127.0.0.1:9150
         admin_token_file: admin.token
+        tls:
+          cert: proxy.crt
+          key: proxy.key
+          ca: clients-ca.crt
+          verify_clients: true
+        node_tls:
+          ca: nodes-ca.crt
+          cert: proxy-client.crt
+          key: proxy-client.key
         nodes:
           - 10.0.0.1:11211:2 alpha
           - address: "[::1]:11212"

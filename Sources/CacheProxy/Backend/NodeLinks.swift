@@ -7,12 +7,11 @@ import EventLoop
 /// sleep.
 struct NodeLinks {
     /// Opens a connection to `node` for `handler`; throws when it is refused at once.
-    var connect: (_ node: BackendNode, _ loop: EventLoop, _ handler: any ConnectionHandler) throws -> Connection = {
-        node, loop, handler in
-        Connection(connecting: try Socket.connect(to: node.address), loop: loop, handler: handler)
-    }
+    var connect: (_ node: BackendNode, _ loop: EventLoop, _ handler: any ConnectionHandler) throws -> Connection
     /// Monotonic milliseconds; nil: the real clock.
     var clock: (() -> Int64)?
 
-    init() {}
+    init(dialer: NodeDialer = .plain) {
+        connect = { node, loop, handler in try dialer.connect(to: node.address, loop: loop, handler: handler) }
+    }
 }

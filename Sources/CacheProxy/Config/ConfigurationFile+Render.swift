@@ -45,6 +45,7 @@ extension ConfigurationFile {
             lines.append("# admin_token: not set (POST /reload needs no token)")
         }
         lines.append("admin_token_protects_metrics: \(c.adminTokenProtectsMetrics)")
+        lines += tls(c)
         if let discovery = c.discovery {
             lines += self.discovery(discovery)
             return lines.joined(separator: "\n") + "\n"
@@ -61,6 +62,27 @@ extension ConfigurationFile {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `tls:` and `node_tls:`, or comments saying plain text is in use.
+    static func tls(_ c: ProxyConfiguration) -> [String] {
+        var lines: [String] = []
+        if let t = c.clientTLS {
+            lines += ["tls:", "  cert: \(scalar(t.chainCertificate ?? ""))"]
+            if let key = t.privateKey { lines.append("  key: \(scalar(key))") }
+            if let ca = t.caCertificate { lines.append("  ca: \(scalar(ca))") }
+            lines.append("  verify_clients: \(t.verifyMode == 2)")
+        } else {
+            lines.append("# tls: not set (clients speak plain text)")
+        }
+        if let n = c.nodeTLS {
+            lines += ["node_tls:", "  ca: \(scalar(n.caCertificate))"]
+            if let cert = n.certificate { lines.append("  cert: \(scalar(cert))") }
+            if let key = n.privateKey { lines.append("  key: \(scalar(key))") }
+        } else {
+            lines.append("# node_tls: not set (plain text to the nodes)")
+        }
+        return lines
     }
 
     /// `discovery:` in place of `nodes:`: the name is not looked up here.

@@ -1,3 +1,4 @@
+import EventLoop
 import Logging
 import Yams
 
@@ -188,6 +189,8 @@ public enum ConfigurationFile {
                 case "discovery":
                     config.discovery = try discovery(value)
                     discoveryKey = keyNode
+                case "tls": config.clientTLS = try clientTLS(value)
+                case "node_tls": config.nodeTLS = try nodeTLS(value)
                 default:
                     throw fail(keyNode, "unknown option '\(key)' (see examples/proxy.yaml for the options)")
                 }
@@ -211,6 +214,48 @@ public enum ConfigurationFile {
                 throw ConfigurationError("\(path): probe_max_ms must not be below probe_initial_ms")
             }
             return config
+        }
+
+        /// `tls:` cert, key, ca, verify_clients (examples/proxy.yaml).
+        func clientTLS(_ node: Node) throws(ConfigurationError) -> TLSServerSettings {
+            guard let mapping = node.mapping else { throw fail(node, "tls: expected a mapping (cert:, key:, ca:, verify_clients:)") }
+            var settings = TLSServerSettings()
+            var verify = false
+            for (keyNode, value) in mapping {
+                let key = try string(keyNode, "tls option")
+                switch key {
+                case "cert": settings.chainCertificate = try string(value, "tls.cert")
+                case "key": settings.privateKey = try string(value, "tls.key")
+                case "ca": settings.caCertificate = try string(value, "tls.ca")
+                case "verify_clients": verify = try boolean(value, "tls.verify_clients")
+                default: throw fail(keyNode, "tls: unknown option '\(key)' (cert, key, ca, verify_clients)")
+                }
+            }
+            guard settings.chainCertificate != nil else { throw fail(node, "tls: cert: is required (the proxy's certificate, PEM)") }
+            if verify {
+                guard settings.caCertificate != nil else { throw fail(node, "tls: verify_clients: true needs ca:") }
+                settings.verifyMode = 2
+            }
+            return settings
+        }
+
+        /// `node_tls:` ca, cert, key (examples/proxy.yaml).
+        func nodeTLS(_ node: Node) throws(ConfigurationError) -> TLSClientSettings {
+            guard let mapping = node.mapping else { throw fail(node, "node_tls: expected a mapping (ca:, cert:, key:)") }
+            var ca: String?
+            var certificate: String?
+            var key: String?
+            for (keyNode, value) in mapping {
+                let name = try string(keyNode, "node_tls option")
+                switch name {
+                case "ca": ca = try string(value, "node_tls.ca")
+                case "cert": certificate = try string(value, "node_tls.cert")
+                case "key": key = try string(value, "node_tls.key")
+                default: throw fail(keyNode, "node_tls: unknown option '\(name)' (ca, cert, key)")
+                }
+            }
+            guard let ca else { throw fail(node, "node_tls: ca: is required (the CA the nodes' certificates chain to)") }
+            return TLSClientSettings(caCertificate: ca, certificate: certificate, privateKey: key)
         }
 
         /// `discovery:` (see `DiscoverySettings` and examples/proxy.yaml).

@@ -1,3 +1,4 @@
+import EventLoop
 import Logging
 import Glibc
 
@@ -54,6 +55,13 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// `all`: a write answers once every live replica has; `primary`: once the
     /// primary has (the other replicas finish in the background). Default `all`.
     public var writePolicy: WritePolicy = .all
+    /// `tls:` clients connect to the proxy over TLS with this certificate
+    /// (and, with `ca` and `verify_clients`, must show one of their own).
+    /// nil (the default): plain text.
+    public var clientTLS: TLSServerSettings?
+    /// `node_tls:` the proxy speaks TLS to every node, which must show a
+    /// certificate from `ca` for its address; nil (the default): plain text.
+    public var nodeTLS: TLSClientSettings?
     /// Read each write's key back from its replicas and repair copies that
     /// differ (writers through other proxies, `ReplicaCheck`). Default on;
     /// only replicas 2 or more are checked.

@@ -23,11 +23,10 @@ final class MetadumpReader: ConnectionHandler, @unchecked Sendable {
     /// Longer than any line a dump of memcached's 250-byte keys has.
     static let maxLine = 4096
 
-    init(node: BackendNode, loop: EventLoop, onEvent: @escaping (Event) -> Void) {
+    init(node: BackendNode, loop: EventLoop, dialer: NodeDialer, onEvent: @escaping (Event) -> Void) {
         self.onEvent = onEvent
         do {
-            let fd = try Socket.connect(to: node.address)
-            let connection = Connection(connecting: fd, loop: loop, handler: self)
+            let connection = try dialer.connect(to: node.address, loop: loop, handler: self)
             connection.output.append("lru_crawler metadump all\r\n")
             self.connection = connection
         } catch {

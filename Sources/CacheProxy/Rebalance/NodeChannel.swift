@@ -29,11 +29,10 @@ final class NodeChannel: ConnectionHandler, @unchecked Sendable {
 
     var outstanding: Int { pending.count }
 
-    init(node: BackendNode, loop: EventLoop) {
+    init(node: BackendNode, loop: EventLoop, dialer: NodeDialer) {
         self.node = node
         do {
-            let fd = try Socket.connect(to: node.address)
-            connection = Connection(connecting: fd, loop: loop, handler: self)
+            connection = try dialer.connect(to: node.address, loop: loop, handler: self)
         } catch {
             isClosed = true
         }

@@ -219,7 +219,7 @@ final class Rebalancer {
             return listNextNode()
         }
         readerDone = false
-        reader = MetadumpReader(node: node, loop: loop) { [unowned self] event in
+        reader = MetadumpReader(node: node, loop: loop, dialer: context.nodeDialer) { [unowned self] event in
             switch event {
             case .keys(let keys):
                 context.rebalance.keysListed.add(UInt64(keys.count), ordering: .relaxed)
@@ -271,7 +271,7 @@ final class Rebalancer {
         guard let topology else { return nil }
         let node = topology.nodes[index]
         if let channel = channels[ObjectIdentifier(node)], !channel.isClosed { return channel }
-        let channel = NodeChannel(node: node, loop: loop)
+        let channel = NodeChannel(node: node, loop: loop, dialer: context.nodeDialer)
         channels[ObjectIdentifier(node)] = channel
         return channel.isClosed ? nil : channel
     }

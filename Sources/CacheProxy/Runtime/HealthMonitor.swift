@@ -18,6 +18,7 @@ final class HealthMonitor {
     private var tracked: [ObjectIdentifier: Tracking] = [:]
     /// Told when a node is up again (workers open new connections lazily).
     private let onNodeUp: (BackendNode) -> Void
+    private let dialer: NodeDialer
 
     private final class Tracking {
         let node: BackendNode
@@ -41,8 +42,10 @@ final class HealthMonitor {
     static let baseHoldMilliseconds = 1000
     static let maxHoldMilliseconds = 300_000
 
-    init(loop: EventLoop, configuration: ProxyConfiguration, logger: Logger, onNodeUp: @escaping (BackendNode) -> Void) {
+    init(loop: EventLoop, configuration: ProxyConfiguration, logger: Logger, dialer: NodeDialer = .plain,
+         onNodeUp: @escaping (BackendNode) -> Void) {
         self.loop = loop
+        self.dialer = dialer
         self.configuration = configuration
         self.logger = logger
         self.onNodeUp = onNodeUp
@@ -106,7 +109,8 @@ final class HealthMonitor {
         let node = tracking.node
         guard tracked[ObjectIdentifier(node)] === tracking, node.health == .down else { return }
         tracking.exchange = LineExchange.run("version\r\n", to: node.address, loop: loop,
-                                             timeoutMilliseconds: configuration.requestTimeoutMilliseconds) { [unowned self, unowned tracking] outcome in
+                                             timeoutMilliseconds: configuration.requestTimeoutMilliseconds,
+                                             dialer: dialer) { [unowned self, unowned tracking] outcome in
             tracking.exchange = nil
             if case .replied(.version, _) = outcome, node.transition(from: .down, to: .recovering) {
                 logger.info("node answers again; flushing it before it serves", metadata: ["node": "\(node)", "hold_ms": "\(tracking.holdMilliseconds)"])
@@ -126,7 +130,8 @@ final class HealthMonitor {
         let node = tracking.node
         guard tracked[ObjectIdentifier(node)] === tracking, node.health == .recovering else { return }
         tracking.exchange = LineExchange.run("flush_all\r\n", to: node.address, loop: loop,
-                                             timeoutMilliseconds: configuration.requestTimeoutMilliseconds) { [unowned self, unowned tracking] outcome in
+                                             timeoutMilliseconds: configuration.requestTimeoutMilliseconds,
+                                             dialer: dialer) { [unowned self, unowned tracking] outcome in
             tracking.exchange = nil
             if case .replied(.ok, _) = outcome, node.transition(from: .recovering, to: .up) {
                 tracking.cameUpAt = monotonicMilliseconds()

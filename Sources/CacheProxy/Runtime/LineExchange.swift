@@ -23,12 +23,11 @@ final class LineExchange: ConnectionHandler, @unchecked Sendable {
     /// the kind of the first reply line, or `.failed`.
     @discardableResult
     static func run(_ request: StaticString, to address: SocketAddress, loop: EventLoop, timeoutMilliseconds: Int,
-                    completion: @escaping (Outcome) -> Void) -> LineExchange {
+                    dialer: NodeDialer = .plain, completion: @escaping (Outcome) -> Void) -> LineExchange {
         let exchange = LineExchange()
         exchange.completion = completion
         do {
-            let fd = try Socket.connect(to: address)
-            let connection = Connection(connecting: fd, loop: loop, handler: exchange)
+            let connection = try dialer.connect(to: address, loop: loop, handler: exchange)
             connection.output.append(request)
             exchange.connection = connection
             let timer = EventTimer(loop: loop, milliseconds: timeoutMilliseconds, repeating: false) { [exchange] in

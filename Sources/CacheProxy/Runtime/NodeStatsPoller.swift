@@ -72,7 +72,8 @@ final class NodeStatsPoller: @unchecked Sendable {
         let key = ObjectIdentifier(node)
         guard exchanges[key] == nil else { return }
         let timeout = context.topology.configuration.requestTimeoutMilliseconds
-        exchanges[key] = LineExchange.run("stats\r\n", to: node.address, loop: loop, timeoutMilliseconds: timeout) { [unowned self] outcome in
+        exchanges[key] = LineExchange.run("stats\r\n", to: node.address, loop: loop, timeoutMilliseconds: timeout,
+                                         dialer: context.nodeDialer) { [unowned self] outcome in
             exchanges[key] = nil
             guard case .replied(.end, let stats) = outcome else {
                 if retriesLeft > 0 { recheck(node, retriesLeft: retriesLeft - 1) }

@@ -1,3 +1,4 @@
+import EventLoop
 import Concurrency
 import Synchronization
 
@@ -27,7 +28,14 @@ final class ProxyContext: Sendable {
     private let nodeTotals = Locked<(@Sendable () -> [(String, UInt64)])?>(nil)
     private let perNodeStats = Locked<(@Sendable (BackendNode) -> [String: UInt64]?)?>(nil)
 
-    init(workers: Int, topology: Topology, startedAt: Int64) {
+    /// How nodes are reached (`node_tls:`), and the TLS clients connect with (`tls:`).
+    let nodeDialer: NodeDialer
+    let clientTLS: TLSServerContext?
+
+    init(workers: Int, topology: Topology, startedAt: Int64, nodeDialer: NodeDialer = .plain,
+         clientTLS: TLSServerContext? = nil) {
+        self.nodeDialer = nodeDialer
+        self.clientTLS = clientTLS
         self.counters = (0..<workers).map { _ in ProxyCounters() }
         self.requestLatency = (0..<workers).map { _ in LatencyHistograms(series: RequestClass.allCases.count) }
         self.current = Locked(topology)

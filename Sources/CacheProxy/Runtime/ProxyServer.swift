@@ -77,7 +77,14 @@ public final class ProxyServer: @unchecked Sendable {
         let topology = try ProxyServer.topology(for: configuration, workers: configuration.threads, registry: &registry,
                                                 previous: nil, now: monotonicMilliseconds())
         self.registry = registry
-        self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)))
+        do {
+            let clientTLS = try configuration.clientTLS.map { settings throws(TLSError) in try TLSServerContext(settings: settings) }
+            let nodeTLS = try configuration.nodeTLS.map { settings throws(TLSError) in try TLSClientContext(settings: settings) }
+            self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)),
+                                        nodeDialer: NodeDialer(tls: nodeTLS), clientTLS: clientTLS)
+        } catch {
+            throw ConfigurationError("\(configuration.clientTLS != nil ? "tls/node_tls" : "node_tls"): \(error)")
+        }
         if configuration.discovery != nil { discoveredNodes = configuration.nodes }
     }
 
@@ -194,13 +201,15 @@ public final class ProxyServer: @unchecked Sendable {
         }
         let mainLoop = self.mainLoop
         rebalancer = Rebalancer(loop: mainLoop, context: context, logger: logger)
-        monitor = HealthMonitor(loop: mainLoop, configuration: configuration, logger: logger) { [context, unowned self] node in
+        monitor = HealthMonitor(loop: mainLoop, configuration: configuration, logger: logger,
+                                dialer: context.nodeDialer) { [context, unowned self] node in
             node.startRefill(until: monotonicMilliseconds() + Int64(context.topology.configuration.warmupSeconds) * 1000)
             rebalancer?.refill(node, context.topology)
         }
         for index in 0..<configuration.threads {
             let loop = try EventLoopThread.start(name: "proxy-worker-\(index)")
-            let worker = ProxyWorker(loop: loop, index: index, context: context, onNodeDown: { [unowned self] node in
+            let worker = ProxyWorker(loop: loop, index: index, context: context, links: NodeLinks(dialer: context.nodeDialer),
+                                     onNodeDown: { [unowned self] node in
                 mainLoop.execute { [self] in nodeWentDown(node) }
             }, onConnectionLost: { [unowned self] node in
                 mainLoop.execute { [self] in connectionLost(to: node) }
@@ -318,6 +327,17 @@ public final class ProxyServer: @unchecked Sendable {
     /// `discovery:`, the nodes are the list the name gave last (the running
     /// list while a changed name is not looked up yet). Main loop.
     @discardableResult
+    /// A reload reads the TLS files again (renewed certificates take effect
+    /// for new connections); a file that does not load keeps the running one.
+    private func reloadCertificates() {
+        do {
+            try context.clientTLS?.reload()
+            try context.nodeDialer.tls?.reload()
+        } catch {
+            logger.warning("TLS certificates not reloaded; the running ones stay", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// `POST /rebalance`: a repair pass over every member's keys. Main loop.
     private func rebalanceOnDemand() -> Result<String, Rebalancer.RepairRefusal> {
         guard let rebalancer else { return .failure(.disabled) }
@@ -334,6 +354,7 @@ public final class ProxyServer: @unchecked Sendable {
                 let followed = settings == discovery?.settings ? discoveredNodes : nil
                 configuration.nodes = followed ?? context.topology.configuration.nodes
             }
+            reloadCertificates()
             let deferred = ProxyServer.restartOnlyChanges(from: startConfiguration, to: configuration)
             if !deferred.isEmpty {
                 logger.warning("some settings take effect only at restart", metadata: ["settings": "\(deferred.joined(separator: ", "))"])
@@ -563,6 +584,8 @@ public final class ProxyServer: @unchecked Sendable {
         if old.threads != new.threads { changed.append("threads") }
         if old.metricsListen != new.metricsListen { changed.append("metrics_listen") }
         if old.backendConnections != new.backendConnections { changed.append("backend_connections") }
+        if old.clientTLS != new.clientTLS { changed.append("tls") }
+        if old.nodeTLS != new.nodeTLS { changed.append("node_tls") }
         return changed
     }
 }

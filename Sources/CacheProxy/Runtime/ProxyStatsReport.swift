@@ -291,6 +291,8 @@ enum ProxyStatsReport {
             ("write_policy", configuration.writePolicy.rawValue),
             ("miss_failover", configuration.missFailover ? "yes" : "no"),
             ("replica_check", configuration.replicaCheck ? "yes" : "no"),
+            ("tls", configuration.clientTLS == nil ? "no" : (configuration.clientTLS?.verifyMode == 2 ? "verify_clients" : "yes")),
+            ("node_tls", configuration.nodeTLS == nil ? "no" : "yes"),
             ("flush_all", configuration.flushAllEnabled ? "yes" : "no"),
             ("warmup_s", String(configuration.warmupSeconds)),
             ("item_size_max", String(configuration.itemSizeMax)),

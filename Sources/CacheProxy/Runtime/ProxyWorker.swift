@@ -79,7 +79,7 @@ final class ProxyWorker: @unchecked Sendable {
     /// Takes an accepted client socket. Any thread.
     func adopt(_ fd: Int32) {
         loop.execute { [self] in
-            attachSession { session in Connection(fd: fd, loop: loop, handler: session) }
+            attachSession { session in Connection(fd: fd, loop: loop, handler: session, tls: context.clientTLS) }
         }
     }
 

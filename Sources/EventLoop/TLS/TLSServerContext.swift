@@ -29,7 +29,7 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
 /// once for every connection. `reload()` (memcached's `refresh_certs`) builds
 /// a new one from the same files and swaps it in: connections accepted later
 /// use it, those already open keep theirs. Thread-safe.
-public final class TLSServerContext: @unchecked Sendable {
+public final class TLSServerContext: TLSFailureLog, @unchecked Sendable {
     public let settings: TLSServerSettings
     private let current: Locked<OpaquePointer>
     /// When the certificates were last loaded (monotonic ms).
@@ -72,29 +72,9 @@ public final class TLSServerContext: @unchecked Sendable {
         return ssl
     }
 
+    private let failures = TLSFailureLine()
     func countHandshakeError() { handshakeErrors.withLock { $0 += 1 } }
-
-    /// When the last handshake failure was logged, and how many were not since.
-    private let logged = Locked<(at: Int64, unlogged: Int)>((0, 0))
-
-    /// One line on standard error per failed handshake, at most one a second
-    /// (a flood of bad clients is summed up, not echoed line by line).
-    func log(_ line: String) {
-        let now = monotonicMilliseconds()
-        let skipped: Int? = logged.withLock { state in
-            if state.at != 0 && now - state.at < 1000 {
-                state.unlogged += 1
-                return nil
-            }
-            let skipped = state.unlogged
-            state = (now, 0)
-            return skipped
-        }
-        guard let skipped else { return }
-        let text = line + (skipped > 0 ? " (and \(skipped) more since the last line)" : "") + "\n"
-        let bytes = Array(text.utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-    }
+    func log(_ line: String) { failures.log(line) }
 
     private static func build(_ settings: TLSServerSettings) throws(TLSError) -> OpaquePointer {
         guard let context = SSL_CTX_new(TLS_server_method()) else { throw TLSError("Failed to create SSL context") }

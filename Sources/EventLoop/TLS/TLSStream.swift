@@ -7,15 +7,23 @@ import Glibc
 /// `writeNeedsReadable` to know which event to wait for. Loop thread only.
 final class TLSStream {
     private let ssl: OpaquePointer
-    private unowned let context: TLSServerContext
+    private let context: any TLSFailureLog
     /// The last read stopped until the socket takes bytes (not until it has some).
     private(set) var readNeedsWritable = false
     /// The last write stopped until the socket has bytes to read.
     private(set) var writeNeedsReadable = false
     private var handshakeDone = false
 
+    /// The server side of a session on `fd`.
     init?(context: TLSServerContext, fd: Int32) {
         guard let ssl = context.newSession(fd: fd) else { return nil }
+        self.ssl = ssl
+        self.context = context
+    }
+
+    /// The client side of a session on `fd` (connecting), expecting `peer`.
+    init?(context: TLSClientContext, fd: Int32, peer: String) {
+        guard let ssl = context.newSession(fd: fd, peer: peer) else { return nil }
         self.ssl = ssl
         self.context = context
     }

@@ -1,0 +1,168 @@
+"""TLS through the proxy (`tls:` for its clients, `node_tls:` to its nodes),
+with the test CA of scripts/make-test-ca:
+
+- `node_tls:` in front of three nodes that speak only TLS, Debian's
+  memcached `-Z` (so proxy-to-node TLS is proven against memcached's
+  implementation) and memcluster-node `-Z`: pymemcache through the proxy
+  sets, gets and deletes, every node up;
+- `node_tls:` with a CA that did not sign the nodes' certificates: no node
+  comes up, clients get `SERVER_ERROR`, the proxy logs why and stays up;
+- `tls:` for clients: pymemcache with `tls_context`; plain text to it is
+  refused; with `verify_clients: true` a client without a certificate is
+  refused and one with the test CA's is served.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import harness
+import proxy_harness as ph
+from test_tls import certs, client_context, exchange, start, tls_socket  # noqa: F401 (certs is a fixture)
+
+
+def tls_nodes(binary: str, certs: str, count: int = 3):
+    return [start(binary, certs) for _ in range(count)]
+
+
+def write_config(path: str, listen: int, node_ports, extra: str) -> None:
+    nodes = "".join(f"  - {harness.HOST}:{p}\n" for p in node_ports)
+    with open(path, "w") as f:
+        f.write(f"listen: {harness.HOST}:{listen}\nthreads: 2\nreplicas: 2\nrequest_timeout_ms: 500\n"
+                f"connect_timeout_ms: 500\nprobe_initial_ms: 100\nprobe_max_ms: 400\n{extra}nodes:\n{nodes}")
+
+
+def spawn_proxy(config: str, port: int, plain: bool = True) -> harness.Server:
+    argv = [ph.proxy_binary(), "--config", config]
+    if plain:
+        return ph.spawn(argv, harness.HOST, port, prefix="mcproxy-tls-")
+    fd, log_path = tempfile.mkstemp(prefix="mcproxy-tls-", suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    srv = harness.Server(argv[0], argv[1:], port, proc, log_path, argv=argv)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not srv.alive():
+            raise RuntimeError(f"proxy exited: {srv.log()}")
+        try:
+            socket.create_connection((harness.HOST, port), timeout=1).close()
+            return srv
+        except OSError:
+            time.sleep(0.05)
+    srv.stop()
+    raise RuntimeError(f"proxy did not listen: {srv.log()}")
+
+
+def node_states(addr) -> list[str]:
+    with harness.TextClient(addr) as c:
+        st = c.stats("nodes")
+    return [v for k, v in sorted(st.items()) if k.endswith(":state")]
+
+
+@pytest.mark.parametrize("nodes_are", ["memcached", "node"])
+def test_node_tls_in_front_of_nodes_that_speak_only_tls(nodes_are, certs, tmp_path, reference_bin, target_bin):
+    from pymemcache.client.base import Client
+    binary = reference_bin if nodes_are == "memcached" else target_bin
+    if nodes_are == "node" and os.path.basename(binary) != "memcluster-node":
+        binary = harness.DEFAULT_NODE
+    nodes = tls_nodes(binary, certs)
+    proxy = None
+    try:
+        listen = harness.free_port()
+        config = str(tmp_path / "proxy.yaml")
+        write_config(config, listen, [port for _, port in nodes], f"node_tls:\n  ca: {certs}/ca.crt\n")
+        proxy = spawn_proxy(config, listen)
+        c = Client((harness.HOST, listen), connect_timeout=5, timeout=5)
+        try:
+            for i in range(200):
+                assert c.set(f"nt:{i}", b"v%d" % i) is True
+            got = c.get_many([f"nt:{i}" for i in range(200)])
+            assert got == {f"nt:{i}": b"v%d" % i for i in range(200)}
+            assert c.delete("nt:0") is True and c.get("nt:0") is None
+        finally:
+            c.close()
+        assert node_states(proxy.addr) == ["up", "up", "up"]
+        # each key on two nodes, seen through their plain notls: listeners
+        held = 0
+        for srv, _ in nodes:
+            with harness.TextClient(srv.addr) as nc:
+                held += sum(nc.get(f"nt:{i}") is not None for i in range(1, 200))
+        assert held == 2 * 199
+    finally:
+        if proxy:
+            proxy.stop()
+        for srv, _ in nodes:
+            srv.stop()
+
+
+def test_node_tls_with_the_wrong_ca_is_refused_and_said(certs, tmp_path, target_bin):
+    nodes = tls_nodes(target_bin, certs, count=2)
+    proxy = None
+    try:
+        listen = harness.free_port()
+        config = str(tmp_path / "proxy.yaml")
+        write_config(config, listen, [port for _, port in nodes], f"node_tls:\n  ca: {certs}/other-ca.crt\n")
+        proxy = spawn_proxy(config, listen)
+        with harness.TextClient(proxy.addr) as c:
+            for i in range(20):
+                c.line(f"get wrong:{i}")
+            ph.wait_until(lambda: set(node_states(proxy.addr)) == {"down"}, 10, what="nodes marked down")
+            assert c.line("get wrong:x").startswith(b"SERVER_ERROR")
+        assert proxy.alive()
+        assert "TLS handshake failed" in proxy.log(20000) and "certificate verify failed" in proxy.log(20000)
+        for srv, _ in nodes:
+            assert srv.alive()
+    finally:
+        if proxy:
+            proxy.stop()
+        for srv, _ in nodes:
+            srv.stop()
+
+
+@pytest.mark.parametrize("verify_clients", [False, True])
+def test_clients_over_tls(verify_clients, certs, tmp_path):
+    from pymemcache.client.base import Client
+    node = harness.start_server(harness.DEFAULT_NODE)
+    proxy = None
+    try:
+        listen = harness.free_port()
+        config = str(tmp_path / "proxy.yaml")
+        extra = f"tls:\n  cert: {certs}/server.crt\n  key: {certs}/server.key\n"
+        if verify_clients:
+            extra += f"  ca: {certs}/ca.crt\n  verify_clients: true\n"
+        write_config(config, listen, [node.port], extra)
+        proxy = spawn_proxy(config, listen, plain=False)
+        ctx = client_context(certs, cert="client" if verify_clients else None)
+        c = Client((harness.HOST, listen), tls_context=ctx, connect_timeout=5, timeout=5)
+        try:
+            assert c.set("ct:k", b"through TLS") is True
+            assert c.get("ct:k") == b"through TLS"
+            assert c.get_many(["ct:k", "ct:none"]) == {"ct:k": b"through TLS"}
+        finally:
+            c.close()
+        with harness.TextClient(node.addr) as nc:
+            assert nc.get("ct:k") == b"through TLS"
+        with socket.create_connection((harness.HOST, listen), timeout=5) as s:
+            s.sendall(b"get ct:k\r\n")
+            s.settimeout(5)
+            try:
+                assert b"VALUE" not in s.recv(4096)
+            except (ConnectionResetError, socket.timeout):
+                pass
+        if verify_clients:
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                with tls_socket(listen, client_context(certs)) as s:
+                    if not exchange(s, b"version\r\n"):
+                        raise ConnectionError("closed")
+        assert proxy.alive()
+    finally:
+        if proxy:
+            proxy.stop()
+        node.stop()
