@@ -203,7 +203,7 @@ def test_client_certificates_with_verify_mode_2(target_bin, certs):
         srv.stop()
 
 
-def test_plain_text_to_the_tls_port_is_refused_and_costs_nothing(node, certs):
+def test_plain_text_to_the_tls_port_is_refused_with_connections_and_rss_flat(node, certs):
     srv, tls_port = node
     # One stats connection throughout: a closed one may still be counted a moment.
     with harness.TextClient(srv.addr) as watcher:
