@@ -29,6 +29,8 @@ final class ClientSession: ConnectionHandler {
     /// them). Tracked so the node refuses the same metadumps; memcached's
     /// flush every `-R` requests is not followed.
     private var repliesHeld = false
+    /// `-Y`: the connection showed its credentials (always true without `-Y`).
+    private var authenticated: Bool
 
     /// Stop answering and wait for the socket to drain past this much pending output,
     /// so a client that pipelines without reading cannot grow our memory without bound.
@@ -37,6 +39,7 @@ final class ClientSession: ConnectionHandler {
     init(worker: NodeWorker) {
         self.worker = worker
         self.lastActive = worker.context.clock.now
+        self.authenticated = worker.context.authentication == nil
         self.stream = RequestStream(parser: worker.parser)
     }
 
@@ -104,6 +107,14 @@ final class ClientSession: ConnectionHandler {
             switch stream.next(input, consumed: &consumed, into: &request) {
             case .request(let start):
                 let bytes = UnsafeRawBufferPointer(rebasing: input[start...])
+                if !authenticated {
+                    guard authenticate(request, in: bytes, output: &connection.output) else {
+                        // As memcached: the rest of what was read goes unanswered.
+                        consumed = input.count
+                        break parsing
+                    }
+                    continue parsing
+                }
                 let disposition = worker.processor.execute(request, in: bytes, output: &connection.output,
                                                            outputLimit: ClientSession.outputHighWater,
                                                            resume: &resume, repliesHeld: repliesHeld)
@@ -130,6 +141,11 @@ final class ClientSession: ConnectionHandler {
                 repliesHeld = false
                 break parsing
             case .invalid(let error, let quiet):
+                if !authenticated {
+                    refuseUnauthenticated(output: &connection.output)
+                    consumed = input.count
+                    break parsing
+                }
                 repliesHeld = true
                 if error == .badDataChunk {
                     worker.processor.refusedStore(request, in: UnsafeRawBufferPointer(rebasing: input[stream.lastStart...]))
@@ -187,6 +203,36 @@ final class ClientSession: ConnectionHandler {
 
     /// Closes after the replies already gathered are written, as memcached does
     /// for quit, an HTTP request, an over-long line or shutdown.
+    /// `-Y`: the first request must be a `set` whose data is a user and
+    /// password of the auth file (`STORED`); anything else is refused, and
+    /// the rest of that read dropped, as on memcached (the connection stays).
+    private func authenticate(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) -> Bool {
+        let context = worker.context
+        guard request.command == .set, let authentication = context.authentication else {
+            refuseUnauthenticated(output: &output)
+            return false
+        }
+        context.authCommands.wrappingAdd(1, ordering: .relaxed)
+        let data = UnsafeRawBufferPointer(rebasing: bytes[request.data])
+        guard data.contains(UInt8(ascii: " ")) else {
+            context.authErrors.wrappingAdd(1, ordering: .relaxed)
+            output.append("CLIENT_ERROR bad authentication token format\r\n")
+            return false
+        }
+        guard authentication.accepts(data) else {
+            context.authErrors.wrappingAdd(1, ordering: .relaxed)
+            refuseUnauthenticated(output: &output)
+            return false
+        }
+        authenticated = true
+        output.append("STORED\r\n")
+        return true
+    }
+
+    private func refuseUnauthenticated(output: inout ByteBuffer) {
+        output.append("CLIENT_ERROR unauthenticated\r\n")
+    }
+
     private func finish(_ connection: Connection) {
         finished = true
         connection.closeAfterFlush()

@@ -40,9 +40,16 @@ public final class NodeContext: Sendable {
     /// The TLS context of `-Z` listeners, or nil.
     public let tls: TLSServerContext?
 
-    public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock, tls: TLSServerContext? = nil) {
+    /// `-Y`: the credentials every connection must show first, or nil.
+    public let authentication: AsciiAuthentication?
+    public let authCommands = Atomic<Int>(0)
+    public let authErrors = Atomic<Int>(0)
+
+    public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock, tls: TLSServerContext? = nil,
+                authentication: AsciiAuthentication? = nil) {
         self.settings = settings
         self.tls = tls
+        self.authentication = authentication
         self.storage = storage
         self.clock = clock
         self.workerCounters = (0..<settings.threads).map { _ in WorkerCounters() }

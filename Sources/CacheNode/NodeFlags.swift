@@ -105,7 +105,8 @@ public enum NodeFlags {
                 guard let size = parseSize(argument, defaultUnit: 1) else { return .fail("Invalid max item size: \(argument)") }
                 settings.itemSizeMax = size
             case "Z": settings.tlsEnabled = true
-            case "S", "Y", "e":
+            case "Y": settings.authFile = argument
+            case "S", "e":
                 return .fail("-\(letter) (SASL, authentication, TLS, memory files) is not supported by memcluster-node.")
             case "F": settings.flushEnabled = false
             case "X": settings.dumpingEnabled = false
@@ -224,6 +225,8 @@ public enum NodeFlags {
     -F, --disable-flush-all   disable flush_all
     -X, --disable-dumping     disable stats cachedump and lru_crawler metadump
     -W, --disable-watch       accepted for compatibility
+    -Y, --auth-file=<file>    memcached's ASCII authentication: user:password lines; a connection
+                              sends `set <any key> 0 0 <n>` with `<user> <password>` as data first
     -Z, --enable-ssl          serve TLS on every -l address but those written notls:<addr>[:port];
                               needs -o ssl_chain_cert=<pem>,ssl_key=<pem>; also ssl_ca_cert=<pem>,
                               ssl_verify_mode=0|1|2|3 (client certificates: none, asked, required,

@@ -38,7 +38,12 @@ public final class NodeServer {
         if settings.tlsEnabled {
             do { tls = try TLSServerContext(settings: settings.tls) } catch { throw StartupError(error.description) }
         }
-        context = NodeContext(settings: settings, storage: storage, clock: ServerClock(), tls: tls)
+        var authentication: AsciiAuthentication?
+        if let file = settings.authFile {
+            do { authentication = try AsciiAuthentication(file: file) } catch { throw StartupError(error.description) }
+        }
+        context = NodeContext(settings: settings, storage: storage, clock: ServerClock(), tls: tls,
+                              authentication: authentication)
         mainLoop = try EventLoop()
     }
 

@@ -58,6 +58,8 @@ public struct NodeSettings: Sendable {
     public var shutdownGraceMilliseconds: Int = 5000
     /// Extended options given with `-o` that the node does not act on (kept for `stats settings`).
     public var ignoredExtendedOptions: [String] = []
+    /// `-Y <file>`: memcached's ASCII authentication (`AsciiAuthentication`).
+    public var authFile: String?
     /// `-Z`: listeners speak TLS (but those given as `-l notls:<addr>`).
     public var tlsEnabled = false
     /// `-o ssl_chain_cert=,ssl_key=,ssl_ca_cert=,ssl_verify_mode=,ssl_ciphers=,ssl_min_version=`.

@@ -68,8 +68,8 @@ struct NodeStatsReport {
             ("touch_misses", total(.touchMisses)),
             ("store_too_large", total(.storeTooLarge)),
             ("store_no_memory", total(.storeNoMemory)),
-            ("auth_cmds", "0"),
-            ("auth_errors", "0"),
+            ("auth_cmds", load(context.authCommands)),
+            ("auth_errors", load(context.authErrors)),
         ]
         if let tls = context.tls {
             lines.append(("ssl_handshake_errors", String(tls.handshakeErrors.withLock { $0 })))
@@ -162,7 +162,8 @@ struct NodeStatsReport {
             ("tcp_backlog", String(settings.listenBacklog)),
             ("binding_protocol", "ascii"),
             ("auth_enabled_sasl", "no"),
-            ("auth_enabled_ascii", "no"),
+            // memcached prints the file's path when -Y is given.
+            ("auth_enabled_ascii", settings.authFile ?? "no"),
             ("item_size_max", String(settings.itemSizeMax)),
             ("maxconns_fast", "yes"),
             ("flush_enabled", settings.flushEnabled ? "yes" : "no"),
