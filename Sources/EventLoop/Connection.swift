@@ -62,6 +62,39 @@ public final class Connection {
     private var outputShutDown = false
     /// A TLS session could not be made for this socket: it closes at once.
     private let tlsUnavailable: Bool
+    /// Bytes the peer must send first, taken off before the handler reads
+    /// (`expectFirst`), and what to do when it sends something else.
+    private var expectedFirst: [UInt8]?
+    private var unexpectedFirst: ((String) -> Void)?
+
+    /// The peer's first bytes must be `bytes` (the answer to a request sent
+    /// ahead of everything else, e.g. a login): they are consumed here, and
+    /// anything else closes the connection after `refused` heard the line.
+    public func expectFirst(_ bytes: [UInt8], refused: @escaping (String) -> Void) {
+        expectedFirst = bytes
+        unexpectedFirst = refused
+    }
+
+    /// Takes the expected first bytes off `input`; false when the peer sent
+    /// others (the connection is closed) or not enough yet.
+    private func consumeExpectedFirst() -> Bool {
+        guard let expected = expectedFirst else { return true }
+        let have = input.readableBytes
+        let common = min(have.count, expected.count)
+        if !have.prefix(common).elementsEqual(expected.prefix(common)) {
+            let line = have.prefix(while: { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }).prefix(200)
+            expectedFirst = nil
+            unexpectedFirst?(String(decoding: line, as: UTF8.self))
+            unexpectedFirst = nil
+            close(error: EACCES)
+            return false
+        }
+        guard have.count >= expected.count else { return false }
+        input.consume(expected.count)
+        expectedFirst = nil
+        unexpectedFirst = nil
+        return !input.isEmpty
+    }
 
     /// Room made in `input` before each read.
     public static let readChunk = 16 * 1024
@@ -313,6 +346,7 @@ public final class Connection {
         case .transferred(let count):
             input.commitWritten(count)
             lastReadCount = count
+            guard expectedFirst == nil || consumeExpectedFirst() else { return }
             handler?.connectionReadable(self)
             if !isClosed && !output.isEmpty && !writeArmed { flush() }
             if !isClosed && input.isEmpty && input.allocatedCapacity > Connection.retainedCapacity {

@@ -44,6 +44,9 @@ import Testing
           ca: nodes-ca.crt
           cert: proxy-client.crt
           key: proxy-client.key
+        node_auth:
+          user: proxy
+          password_file: node.password
         nodes:
           - 10.0.0.1:11211:2 alpha
           - address: "[::1]:11212"

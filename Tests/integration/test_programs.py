@@ -68,7 +68,7 @@ OPTIONS = ["listen", "threads", "nodes", "replicas", "hash", "backend_connection
            "write_policy", "miss_failover", "replica_check", "flush_all", "warmup_s", "membership_settle_ms", "rebalance",
            "rebalance_keys_per_s", "watch_config", "key_hash", "log_level", "item_size_max", "max_connections",
            "client_reply_max", "request_line_max", "shutdown_grace_ms", "metrics_listen", "admin_token_file",
-           "admin_token", "admin_token_protects_metrics", "tls", "node_tls"]
+           "admin_token", "admin_token_protects_metrics", "tls", "node_tls", "node_auth"]
 
 
 def test_check_config_prints_every_option_and_reads_back(tmp_path):

@@ -9,7 +9,10 @@ with the test CA of scripts/make-test-ca:
   comes up, clients get `SERVER_ERROR`, the proxy logs why and stays up;
 - `tls:` for clients: pymemcache with `tls_context`; plain text to it is
   refused; with `verify_clients: true` a client without a certificate is
-  refused and one with the test CA's is served.
+  refused and one with the test CA's is served;
+- `node_auth:` in front of memcached `-Y` and memcluster-node `-Y` nodes: the
+  proxy logs in on every link; a wrong password is refused, logged without
+  the password, and the nodes are marked down.
 """
 
 from __future__ import annotations
@@ -166,3 +169,60 @@ def test_clients_over_tls(verify_clients, certs, tmp_path):
         if proxy:
             proxy.stop()
         node.stop()
+
+
+def auth_nodes(binary: str, auth_file: str, count: int = 2):
+    from test_auth import start as start_with_auth
+    return [start_with_auth(binary, auth_file) for _ in range(count)]
+
+
+@pytest.mark.parametrize("nodes_are", ["memcached", "node"])
+def test_node_auth_logs_in_to_nodes_started_with_y(nodes_are, tmp_path, reference_bin):
+    """node_auth: every link logs in first (requests, health probes, stats
+    polls); a wrong password is refused by the nodes, said once a second at
+    most in the proxy's log, and the nodes are marked down."""
+    from pymemcache.client.base import Client
+    d = tempfile.mkdtemp(prefix="mcauth-proxy-")
+    os.chmod(d, 0o755)
+    users = os.path.join(d, "users")
+    with open(users, "w") as f:
+        f.write("proxy:s3cret-for-nodes\n")
+    os.chmod(users, 0o644)
+    binary = reference_bin if nodes_are == "memcached" else harness.DEFAULT_NODE
+    nodes = auth_nodes(binary, users)
+    proxies = []
+    try:
+        for password in ("s3cret-for-nodes", "wrong"):
+            secret = tmp_path / f"password-{password}"
+            secret.write_text(password + "\n")
+            listen = harness.free_port()
+            config = str(tmp_path / f"proxy-{password}.yaml")
+            write_config(config, listen, [srv.port for srv in nodes],
+                         f"node_auth:\n  user: proxy\n  password_file: {secret}\n")
+            proxy = spawn_proxy(config, listen)
+            proxies.append(proxy)
+            c = Client((harness.HOST, listen), connect_timeout=5, timeout=5)
+            try:
+                if password != "wrong":
+                    for i in range(50):
+                        assert c.set(f"na:{i}", b"v%d" % i) is True
+                    assert c.get_many([f"na:{i}" for i in range(50)]) == {f"na:{i}": b"v%d" % i for i in range(50)}
+                    assert node_states(proxy.addr) == ["up", "up"]
+                else:
+                    for i in range(10):
+                        with pytest.raises(Exception):
+                            c.get(f"na:{i}")
+                    ph.wait_until(lambda: set(node_states(proxy.addr)) == {"down"}, 10, what="nodes marked down")
+                    log = proxy.log(20000)
+                    assert "refused the login (node_auth)" in log
+                    assert "wrong" not in log.replace("wrong password", ""), "the password must never be logged"
+                    assert proxy.alive()
+            finally:
+                c.close()
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        for srv in nodes:
+            srv.stop()
+        os.unlink(users)
+        os.rmdir(d)

@@ -82,6 +82,11 @@ extension ConfigurationFile {
         } else {
             lines.append("# node_tls: not set (plain text to the nodes)")
         }
+        if let a = c.nodeAuth {
+            lines += ["node_auth:", "  user: \(scalar(a.user))", "  password_file: \(scalar(a.passwordFile))"]
+        } else {
+            lines.append("# node_auth: not set (nodes without -Y)")
+        }
         return lines
     }
 

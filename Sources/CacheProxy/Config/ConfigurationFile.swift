@@ -191,6 +191,7 @@ public enum ConfigurationFile {
                     discoveryKey = keyNode
                 case "tls": config.clientTLS = try clientTLS(value)
                 case "node_tls": config.nodeTLS = try nodeTLS(value)
+                case "node_auth": config.nodeAuth = try nodeAuth(value)
                 default:
                     throw fail(keyNode, "unknown option '\(key)' (see examples/proxy.yaml for the options)")
                 }
@@ -237,6 +238,25 @@ public enum ConfigurationFile {
                 settings.verifyMode = 2
             }
             return settings
+        }
+
+        /// `node_auth:` user, password_file (examples/proxy.yaml).
+        func nodeAuth(_ node: Node) throws(ConfigurationError) -> NodeCredentials {
+            guard let mapping = node.mapping else { throw fail(node, "node_auth: expected a mapping (user:, password_file:)") }
+            var user: String?
+            var file: String?
+            for (keyNode, value) in mapping {
+                let name = try string(keyNode, "node_auth option")
+                switch name {
+                case "user": user = try string(value, "node_auth.user")
+                case "password_file": file = try string(value, "node_auth.password_file")
+                default: throw fail(keyNode, "node_auth: unknown option '\(name)' (user, password_file)")
+                }
+            }
+            guard let user, !user.isEmpty, !user.contains(" "), let file, !file.isEmpty else {
+                throw fail(node, "node_auth: user: (no spaces) and password_file: are required")
+            }
+            return NodeCredentials(user: user, passwordFile: file)
         }
 
         /// `node_tls:` ca, cert, key (examples/proxy.yaml).

@@ -62,6 +62,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// `node_tls:` the proxy speaks TLS to every node, which must show a
     /// certificate from `ca` for its address; nil (the default): plain text.
     public var nodeTLS: TLSClientSettings?
+    /// `node_auth:` credentials for nodes started with `-Y`; nil (the default): none.
+    public var nodeAuth: NodeCredentials?
     /// Read each write's key back from its replicas and repair copies that
     /// differ (writers through other proxies, `ReplicaCheck`). Default on;
     /// only replicas 2 or more are checked.

@@ -71,6 +71,10 @@ public struct ProxyOverrides: Sendable {
         if let file = configuration.adminTokenFile {
             configuration.adminToken = try AdminToken.read(file: file)
         }
+        if var credentials = configuration.nodeAuth {
+            credentials.password = try NodeCredentials.readPassword(credentials.passwordFile)
+            configuration.nodeAuth = credentials
+        }
         if configuration.adminTokenProtectsMetrics && configuration.adminToken == nil {
             throw ConfigurationError("admin_token_protects_metrics: needs admin_token or admin_token_file")
         }

@@ -1,3 +1,4 @@
+import Concurrency
 import EventLoop
 import Glibc
 import Logging
@@ -80,8 +81,12 @@ public final class ProxyServer: @unchecked Sendable {
         do {
             let clientTLS = try configuration.clientTLS.map { settings throws(TLSError) in try TLSServerContext(settings: settings) }
             let nodeTLS = try configuration.nodeTLS.map { settings throws(TLSError) in try TLSClientContext(settings: settings) }
+            let login = configuration.nodeAuth.map { credentials in
+                NodeLogin(user: credentials.user, password: String(decoding: credentials.password, as: UTF8.self),
+                          onRefusal: ProxyServer.onceASecond(logger))
+            }
             self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)),
-                                        nodeDialer: NodeDialer(tls: nodeTLS), clientTLS: clientTLS)
+                                        nodeDialer: NodeDialer(tls: nodeTLS, login: login), clientTLS: clientTLS)
         } catch {
             throw ConfigurationError("\(configuration.clientTLS != nil ? "tls/node_tls" : "node_tls"): \(error)")
         }
@@ -327,6 +332,21 @@ public final class ProxyServer: @unchecked Sendable {
     /// `discovery:`, the nodes are the list the name gave last (the running
     /// list while a changed name is not looked up yet). Main loop.
     @discardableResult
+    /// A warning at most once a second (a node refusing every link is said,
+    /// not repeated per link).
+    static func onceASecond(_ logger: Logger) -> @Sendable (String) -> Void {
+        let last = Locked<Int64>(0)
+        return { line in
+            let now = monotonicMilliseconds()
+            let due = last.withLock { at -> Bool in
+                guard at == 0 || now - at >= 1000 else { return false }
+                at = now
+                return true
+            }
+            if due { logger.warning("\(line)") }
+        }
+    }
+
     /// A reload reads the TLS files again (renewed certificates take effect
     /// for new connections); a file that does not load keeps the running one.
     private func reloadCertificates() {
@@ -586,6 +606,7 @@ public final class ProxyServer: @unchecked Sendable {
         if old.backendConnections != new.backendConnections { changed.append("backend_connections") }
         if old.clientTLS != new.clientTLS { changed.append("tls") }
         if old.nodeTLS != new.nodeTLS { changed.append("node_tls") }
+        if old.nodeAuth != new.nodeAuth { changed.append("node_auth") }
         return changed
     }
 }

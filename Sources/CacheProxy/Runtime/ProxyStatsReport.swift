@@ -293,6 +293,7 @@ enum ProxyStatsReport {
             ("replica_check", configuration.replicaCheck ? "yes" : "no"),
             ("tls", configuration.clientTLS == nil ? "no" : (configuration.clientTLS?.verifyMode == 2 ? "verify_clients" : "yes")),
             ("node_tls", configuration.nodeTLS == nil ? "no" : "yes"),
+            ("node_auth", configuration.nodeAuth?.user ?? "no"),
             ("flush_all", configuration.flushAllEnabled ? "yes" : "no"),
             ("warmup_s", String(configuration.warmupSeconds)),
             ("item_size_max", String(configuration.itemSizeMax)),
