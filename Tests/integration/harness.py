@@ -168,6 +168,28 @@ def start_server(binary: str, flags: list[str] | tuple[str, ...] = (),
     raise RuntimeError(last_err)
 
 
+def spawn_listening(argv: list[str], port: int, timeout: float = START_TIMEOUT, prefix: str = "mcproc-") -> Server:
+    """Starts argv and waits until 127.0.0.1:`port` accepts connections (for
+    servers that do not answer a plain `version` there: TLS, -Y). Raises
+    RuntimeError with the log when it exits or never listens."""
+    fd, log_path = tempfile.mkstemp(prefix=prefix, suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, close_fds=True)
+    srv = Server(argv[0], list(argv[1:]), port, proc, log_path, argv=argv)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not srv.alive():
+            raise RuntimeError(f"{srv.describe()} exited with {proc.returncode}: {srv.log()}")
+        try:
+            socket.create_connection(srv.addr, timeout=1).close()
+            return srv
+        except OSError:
+            time.sleep(0.05)
+    log = srv.log()
+    srv.stop()
+    raise RuntimeError(f"{srv.describe()} did not listen within {timeout} s: {log}")
+
+
 class _Exited(Exception):
     pass
 

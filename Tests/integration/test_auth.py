@@ -10,7 +10,6 @@ refusals for a missing file and a malformed entry.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,21 +37,7 @@ def auth_file():
 def start(binary: str, auth_file: str) -> harness.Server:
     port = harness.free_port()
     argv = [binary, "-l", harness.HOST, "-p", str(port), "-U", "0", *harness._user_flags(), "-Y", auth_file]
-    fd, log_path = tempfile.mkstemp(prefix="mcauth-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    srv = harness.Server(binary, argv[1:], port, proc, log_path, argv=argv)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if not srv.alive():
-            raise RuntimeError(f"{srv.describe()} exited: {srv.log()}")
-        try:
-            socket.create_connection(srv.addr, timeout=1).close()
-            return srv
-        except OSError:
-            time.sleep(0.05)
-    srv.stop()
-    raise RuntimeError(f"{srv.describe()} did not listen")
+    return harness.spawn_listening(argv, port, prefix="mcauth-")
 
 
 def transcript(addr, data: bytes) -> bytes:

@@ -54,22 +54,7 @@ def start(binary: str, certs: str, *options: str, cert: str = "server") -> tuple
     extra = ",".join([f"ssl_chain_cert={certs}/{cert}.crt", f"ssl_key={certs}/{cert}.key", *options])
     argv = [binary, "-p", str(tls_port), "-U", "0", *harness._user_flags(), "-Z", "-o", extra,
             "-l", f"notls:{harness.HOST}:{plain_port},{harness.HOST}:{tls_port}"]
-    fd, log_path = tempfile.mkstemp(prefix="mctls-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    srv = harness.Server(binary, argv[1:], plain_port, proc, log_path, argv=argv)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if not srv.alive():
-            raise RuntimeError(f"{srv.describe()} exited: {srv.log()}")
-        try:
-            with harness.TextClient(srv.addr, timeout=1) as c:
-                if c.line("version").startswith(b"VERSION"):
-                    return srv, tls_port
-        except OSError:
-            time.sleep(0.05)
-    srv.stop()
-    raise RuntimeError(f"{srv.describe()} did not answer: {srv.log()}")
+    return harness.spawn_listening(argv, plain_port, prefix="mctls-"), tls_port
 
 
 def is_node(binary: str) -> bool:

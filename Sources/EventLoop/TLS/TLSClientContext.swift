@@ -22,25 +22,17 @@ public struct TLSClientSettings: Sendable, Equatable {
 /// host name) connected to. `reload()` reads the files again. Thread-safe.
 public final class TLSClientContext: TLSFailureLog, @unchecked Sendable {
     public let settings: TLSClientSettings
-    private let current: Locked<OpaquePointer>
+    private let slot: SSLContextSlot
     public let handshakeErrors = Locked<UInt64>(0)
     private let failures = TLSFailureLine()
 
     public init(settings: TLSClientSettings) throws(TLSError) {
         self.settings = settings
-        current = Locked(try TLSClientContext.build(settings))
+        slot = SSLContextSlot(try TLSClientContext.build(settings))
     }
 
-    deinit { current.withLock { SSL_CTX_free($0) } }
-
     public func reload() throws(TLSError) {
-        let fresh = try TLSClientContext.build(settings)
-        let old = current.withLock { context -> OpaquePointer in
-            let old = context
-            context = fresh
-            return old
-        }
-        SSL_CTX_free(old)
+        slot.replace(with: try TLSClientContext.build(settings))
     }
 
     func countHandshakeError() { handshakeErrors.withLock { $0 += 1 } }
@@ -48,7 +40,7 @@ public final class TLSClientContext: TLSFailureLog, @unchecked Sendable {
 
     /// A client session on socket `fd`, expecting the server to be `peer`.
     func newSession(fd: Int32, peer: String) -> OpaquePointer? {
-        let ssl = current.withLock { SSL_new($0) }
+        let ssl = slot.newSession()
         guard let ssl else { return nil }
         let isIP = peer.contains(":") || peer.allSatisfy { $0 == "." || $0.isNumber }
         guard SSL_set_fd(ssl, fd) == 1, memcluster_ssl_expect_peer(ssl, peer, isIP ? 1 : 0) == 1 else {

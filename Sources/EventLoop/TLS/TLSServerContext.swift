@@ -31,7 +31,7 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
 /// use it, those already open keep theirs. Thread-safe.
 public final class TLSServerContext: TLSFailureLog, @unchecked Sendable {
     public let settings: TLSServerSettings
-    private let current: Locked<OpaquePointer>
+    private let slot: SSLContextSlot
     /// When the certificates were last loaded (monotonic ms).
     private let loaded = Locked<Int64>(0)
     /// Handshakes that failed (a plain-text client, a wrong certificate, ...).
@@ -39,21 +39,13 @@ public final class TLSServerContext: TLSFailureLog, @unchecked Sendable {
 
     public init(settings: TLSServerSettings) throws(TLSError) {
         self.settings = settings
-        current = Locked(try TLSServerContext.build(settings))
+        slot = SSLContextSlot(try TLSServerContext.build(settings))
         loaded.withLock { $0 = monotonicMilliseconds() }
     }
 
-    deinit { current.withLock { SSL_CTX_free($0) } }
-
     /// Reads the certificate files again; the running context stays on failure.
     public func reload() throws(TLSError) {
-        let fresh = try TLSServerContext.build(settings)
-        let old = current.withLock { context -> OpaquePointer in
-            let old = context
-            context = fresh
-            return old
-        }
-        SSL_CTX_free(old)
+        slot.replace(with: try TLSServerContext.build(settings))
         loaded.withLock { $0 = monotonicMilliseconds() }
     }
 
@@ -61,7 +53,7 @@ public final class TLSServerContext: TLSFailureLog, @unchecked Sendable {
 
     /// A new server-side session on socket `fd`, or nil.
     func newSession(fd: Int32) -> OpaquePointer? {
-        let ssl = current.withLock { SSL_new($0) }
+        let ssl = slot.newSession()
         guard let ssl else { return nil }
         guard SSL_set_fd(ssl, fd) == 1 else {
             SSL_free(ssl)
