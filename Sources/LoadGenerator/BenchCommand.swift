@@ -88,6 +88,15 @@ public struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A connection with requests out that receives nothing for this long counts a timeout and is closed; also the connect limit.", valueName: "seconds"))
     var timeout: Double = 5
 
+    @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Connect over TLS; the servers' certificates must chain to this CA (PEM). (default: plain text)", valueName: "file"))
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("With --tls-ca: a client certificate (PEM), for servers that require one.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("With --tls-cert: its private key (PEM), if not in the certificate file.", valueName: "file"))
+    var tlsKey: String?
+
     @Option(help: ArgumentHelp("Seed for key choices; the same seed repeats a run's key sequence. (default: random, shown in the report)", valueName: "n"))
     var seed: UInt64?
 
@@ -135,6 +144,11 @@ public struct BenchCommand: ParsableCommand {
         configuration.fill = fill
         configuration.verify = verify
         configuration.timeout = timeout
+        if let tlsCA {
+            configuration.tls = TLSClientSettings(caCertificate: tlsCA, certificate: tlsCert, privateKey: tlsKey)
+        } else if tlsCert != nil || tlsKey != nil {
+            throw ConfigurationError("--tls-cert and --tls-key need --tls-ca")
+        }
         configuration.seed = seed ?? UInt64.random(in: 1...UInt64(UInt32.max))
         try configuration.validate()
         return configuration

@@ -1,3 +1,5 @@
+import EventLoop
+
 /// Everything a run needs, validated. Built from the command line by
 /// `BenchCommand`, or directly by tests and other tools.
 public struct BenchConfiguration: Sendable {
@@ -23,6 +25,8 @@ public struct BenchConfiguration: Sendable {
     /// A connection with requests out that hears nothing for this long is counted as
     /// a timeout and closed.
     public var timeout: Double = 5
+    /// `--tls-ca`: connect over TLS, the servers' certificates checked against this CA.
+    public var tls: TLSClientSettings?
     public var seed: UInt64 = 1
 
     public static let maximumThreads = 256

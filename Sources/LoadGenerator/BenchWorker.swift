@@ -67,6 +67,9 @@ final class BenchWorker: @unchecked Sendable {
     private var slotTimer: EventTimer?
     private var housekeeping: EventTimer?
 
+    /// `--tls-ca`: the client side of every connection's TLS session.
+    private var tls: TLSClientContext?
+
     init(index: Int, loop: EventLoop, workload: Workload) {
         self.index = index
         self.loop = loop
@@ -96,6 +99,9 @@ final class BenchWorker: @unchecked Sendable {
         let serverCount = workload.addresses.count
         let queueCapacity = max(pipeline, BenchConfiguration.fillPipeline, 2)
         let timeoutMilliseconds = Int32(configuration.timeout * 1000)
+        if let settings = configuration.tls, tls == nil {
+            do { tls = try TLSClientContext(settings: settings) } catch { return fail("TLS: \(error)") }
+        }
         for local in 0..<connectionCount {
             let global = index * connectionCount + local
             let server = global % serverCount
@@ -119,7 +125,10 @@ final class BenchWorker: @unchecked Sendable {
             }
             let benchConnection = BenchConnection(worker: self, serverIndex: server, globalIndex: global,
                                                   localIndex: local, queueCapacity: queueCapacity)
-            let connection = Connection(fd: fd, loop: loop, handler: benchConnection)
+            // With TLS the handshake starts with the probe's write.
+            let connection = tls.map {
+                Connection(connecting: fd, loop: loop, handler: benchConnection, tls: $0, peer: configuration.servers[server].host)
+            } ?? Connection(fd: fd, loop: loop, handler: benchConnection)
             benchConnection.connection = connection
             benchConnection.lastProgress = MonotonicClock.now()
             connections.append(benchConnection)

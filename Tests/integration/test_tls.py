@@ -280,3 +280,20 @@ def test_refresh_certs_serves_the_new_certificate(target_bin, certs):
             srv.stop()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_memcluster_bench_speaks_tls(node, certs):
+    """memcluster-bench --tls-ca: the load generator over TLS (how TLS's cost
+    is measured, docs/tls.md), every reply checked."""
+    srv, tls_port = node
+    bench = os.path.join(os.path.dirname(harness.DEFAULT_NODE), "memcluster-bench")
+    r = subprocess.run([bench, "--server", f"{harness.HOST}:{tls_port}", "--tls-ca", f"{certs}/ca.crt", "--fill",
+                        "--verify", "--keys", "500", "--requests", "5000", "-c", "4", "--pipeline", "4",
+                        "--no-progress", "--json", "-"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import json
+    report = json.loads(r.stdout)
+    assert report["ops"] >= 5000 and report["errors"]["total"] == 0, report["errors"]
+    r = subprocess.run([bench, "--server", f"{harness.HOST}:{tls_port}", "--tls-ca", f"{certs}/other-ca.crt",
+                        "--requests", "10", "--no-progress"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, "a server certificate from another CA must be refused"
