@@ -91,10 +91,10 @@ public struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("tls-ca"), help: ArgumentHelp("Connect over TLS; the servers' certificates must chain to this CA (PEM). (default: plain text)", valueName: "file"))
     var tlsCA: String?
 
-    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("With --tls-ca: a client certificate (PEM), for servers that require one.", valueName: "file"))
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("With --tls-ca: a client certificate (PEM), for servers that require one. (default: none)", valueName: "file"))
     var tlsCert: String?
 
-    @Option(name: .customLong("tls-key"), help: ArgumentHelp("With --tls-cert: its private key (PEM), if not in the certificate file.", valueName: "file"))
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("With --tls-cert: its private key (PEM), if not in the certificate file. (default: none)", valueName: "file"))
     var tlsKey: String?
 
     @Option(help: ArgumentHelp("Seed for key choices; the same seed repeats a run's key sequence. (default: random, shown in the report)", valueName: "n"))
