@@ -2176,6 +2176,13 @@ def diff_adjust(piece: Piece) -> list[Piece] | None:
     - a connection closed for an HTTP request or 2048 bytes without a
       newline: a barrier before it (memcached drops the replies it has not
       written yet).
+    Not deterministic on either server, so made so:
+    - a `quit` line: a barrier before it. Both servers write every reply
+      before it, then close; but the stream goes on after it, so they close
+      with input unread, and Linux then resets the connection, dropping
+      whatever replies are still in the server's send queue (a few lines to
+      thousands, by how fast the client's kernel took them: timing, not the
+      server). With the barrier nothing is left to drop.
     Not deterministic on memcached itself, so not compared:
     - a non-get line of 2049-16384 bytes (memcached accepts it only if it
       arrives in one read); flush_all with a delay (the clock), and any
@@ -2231,6 +2238,8 @@ def diff_adjust(piece: Piece) -> list[Piece] | None:
                 full = b" ".join(hts) + (b"\r" if cr else b"") + tail + (b"" if last else b"\n")
             if toks[-1].startswith(b"HTTP/"):
                 needs_barrier = True          # an unknown command ending in HTTP/...: closes
+            if cmd == b"quit":
+                needs_barrier = True          # closes, resetting if bytes follow (docstring)
         if needs_barrier:
             if out_lines:
                 out.append(Piece(b"".join(out_lines), b"", barrier, piece.what))
