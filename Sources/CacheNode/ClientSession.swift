@@ -31,6 +31,8 @@ final class ClientSession: ConnectionHandler {
     private var repliesHeld = false
     /// `-Y`: the connection showed its credentials (always true without `-Y`).
     private var authenticated: Bool
+    /// `-Y`: reads the connection until it has logged in.
+    private var login = AsciiLogin()
 
     /// Stop answering and wait for the socket to drain past this much pending output,
     /// so a client that pipelines without reading cannot grow our memory without bound.
@@ -87,7 +89,8 @@ final class ClientSession: ConnectionHandler {
             atStart = false
             // memcached -B auto would switch to the binary protocol, which the node
             // does not speak: close rather than answer it with text.
-            if first == 0x80 { return finish(connection) }
+            // (With -Y memcached reads every byte as text until the login.)
+            if first == 0x80 && authenticated { return finish(connection) }
         }
         let writtenBefore = connection.output.readableCount
         let input = connection.input.readableBytes
@@ -97,6 +100,9 @@ final class ClientSession: ConnectionHandler {
         var consumed = 0
         var needed: Int? = nil
         parsing: while true {
+            if !authenticated {
+                guard readLogin(connection, input, consumed: &consumed) else { break parsing }
+            }
             if isBackedUp(connection) {
                 // Resumed from `connectionDrained` once the output is written.
                 connection.pauseReading()
@@ -107,14 +113,6 @@ final class ClientSession: ConnectionHandler {
             switch stream.next(input, consumed: &consumed, into: &request) {
             case .request(let start):
                 let bytes = UnsafeRawBufferPointer(rebasing: input[start...])
-                if !authenticated {
-                    guard authenticate(request, in: bytes, output: &connection.output) else {
-                        // As memcached: the rest of what was read goes unanswered.
-                        consumed = input.count
-                        break parsing
-                    }
-                    continue parsing
-                }
                 let disposition = worker.processor.execute(request, in: bytes, output: &connection.output,
                                                            outputLimit: ClientSession.outputHighWater,
                                                            resume: &resume, repliesHeld: repliesHeld)
@@ -141,11 +139,6 @@ final class ClientSession: ConnectionHandler {
                 repliesHeld = false
                 break parsing
             case .invalid(let error, let quiet):
-                if !authenticated {
-                    refuseUnauthenticated(output: &connection.output)
-                    consumed = input.count
-                    break parsing
-                }
                 repliesHeld = true
                 if error == .badDataChunk {
                     worker.processor.refusedStore(request, in: UnsafeRawBufferPointer(rebasing: input[stream.lastStart...]))
@@ -203,34 +196,53 @@ final class ClientSession: ConnectionHandler {
 
     /// Closes after the replies already gathered are written, as memcached does
     /// for quit, an HTTP request, an over-long line or shutdown.
-    /// `-Y`: the first request must be a `set` whose data is a user and
-    /// password of the auth file (`STORED`); anything else is refused, and
-    /// the rest of that read dropped, as on memcached (the connection stays).
-    private func authenticate(_ request: Request, in bytes: UnsafeRawBufferPointer, output: inout ByteBuffer) -> Bool {
+    /// `-Y`: reads what the connection sent before it logged in
+    /// (`AsciiLogin`), from `consumed` on. Before the login memcached keeps
+    /// one reply, each taking the place of the one before, and writes it
+    /// when the read runs dry or its `-R` turn ends (after `-R` + 1
+    /// requests, then every `-R`); the node answers the same. Returns
+    /// whether the connection is now logged in, the rest of the input to be
+    /// served.
+    private func readLogin(_ connection: Connection, _ input: UnsafeRawBufferPointer, consumed: inout Int) -> Bool {
         let context = worker.context
-        guard request.command == .set, let authentication = context.authentication else {
-            refuseUnauthenticated(output: &output)
-            return false
+        guard let authentication = context.authentication else {
+            authenticated = true
+            return true
         }
-        context.authCommands.wrappingAdd(1, ordering: .relaxed)
-        let data = UnsafeRawBufferPointer(rebasing: bytes[request.data])
-        guard data.contains(UInt8(ascii: " ")) else {
-            context.authErrors.wrappingAdd(1, ordering: .relaxed)
-            output.append("CLIENT_ERROR bad authentication token format\r\n")
-            return false
+        var lastRefusal: AsciiLogin.Refusal? = nil
+        let turn = context.settings.requestsPerEvent
+        var steps = 0
+        while true {
+            var used = 0
+            let outcome = login.step(UnsafeRawBufferPointer(rebasing: input[consumed...]), consumed: &used) {
+                authentication.accepts(user: $0, password: $1)
+            }
+            consumed += used
+            switch outcome {
+            case .refused(let refusal):
+                if refusal == .authenticationFailure {
+                    context.authCommands.wrappingAdd(1, ordering: .relaxed)
+                    context.authErrors.wrappingAdd(1, ordering: .relaxed)
+                }
+                lastRefusal = refusal
+                steps += 1
+                if steps > turn && (steps - 1) % turn == 0 {
+                    connection.output.append(refusal.reply)
+                    lastRefusal = nil
+                }
+            case .loggedIn:
+                context.authCommands.wrappingAdd(1, ordering: .relaxed)
+                authenticated = true
+                connection.output.append("STORED\r\n")
+                return true
+            case .needMore:
+                if let lastRefusal { connection.output.append(lastRefusal.reply) }
+                return false
+            case .close:
+                finish(connection)
+                return false
+            }
         }
-        guard authentication.accepts(data) else {
-            context.authErrors.wrappingAdd(1, ordering: .relaxed)
-            refuseUnauthenticated(output: &output)
-            return false
-        }
-        authenticated = true
-        output.append("STORED\r\n")
-        return true
-    }
-
-    private func refuseUnauthenticated(output: inout ByteBuffer) {
-        output.append("CLIENT_ERROR unauthenticated\r\n")
     }
 
     private func finish(_ connection: Connection) {

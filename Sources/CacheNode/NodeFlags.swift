@@ -32,6 +32,7 @@ public enum NodeFlags {
     public static func parse(_ arguments: [String]) -> NodeLaunch {
         var settings = NodeSettings()
         var warnings: [String] = []
+        var udpRequested = false
 
         var parser = OptionScanner(arguments: Array(arguments.dropFirst()), shortOptions: shortOptions, longOptions: longOptions)
         while let next = parser.next() {
@@ -52,10 +53,7 @@ public enum NodeFlags {
             case "p":
                 guard let port = UInt16(argument) else { return .fail("Invalid port: \(argument)") }
                 settings.port = port
-            case "U":
-                guard argument == "0" else {
-                    return .fail("UDP is not served by memcluster-node (it is off in memcached too unless -U is given); use -U 0 or leave it out.")
-                }
+            case "U": udpRequested = argument != "0"   // refused after the loop, with -Y's reason first
             case "s", "a":
                 return .fail("UNIX sockets are not supported by memcluster-node; listen on TCP with -l and -p.")
             case "A": settings.shutdownEnabled = true
@@ -117,6 +115,10 @@ public enum NodeFlags {
             default:
                 return .fail("Illegal argument \"-\(letter)\"\n\(usage)")
             }
+        }
+        if udpRequested {
+            if settings.authFile != nil { return .fail("Cannot use UDP with ascii authentication enabled (-U 0 to disable)") }
+            return .fail("UDP is not served by memcluster-node (it is off in memcached too unless -U is given); use -U 0 or leave it out.")
         }
         if let problem = settings.validate() { return .fail(problem) }
         return .run(settings, warnings: warnings)

@@ -13,7 +13,7 @@ public struct StartupError: Error, CustomStringConvertible {
 ///
 ///   main thread: Listener(s) --accept--> round robin --> NodeWorker 1..t (own thread each)
 ///                EventTimer: clock tick + expired-item reclaim, every second
-///                SignalWatcher: SIGINT/SIGTERM stop the node
+///                SignalWatcher: SIGINT/SIGTERM stop the node, SIGHUP reads the -Y file again
 public final class NodeServer {
     public let context: NodeContext
     private let mainLoop: EventLoop
@@ -88,6 +88,10 @@ public final class NodeServer {
         for signalNumber in [SIGINT, SIGTERM] {
             signalWatchers.append(SignalWatcher(loop: mainLoop, signal: signalNumber) { [unowned self] in shutDownGracefully() })
         }
+        // As memcached: SIGHUP does not stop the node; it reads the -Y file
+        // again, keeping the entries it has if the file cannot be read.
+        let authentication = context.authentication
+        signalWatchers.append(SignalWatcher(loop: mainLoop, signal: SIGHUP) { authentication?.reload() })
         let loop = mainLoop
         context.onShutdown { loop.execute { loop.stop() } }
         // No client is accepted before the main loop runs: every descriptor open now is the node's own.
