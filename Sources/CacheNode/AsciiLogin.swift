@@ -44,6 +44,9 @@ struct AsciiLogin {
 
     /// Set once a `set` line was read: the data block's length with its `\r\n`.
     private var blockLength: Int?
+    /// The user of the last login checked, for the log: printable ASCII
+    /// only, at most 64 bytes (a client's bytes), never the password.
+    private(set) var lastUser = ""
 
     /// Reads at most one line or one data block from the start of `input`;
     /// `consumed` is how many bytes that took. `check` is asked whether a
@@ -75,6 +78,8 @@ struct AsciiLogin {
         if let nul = payload.firstIndex(of: 0) { payload = UnsafeRawBufferPointer(rebasing: payload[..<nul]) }
         let words = AsciiLogin.words(payload, limit: 2)
         guard words.count == 2 else { return .refused(.badTokenFormat) }
+        lastUser = String(decoding: payload[words[0]].prefix(64).map { $0 >= 0x21 && $0 < 0x7f ? $0 : UInt8(ascii: "?") },
+                          as: UTF8.self)
         return check(UnsafeRawBufferPointer(rebasing: payload[words[0]]), UnsafeRawBufferPointer(rebasing: payload[words[1]]))
             ? .loggedIn : .refused(.authenticationFailure)
     }

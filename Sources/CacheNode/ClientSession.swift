@@ -223,6 +223,7 @@ final class ClientSession: ConnectionHandler {
                 if refusal == .authenticationFailure {
                     context.authCommands.wrappingAdd(1, ordering: .relaxed)
                     context.authErrors.wrappingAdd(1, ordering: .relaxed)
+                    context.authFailures.log("-Y: login refused (user \(login.lastUser), wrong user or password)")
                 }
                 lastRefusal = refusal
                 steps += 1

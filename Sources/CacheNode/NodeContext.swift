@@ -44,6 +44,8 @@ public final class NodeContext: Sendable {
     public let authentication: AsciiAuthentication?
     public let authCommands = Atomic<Int>(0)
     public let authErrors = Atomic<Int>(0)
+    /// A refused login, said on standard error (at most a line a second).
+    public let authFailures = ThrottledLog()
 
     public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock, tls: TLSServerContext? = nil,
                 authentication: AsciiAuthentication? = nil) {

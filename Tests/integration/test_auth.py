@@ -350,3 +350,28 @@ def test_a_node_without_an_auth_file_survives_sighup(server_factory):
     time.sleep(0.3)
     assert srv.alive()
     assert exchange(srv.addr, [b"version\r\n"])[0].startswith(b"VERSION ")
+
+
+def test_a_refused_login_is_logged_without_the_password(auth_dir, target_bin, reference_bin):
+    if target_bin == reference_bin:
+        pytest.skip("memcached logs nothing of a refused login")
+    path = write_file(auth_dir, "logged", USERS)
+    srv = start(target_bin, path)
+    try:
+        for attempt in range(30):
+            assert login_answer(srv.addr, b"alice wrong-%d" % attempt) == FAILURE
+        assert login_answer(srv.addr, b"\x1b[2Jevil wrong-x") == FAILURE
+        time.sleep(1.1)
+        assert login_answer(srv.addr, b"alice wrong-last") == FAILURE
+        deadline = time.monotonic() + 3
+        while "more since the last line" not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = srv.log()
+        assert "-Y: login refused (user alice, wrong user or password)" in log, log
+        # at most a line a second, the rest counted; the password never written,
+        # a user's control bytes never written as they are
+        assert log.count("login refused") <= 3, log
+        assert "more since the last line" in log, log
+        assert "wrong-" not in log and "\x1b" not in log, log
+    finally:
+        srv.stop()

@@ -24,7 +24,7 @@ public final class TLSClientContext: TLSFailureLog, @unchecked Sendable {
     public let settings: TLSClientSettings
     private let slot: SSLContextSlot
     public let handshakeErrors = Locked<UInt64>(0)
-    private let failures = TLSFailureLine()
+    private let failures = ThrottledLog()
 
     public init(settings: TLSClientSettings) throws(TLSError) {
         self.settings = settings

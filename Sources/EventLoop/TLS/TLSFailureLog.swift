@@ -1,32 +1,5 @@
-import Concurrency
-import Glibc
-
 /// Where a TLS session reports a failed handshake.
 protocol TLSFailureLog: AnyObject {
     func countHandshakeError()
     func log(_ line: String)
-}
-
-/// One line on standard error per failure, at most one a second (a flood of
-/// bad peers is summed up, not echoed line by line). Thread-safe.
-final class TLSFailureLine: Sendable {
-    /// When the last line was written, and how many were not since.
-    private let logged = Locked<(at: Int64, unlogged: Int)>((0, 0))
-
-    func log(_ line: String) {
-        let now = monotonicMilliseconds()
-        let skipped: Int? = logged.withLock { state in
-            if state.at != 0 && now - state.at < 1000 {
-                state.unlogged += 1
-                return nil
-            }
-            let skipped = state.unlogged
-            state = (now, 0)
-            return skipped
-        }
-        guard let skipped else { return }
-        let text = line + (skipped > 0 ? " (and \(skipped) more since the last line)" : "") + "\n"
-        let bytes = Array(text.utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
-    }
 }

@@ -64,7 +64,7 @@ public final class TLSServerContext: TLSFailureLog, @unchecked Sendable {
         return ssl
     }
 
-    private let failures = TLSFailureLine()
+    private let failures = ThrottledLog()
     func countHandshakeError() { handshakeErrors.withLock { $0 += 1 } }
     func log(_ line: String) { failures.log(line) }
 
