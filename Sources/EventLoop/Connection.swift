@@ -251,11 +251,16 @@ public final class Connection {
     public func stopReadingAfterWhatArrived(limit: Int = Connection.shutdownReadLimit) {
         defer { pauseReading() }
         guard !isClosed, !inputEnded else { return }
-        let wanted = min(unreadCount, limit)
+        // Under TLS what arrived may already sit in OpenSSL's read-ahead buffer.
+        let buffered = tls?.hasPending == true ? Connection.readChunk : 0
+        let wanted = min(unreadCount + buffered, limit)
         guard wanted > 0 else { return }
         input.reserveWritable(wanted)
         let space = UnsafeMutableRawBufferPointer(rebasing: input.writableSpace[0..<wanted])
-        if case .transferred(let count) = read(into: space) { input.commitWritten(count) }
+        if case .transferred(let count) = read(into: space) {
+            input.commitWritten(count)
+            if let tls { _ = readBuffered(tls) }
+        }
     }
 
     /// At shutdown, at most this much already-sent input is still read.
@@ -265,7 +270,7 @@ public final class Connection {
     /// close when the peer has nothing more in flight.
     private func endLinger() {
         guard !outputShutDown else { return }
-        if inputEnded || unreadCount == 0 { return close() }
+        if inputEnded || (unreadCount == 0 && tls?.hasPending != true) { return close() }
         outputShutDown = true
         if let embeddedPeer { embeddedPeer.outputEnded = true } else { shutdown(fd, Int32(SHUT_WR)) }
     }
@@ -336,6 +341,21 @@ public final class Connection {
         return ioctl(fd, UInt(FIONREAD), &unread) == 0 ? Int(unread) : 0
     }
 
+    /// An SSL_read gives one record; the records OpenSSL has already taken
+    /// from the socket (it reads ahead) are read now, up to the buffer's room,
+    /// so a pipelined batch is answered in one pass, as in plain text.
+    private func readBuffered(_ tls: TLSStream) -> Int {
+        var total = 0
+        while tls.hasPending && input.writableCount > 0 {
+            // Anything else (the end, an error) is met again on the next read event.
+            guard case .transferred(let count) = tls.read(into: input.writableSpace) else { break }
+            input.commitWritten(count)
+            total += count
+        }
+        if tls.readNeedsWritable { armWrite() }
+        return total
+    }
+
     func handleReadable() {
         if tlsUnavailable { return close(error: ENOMEM) }
         if lingering { return dropInput() }
@@ -343,8 +363,9 @@ public final class Connection {
         if let tls, tls.writeNeedsReadable { flush() }
         if input.writableCount < Connection.readChunk / 4 { input.reserveWritable(Connection.readChunk) }
         switch read(into: input.writableSpace) {
-        case .transferred(let count):
+        case .transferred(var count):
             input.commitWritten(count)
+            if let tls { count += readBuffered(tls) }
             lastReadCount = count
             guard expectedFirst == nil || consumeExpectedFirst() else { return }
             handler?.connectionReadable(self)
@@ -353,7 +374,7 @@ public final class Connection {
                 input.shrink(to: Connection.readChunk)
             }
             // Bytes OpenSSL already decrypted raise no socket event: read them now.
-            if let tls, !isClosed, !readingPaused, !lingering, tls.pending > 0 {
+            if let tls, !isClosed, !readingPaused, !lingering, tls.hasPending {
                 if let readEvent { event_active(readEvent, Int32(EV_READ), 0) }
             }
         case .wouldBlock:

@@ -138,6 +138,25 @@ def test_large_values_and_pipelines_over_tls(node, certs):
     assert srv.alive()
 
 
+def test_many_small_records_in_one_flight(node, certs):
+    """Each request in its own TLS record (some split across two), all sent
+    before any reply is read: the node reads records OpenSSL has already
+    taken from the socket without waiting for another socket event."""
+    srv, tls_port = node
+    expected = b""
+    with tls_socket(tls_port, client_context(certs)) as s:
+        for i in range(300):
+            s.sendall(b"set r%d 0 0 5\r\nva" % i)      # a record ending mid-value
+            s.sendall(b"lue\r\n")
+            s.sendall(b"get r%d\r\n" % i)
+            expected += b"STORED\r\nVALUE r%d 0 5\r\nvalue\r\nEND\r\n" % i
+        s.sendall(b"mn\r\n")
+        expected += b"MN\r\n"
+        reply = exchange(s, b"", until=b"MN\r\n")
+    assert reply == expected
+    assert srv.alive()
+
+
 def test_openssl_s_client(node, certs):
     srv, tls_port = node
     r = subprocess.run(["openssl", "s_client", "-connect", f"{harness.HOST}:{tls_port}", "-CAfile",

@@ -47,7 +47,7 @@ public final class TLSClientContext: TLSFailureLog, @unchecked Sendable {
             SSL_free(ssl)
             return nil
         }
-        memcluster_ssl_set_write_modes(ssl)
+        memcluster_ssl_set_modes(ssl)
         SSL_set_connect_state(ssl)
         return ssl
     }

@@ -59,7 +59,7 @@ public final class TLSServerContext: TLSFailureLog, @unchecked Sendable {
             SSL_free(ssl)
             return nil
         }
-        memcluster_ssl_set_write_modes(ssl)
+        memcluster_ssl_set_modes(ssl)
         SSL_set_accept_state(ssl)
         return ssl
     }

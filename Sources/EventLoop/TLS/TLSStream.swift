@@ -30,8 +30,8 @@ final class TLSStream {
 
     deinit { SSL_free(ssl) }
 
-    /// Decrypted bytes buffered inside OpenSSL, not read yet.
-    var pending: Int { Int(SSL_pending(ssl)) }
+    /// Bytes buffered inside OpenSSL, decrypted or not, not read yet.
+    var hasPending: Bool { SSL_has_pending(ssl) == 1 }
 
     func read(into space: UnsafeMutableRawBufferPointer) -> IOResult {
         readNeedsWritable = false
