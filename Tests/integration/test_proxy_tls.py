@@ -18,6 +18,8 @@ with the test CA of scripts/make-test-ca:
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -226,3 +228,73 @@ def test_node_auth_logs_in_to_nodes_started_with_y(nodes_are, tmp_path, referenc
             srv.stop()
         os.unlink(users)
         os.rmdir(d)
+
+
+@pytest.mark.parametrize("nodes_are", ["memcached", "node"])
+def test_node_auth_password_rotated_without_a_restart(nodes_are, tmp_path, reference_bin):
+    """The operator's rotation: the new entry added to the nodes' file
+    (SIGHUP), the proxy reloaded with the new password, the old entry
+    removed (SIGHUP). Links opened after the reload log in with the new
+    password: a node restarted then is back up and serves."""
+    from pymemcache.client.base import Client
+    from test_auth import write_file
+    d = tempfile.mkdtemp(prefix="mcauth-rotate-")
+    os.chmod(d, 0o755)
+    users = write_file(d, "users", b"proxy:old-pass\n")
+    binary = reference_bin if nodes_are == "memcached" else harness.DEFAULT_NODE
+    nodes = auth_nodes(binary, users)
+    secret = tmp_path / "password"
+    secret.write_text("old-pass\n")
+    listen = harness.free_port()
+    config = str(tmp_path / "proxy.yaml")
+    write_config(config, listen, [srv.port for srv in nodes], f"node_auth:\n  user: proxy\n  password_file: {secret}\n")
+    proxy = spawn_proxy(config, listen)
+    c = Client((harness.HOST, listen), connect_timeout=5, timeout=5)
+    try:
+        for i in range(20):
+            assert c.set(f"rot:{i}", b"v%d" % i) is True
+        write_file(d, "users", b"proxy:old-pass\nproxy:new-pass\n")
+        for srv in nodes:
+            os.kill(srv.pid, signal.SIGHUP)
+        secret.write_text("new-pass\n")
+        os.kill(proxy.pid, signal.SIGHUP)
+        ph.wait_until(lambda: "configuration reloaded" in proxy.log(20000), 10, what="the proxy reloaded")
+        time.sleep(1.5)                                   # memcached reads the file on its next clock tick
+        write_file(d, "users", b"proxy:new-pass\n")
+        for srv in nodes:
+            os.kill(srv.pid, signal.SIGHUP)
+        time.sleep(1.5)
+        # every link the proxy opens from now on must use the new password
+        restarted = nodes[0]
+        restarted.stop()
+        nodes[0] = harness.spawn_listening(restarted.argv, restarted.port, prefix="mcauth-")
+
+        def all_written():
+            return all(c.set(f"rot:{i}", b"v%d" % i) for i in range(20, 60)) and node_states(proxy.addr) == ["up", "up"]
+        ph.wait_until(all_written, 15, what="writes served with the restarted node up")
+        got = c.get_many([f"rot:{i}" for i in range(20, 60)])
+        assert got == {f"rot:{i}": b"v%d" % i for i in range(20, 60)}
+        # the restarted node holds keys written through the proxy: it logged in, never refused
+        with socket.create_connection(nodes[0].addr, timeout=5) as s:
+            assert exchange(s, b"set x 0 0 14\r\nproxy new-pass\r\n") == b"STORED\r\n"
+            st = exchange(s, b"stats\r\n", until=b"END\r\n")
+        lines = dict(l.split(b" ", 2)[1:] for l in st.split(b"\r\n") if l.startswith(b"STAT "))
+        assert int(lines[b"curr_items"]) > 0 and lines[b"auth_errors"] == b"0", lines
+        assert "refused the login" not in proxy.log(20000)
+        assert proxy.alive()
+    finally:
+        c.close()
+        proxy.stop()
+        for srv in nodes:
+            srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_node_auth_password_with_a_space_is_refused(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("two words\n")
+    config = str(tmp_path / "proxy.yaml")
+    write_config(config, harness.free_port(), [harness.free_port()], f"node_auth:\n  user: proxy\n  password_file: {secret}\n")
+    r = subprocess.run([ph.proxy_binary(), "--config", config, "--check-config"], capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert "a password with a space can never log in" in r.stdout + r.stderr

@@ -1,3 +1,4 @@
+import Concurrency
 import EventLoop
 
 /// How the proxy opens a connection to a node, in one place for every kind
@@ -31,15 +32,29 @@ struct NodeDialer: Sendable {
 }
 
 /// The `set` that logs in to a `-Y` node (memcached's ASCII authentication).
+/// A reload may change the user and password: links opened after it log in
+/// with the new ones, those already logged in stay (as on the node).
 final class NodeLogin: Sendable {
-    let request: [UInt8]
     static let accepted = Array("STORED\r\n".utf8)
+    private let current: Locked<[UInt8]>
     private let onRefusal: @Sendable (String) -> Void
 
-    init(user: String, password: String, onRefusal: @escaping @Sendable (String) -> Void) {
-        let data = Array("\(user) \(password)".utf8)
-        request = Array("set memcluster-login 0 0 \(data.count)\r\n".utf8) + data + Array("\r\n".utf8)
+    init(user: String, password: [UInt8], onRefusal: @escaping @Sendable (String) -> Void) {
+        current = Locked(NodeLogin.request(user: user, password: password))
         self.onRefusal = onRefusal
+    }
+
+    /// What a new link sends first.
+    var request: [UInt8] { current.withLock { $0 } }
+
+    func update(user: String, password: [UInt8]) {
+        let request = NodeLogin.request(user: user, password: password)
+        current.withLock { $0 = request }
+    }
+
+    private static func request(user: String, password: [UInt8]) -> [UInt8] {
+        let data = Array(user.utf8) + [UInt8(ascii: " ")] + password
+        return Array("set memcluster-login 0 0 \(data.count)\r\n".utf8) + data + Array("\r\n".utf8)
     }
 
     func refused(by address: SocketAddress, answer: String) {

@@ -19,6 +19,10 @@ public struct NodeCredentials: Sendable, Equatable, CustomStringConvertible {
         guard !trimmed.isEmpty, !trimmed.contains(where: { $0 < 0x20 || $0 == 0x7F }) else {
             throw ConfigurationError("node_auth password file \(path): expected one line, the password")
         }
+        // A -Y node splits the login on spaces: such a password never matches.
+        guard !trimmed.contains(0x20) else {
+            throw ConfigurationError("node_auth password file \(path): a password with a space can never log in to a -Y node")
+        }
         return Array(trimmed)
     }
 }

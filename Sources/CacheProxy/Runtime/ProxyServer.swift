@@ -82,8 +82,7 @@ public final class ProxyServer: @unchecked Sendable {
             let clientTLS = try configuration.clientTLS.map { settings throws(TLSError) in try TLSServerContext(settings: settings) }
             let nodeTLS = try configuration.nodeTLS.map { settings throws(TLSError) in try TLSClientContext(settings: settings) }
             let login = configuration.nodeAuth.map { credentials in
-                NodeLogin(user: credentials.user, password: String(decoding: credentials.password, as: UTF8.self),
-                          onRefusal: ProxyServer.onceASecond(logger))
+                NodeLogin(user: credentials.user, password: credentials.password, onRefusal: ProxyServer.onceASecond(logger))
             }
             self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)),
                                         nodeDialer: NodeDialer(tls: nodeTLS, login: login), clientTLS: clientTLS)
@@ -380,6 +379,9 @@ public final class ProxyServer: @unchecked Sendable {
                 logger.warning("some settings take effect only at restart", metadata: ["settings": "\(deferred.joined(separator: ", "))"])
             }
             let outcome = try change(to: configuration, readingFile: true)
+            if let credentials = configuration.nodeAuth {
+                context.nodeDialer.login?.update(user: credentials.user, password: credentials.password)
+            }
             // A changed name is looked up at once; a removed one is no longer asked.
             follow(configuration.discovery, lookUpNow: true)
             switch outcome {
@@ -606,7 +608,9 @@ public final class ProxyServer: @unchecked Sendable {
         if old.backendConnections != new.backendConnections { changed.append("backend_connections") }
         if old.clientTLS != new.clientTLS { changed.append("tls") }
         if old.nodeTLS != new.nodeTLS { changed.append("node_tls") }
-        if old.nodeAuth != new.nodeAuth { changed.append("node_auth") }
+        // New credentials apply to the links opened after the reload; turning
+        // the login on or off needs every link opened again.
+        if (old.nodeAuth == nil) != (new.nodeAuth == nil) { changed.append("node_auth") }
         return changed
     }
 }
