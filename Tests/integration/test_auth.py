@@ -375,3 +375,38 @@ def test_a_refused_login_is_logged_without_the_password(auth_dir, target_bin, re
         assert "wrong-" not in log and "\x1b" not in log, log
     finally:
         srv.stop()
+
+
+def test_failed_logins_leave_connections_and_rss_flat(auth_dir, target_bin):
+    """2,000 refused logins (wrong password, unknown user, garbage), each on
+    its own connection, then the connection dropped: nothing stays behind."""
+    path = write_file(auth_dir, "flat", USERS)
+    srv = start(target_bin, path)
+    try:
+        with socket.create_connection(srv.addr, timeout=5) as watcher:
+            assert login_answer(srv.addr, b"alice secret1") == STORED
+            watcher.sendall(login_block(b"alice secret1"))
+            assert watcher.recv(100) == STORED
+
+            def stat(name: str) -> int:
+                watcher.sendall(b"stats\r\n")
+                got = b""
+                while not got.endswith(b"END\r\n"):
+                    got += watcher.recv(65536)
+                return int(dict(l.split(b" ", 2)[1:] for l in got.split(b"\r\n") if l.startswith(b"STAT "))[name.encode()])
+
+            before, rss = stat("curr_connections"), srv.rss_kib()
+            attempts = [login_block(b"alice wrong"), login_block(b"mallory x"), b"get k\r\n" * 30,
+                        b"set x 0 0 5000\r\n" + b"z" * 3000]
+            for i in range(2000):
+                with socket.create_connection(srv.addr, timeout=5) as s:
+                    s.sendall(attempts[i % len(attempts)])
+            deadline = time.monotonic() + 5
+            while stat("curr_connections") > before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert stat("curr_connections") <= before
+            assert stat("auth_errors") >= 1000
+            assert srv.rss_kib() - rss < 20_000, f"RSS grew {srv.rss_kib() - rss} KiB over 2,000 refused logins"
+            assert srv.alive()
+    finally:
+        srv.stop()
