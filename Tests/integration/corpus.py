@@ -400,16 +400,23 @@ def run_case(case: Case, addr) -> Transcript:
     return Transcript(bytes(out), closed, time.monotonic() - t0)
 
 
-def run_pair(case: Case, ref_bin: str, tgt_bin: str):
+def start_plain(binary: str, flags) -> tuple[harness.Server, tuple[str, int]]:
+    srv = harness.start_server(binary, flags)
+    return srv, srv.addr
+
+
+def run_pair(case: Case, ref_bin: str, tgt_bin: str, start=start_plain):
     """Start both servers with the case's flags, run the case against both in
-    parallel, stop both. Returns (ref_transcript, tgt_transcript)."""
+    parallel, stop both. `start(binary, flags)` returns the server and the
+    address to send the case to (over TLS: a relay's). Returns
+    (ref_transcript, tgt_transcript)."""
     results: dict[str, object] = {}
 
     def side(label, binary):
         srv = None
         try:
-            srv = harness.start_server(binary, case.flags)
-            results[label] = run_case(case, srv.addr)
+            srv, addr = start(binary, case.flags)
+            results[label] = run_case(case, addr)
             if case.exits:
                 # Shut down on purpose: it must be gone within a few seconds.
                 deadline = time.time() + 5

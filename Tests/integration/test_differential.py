@@ -30,7 +30,12 @@ def test_corpus_is_large_enough():
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_same_bytes_as_memcached(case, reference_bin, target_bin):
-    res = corpus.run_pair(case, reference_bin, target_bin)
+    assert_same_as_memcached(case, corpus.run_pair(case, reference_bin, target_bin))
+
+
+def assert_same_as_memcached(case: corpus.Case, res: dict) -> None:
+    """The check of one case's run_pair results (also over TLS, in
+    test_tls_compatibility.py)."""
     for side in ("ref", "tgt"):
         r = res.get(side)
         if isinstance(r, BaseException):
