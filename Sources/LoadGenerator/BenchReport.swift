@@ -92,6 +92,9 @@ public struct BenchReport: Codable, Sendable {
         public var get: LatencySummary
         public var set: LatencySummary
         public var all: LatencySummary
+        /// Every request's latency as a percentile curve (`LatencyHistogram.curve`),
+        /// for plots; absent when nothing completed.
+        public var curve: [PercentilePoint]? = nil
     }
 
     public struct ByteReport: Codable, Sendable {

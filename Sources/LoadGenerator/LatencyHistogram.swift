@@ -1,3 +1,4 @@
+import Foundation
 import Histogram
 
 /// Latencies in nanoseconds, 1 ns to 60 s at 3 significant digits (HDR histogram,
@@ -36,6 +37,35 @@ public struct LatencyHistogram: Sendable {
             p99_9: micros(histogram.valueAtPercentile(99.9)),
             max: micros(histogram.max))
     }
+
+    /// The whole distribution as HDR tools plot it: percentiles 0, then closing on
+    /// 100 by a quarter of a halving at a time (50, 59.5, 67.8, 75, ... 99.9...),
+    /// while the part above still holds a recorded value, then 100 (the max).
+    /// Plotted against 1 / (1 - percentile) on a log axis, every "nine" gets the
+    /// same width, so the tail is as readable as the median.
+    public var curve: [PercentilePoint] {
+        let total = histogram.totalCount
+        guard total > 0 else { return [] }
+        var points: [PercentilePoint] = []
+        for step in 0..<Self.curveStepLimit {
+            let above = pow(0.5, Double(step) / 4)
+            if above * Double(total) < 1 { break }
+            let percentile = 100 * (1 - above)
+            points.append(PercentilePoint(percentile: percentile,
+                                          us: Double(histogram.valueAtPercentile(percentile)) / 1000))
+        }
+        points.append(PercentilePoint(percentile: 100, us: Double(histogram.max) / 1000))
+        return points
+    }
+
+    /// 2^-(160/4) is below one in a trillion: more than any run records.
+    static let curveStepLimit = 160
+}
+
+/// One point of a latency curve: `us` microseconds at `percentile` (0-100).
+public struct PercentilePoint: Codable, Sendable, Equatable {
+    public var percentile: Double
+    public var us: Double
 }
 
 /// Latency percentiles in microseconds (nanosecond precision, 3 significant digits).

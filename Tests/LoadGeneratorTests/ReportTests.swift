@@ -27,7 +27,7 @@ extension BenchReport {
             getKeys: 900, hits: 800, misses: 100, hitRatio: 800.0 / 900.0, notStored: 0,
             errors: ErrorReport(total: 0, serverErrors: 0, protocolErrors: 0, connectionErrors: 0, timeouts: 0,
                                 verifyFailures: 0, unfinishedRequests: 0),
-            latencyUs: LatencyReport(get: latency, set: LatencySummary(), all: latency),
+            latencyUs: LatencyReport(get: latency, set: LatencySummary(), all: latency, curve: get.curve),
             bytes: ByteReport(sent: 10, received: 20),
             clientCpu: CPUReport(userSeconds: 0.001, systemSeconds: 0.002, usPerRequest: 3, processTotalSeconds: 0.01),
             openLoop: openLoop ? OpenLoopReport(targetRate: 1000, scheduled: 1000, late: 1, lateThresholdUs: 1000,
@@ -47,6 +47,8 @@ extension BenchReport {
             let summary = try #require(latency[kind] as? [String: Any])
             #expect(Set(summary.keys) == ["count", "mean", "p50", "p90", "p99", "p99_9", "max"])
         }
+        let curve = try #require(latency["curve"] as? [[String: Any]])
+        #expect(curve.allSatisfy { Set($0.keys) == ["percentile", "us"] } && !curve.isEmpty)
         let all = try #require(latency["all"] as? [String: Any])
         #expect((all["p50"] as? Double).map { abs($0 - 500) < 1 } == true)
         #expect((all["p99_9"] as? Double).map { abs($0 - 999) < 1.5 } == true)
@@ -100,6 +102,39 @@ extension BenchReport {
         #expect(summary.count == 2)
         #expect(abs(summary.p50 - 250) < 0.5)
         #expect(abs(summary.max - 60_000_000) < 60_000)
+    }
+}
+
+@Suite struct LatencyCurveTests {
+    @Test func climbsFromTheMinimumToTheMaximum() throws {
+        var histogram = LatencyHistogram()
+        for micros: UInt64 in 1...1000 { histogram.record(micros * 1000) }
+        let curve = histogram.curve
+        let first = try #require(curve.first), last = try #require(curve.last)
+        #expect(first.percentile == 0 && abs(first.us - 1) < 0.01)
+        #expect(last.percentile == 100 && abs(last.us - 1000) < 1)
+        for (lower, upper) in zip(curve, curve.dropFirst()) {
+            #expect(lower.percentile < upper.percentile && lower.us <= upper.us)
+        }
+        let median = try #require(curve.first { $0.percentile == 50 })
+        #expect(abs(median.us - 500) < 1)
+        // Points stop before fewer than one of the 1000 values would lie above: the
+        // last before the max leaves between 1 and 2^(1/4) values above it.
+        let tail = curve[curve.count - 2]
+        #expect(tail.percentile > 99.88 && tail.percentile <= 99.9, "\(tail.percentile)")
+        // Four points per halving of what lies above, and log2(1000) ~ 10 halvings.
+        #expect((38...43).contains(curve.count), "\(curve.count) points")
+    }
+
+    @Test func emptyHistogramHasNoCurve() {
+        #expect(LatencyHistogram().curve.isEmpty)
+    }
+
+    @Test func oneValueIsAFlatCurve() {
+        var histogram = LatencyHistogram()
+        histogram.record(7_000)
+        #expect(histogram.curve.map(\.percentile) == [0, 100])
+        #expect(histogram.curve.allSatisfy { abs($0.us - 7) < 0.01 })
     }
 }
 
