@@ -44,9 +44,13 @@ def syscalls_from(perf) -> int | None:
     return None
 
 
+def tls_args(tier: Tier) -> list[str]:
+    return ["--tls-ca", tier.tls_ca] if tier.tls_ca else []
+
+
 def fill(tier: Tier, fill_args: list[str]):
     argv = [os.path.join(BIN, "memcluster-bench"), "--server", f"127.0.0.1:{tier.port}", "--fill", "--requests", "1",
-            "--no-progress"] + fill_args
+            "--no-progress"] + tls_args(tier) + fill_args
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
 
 
@@ -87,7 +91,7 @@ def run_memcluster_bench(tier: Tier, args: list[str], seconds: float, workdir: s
     report = os.path.join(workdir, "run.json")
     argv = ["taskset", "-c", generator_cpu, os.path.join(BIN, "memcluster-bench"), "--server",
             f"127.0.0.1:{tier.port}", "--duration", str(seconds), "--warmup", "0.5", "--no-progress",
-            "--json", report] + args
+            "--json", report] + tls_args(tier) + args
     with Measured(tier) as m:
         runner = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
@@ -154,6 +158,8 @@ def run_memcaslap(tier: Tier, args: list[str], seconds: float, generator_cpu: st
     """One run of memcaslap (closed loop, its own keys and 9:1 get:set mix) against `tier`."""
     if not MEMCASLAP:
         raise RuntimeError("memcaslap is missing (apt-get install libmemcached-tools)")
+    if tier.tls_ca:
+        raise RuntimeError("memcaslap speaks no TLS")
     whole = max(1, round(seconds))
     argv = ["taskset", "-c", generator_cpu, MEMCASLAP, "-s", f"127.0.0.1:{tier.port}", "-t", f"{whole}s"] + args
     with Measured(tier) as m:
