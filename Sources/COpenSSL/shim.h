@@ -16,13 +16,15 @@ static inline int memcluster_ssl_ctx_set_min_version(SSL_CTX *context, int versi
 
 /// A write may be retried with another buffer holding the same bytes (the
 /// connection's output buffer can move as it grows), and may be partial.
-/// The session's buffers are freed whenever empty, as memcached does (a node
-/// may hold thousands of idle connections; keeping them measured only ~3%
-/// less CPU on a busy proxy). Reads take all the socket has: the records
-/// are then read from OpenSSL's buffer without a system call each (~8% less
-/// CPU per request on the proxy with TLS on both sides).
-static inline void memcluster_ssl_set_modes(SSL *ssl) {
-    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+/// Reads take all the socket has: the records are then read from OpenSSL's
+/// buffer without a system call each (~8% less CPU per request on the proxy
+/// with TLS on both sides). With `release_idle_buffers` the session's
+/// buffers are freed whenever empty, as memcached does: memory for many
+/// idle connections, at the price of an allocation per read and write.
+static inline void memcluster_ssl_set_modes(SSL *ssl, int release_idle_buffers) {
+    long modes = SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE;
+    if (release_idle_buffers) modes |= SSL_MODE_RELEASE_BUFFERS;
+    SSL_set_mode(ssl, modes);
     SSL_set_read_ahead(ssl, 1);
 }
 

@@ -221,6 +221,7 @@ public enum ConfigurationFile {
         func clientTLS(_ node: Node) throws(ConfigurationError) -> TLSServerSettings {
             guard let mapping = node.mapping else { throw fail(node, "tls: expected a mapping (cert:, key:, ca:, verify_clients:)") }
             var settings = TLSServerSettings()
+            settings.releaseIdleBuffers = false   // see TLSServerSettings
             var verify = false
             for (keyNode, value) in mapping {
                 let key = try string(keyNode, "tls option")

@@ -47,7 +47,8 @@ public final class TLSClientContext: TLSFailureLog, @unchecked Sendable {
             SSL_free(ssl)
             return nil
         }
-        memcluster_ssl_set_modes(ssl)
+        // A proxy holds a few busy links to each node: buffers kept, no allocation per request.
+        memcluster_ssl_set_modes(ssl, 0)
         SSL_set_connect_state(ssl)
         return ssl
     }

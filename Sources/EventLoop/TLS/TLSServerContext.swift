@@ -15,6 +15,11 @@ public struct TLSServerSettings: Sendable, Equatable {
     public var ciphers: String?
     /// memcached's `ssl_min_version`: 0 TLS 1.0 ... 3 TLS 1.3.
     public var minimumVersion = 2
+    /// Free a connection's TLS buffers (~34 KB) whenever they are empty, as
+    /// memcached does: a node may hold thousands of idle connections. The
+    /// proxy, with fewer and busier ones, keeps them and allocates nothing
+    /// per request.
+    public var releaseIdleBuffers = true
 
     public init() {}
 }
@@ -59,7 +64,7 @@ public final class TLSServerContext: TLSFailureLog, @unchecked Sendable {
             SSL_free(ssl)
             return nil
         }
-        memcluster_ssl_set_modes(ssl)
+        memcluster_ssl_set_modes(ssl, settings.releaseIdleBuffers ? 1 : 0)
         SSL_set_accept_state(ssl)
         return ssl
     }
