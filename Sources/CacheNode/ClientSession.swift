@@ -91,6 +91,11 @@ final class ClientSession: ConnectionHandler {
             // does not speak: close rather than answer it with text.
             // (With -Y memcached reads every byte as text until the login.)
             if first == 0x80 && authenticated { return finish(connection) }
+            // Answered as text, as memcached does, but said: a client set up for TLS.
+            if !connection.isTLS && Connection.looksLikeTLSHandshake(connection.input.readableBytes) {
+                worker.context.plainTextTLSClients.log(
+                    "a TLS handshake on a plain-text port (no -Z, or notls:): answered as text")
+            }
         }
         let writtenBefore = connection.output.readableCount
         let input = connection.input.readableBytes

@@ -46,6 +46,8 @@ public final class NodeContext: Sendable {
     public let authErrors = Atomic<Int>(0)
     /// A refused login, said on standard error (at most a line a second).
     public let authFailures = ThrottledLog()
+    /// A TLS client on a plain-text listener, said the same way.
+    public let plainTextTLSClients = ThrottledLog()
 
     public init(settings: NodeSettings, storage: ItemStore, clock: ServerClock, tls: TLSServerContext? = nil,
                 authentication: AsciiAuthentication? = nil) {

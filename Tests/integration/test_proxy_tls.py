@@ -298,3 +298,26 @@ def test_node_auth_password_with_a_space_is_refused(tmp_path):
     r = subprocess.run([ph.proxy_binary(), "--config", config, "--check-config"], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0
     assert "a password with a space can never log in" in r.stdout + r.stderr
+
+
+def test_a_tls_client_on_the_plain_listener_is_said(certs, tmp_path):
+    """Without tls: a TLS client's handshake is answered as text (the client
+    gives up) and the proxy says why, once a second at most."""
+    node = harness.start_server(harness.DEFAULT_NODE)
+    listen = harness.free_port()
+    config = str(tmp_path / "proxy.yaml")
+    write_config(config, listen, [node.port], "")
+    proxy = spawn_proxy(config, listen)
+    try:
+        for _ in range(20):
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                tls_socket(listen, client_context(certs), timeout=2).close()
+        ph.wait_until(lambda: "a TLS handshake on the plain-text listener" in proxy.log(20000), 5,
+                      what="the proxy said it")
+        assert proxy.log(20000).count("a TLS handshake on the plain-text listener") < 10
+        with harness.TextClient(proxy.addr) as c:
+            assert c.set("plain:k", b"still served") == b"STORED"
+        assert proxy.alive()
+    finally:
+        proxy.stop()
+        node.stop()

@@ -200,8 +200,15 @@ def test_client_certificates_with_verify_mode_2(target_bin, certs):
                         raise ConnectionError("closed")
         assert srv.alive()
         if is_node(target_bin):
-            # memcached does not count or log a refused client certificate; the node does.
+            # memcached does not count or log a refused client certificate; the
+            # node does, right after OpenSSL has sent the client its alert: the
+            # client may see it first.
+            deadline = time.monotonic() + 5
+            while int(stats(srv.addr)["ssl_handshake_errors"]) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert int(stats(srv.addr)["ssl_handshake_errors"]) >= 2
+            while "TLS handshake failed" not in srv.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert "TLS handshake failed" in srv.log()
     finally:
         srv.stop()
@@ -239,6 +246,11 @@ def test_tls_to_the_plain_port_and_wrong_certificates_are_refused(target_bin, ce
     srv, tls_port = node
     with pytest.raises(ssl.SSLError):
         tls_socket(srv.port, client_context(certs))                # the notls: listener
+    if is_node(srv.binary):
+        deadline = time.monotonic() + 3
+        while "a TLS handshake on a plain-text port" not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "a TLS handshake on a plain-text port" in srv.log()
     with pytest.raises(ssl.SSLCertVerificationError):
         tls_socket(tls_port, client_context(certs, ca="other-ca"))  # a CA that did not sign it
     expired, expired_port = start(target_bin, certs, cert="expired")

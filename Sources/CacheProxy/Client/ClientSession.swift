@@ -123,6 +123,10 @@ final class ClientSession: ConnectionHandler {
                 connection.close()
                 return
             }
+            // Answered as text, as memcached does, but said: a client set up for TLS.
+            if !connection.isTLS && Connection.looksLikeTLSHandshake(connection.input.readableBytes) {
+                worker.context.plainTextTLSClient("a TLS handshake on the plain-text listener (tls: is not set): answered as text")
+            }
         }
         processing = true
         defer { processing = false }

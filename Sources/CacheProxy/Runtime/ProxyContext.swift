@@ -31,11 +31,14 @@ final class ProxyContext: Sendable {
     /// How nodes are reached (`node_tls:`), and the TLS clients connect with (`tls:`).
     let nodeDialer: NodeDialer
     let clientTLS: TLSServerContext?
+    /// Says (at most once a second) that a TLS client reached a plain-text listener.
+    let plainTextTLSClient: @Sendable (String) -> Void
 
     init(workers: Int, topology: Topology, startedAt: Int64, nodeDialer: NodeDialer = .plain,
-         clientTLS: TLSServerContext? = nil) {
+         clientTLS: TLSServerContext? = nil, plainTextTLSClient: @escaping @Sendable (String) -> Void = { _ in }) {
         self.nodeDialer = nodeDialer
         self.clientTLS = clientTLS
+        self.plainTextTLSClient = plainTextTLSClient
         self.counters = (0..<workers).map { _ in ProxyCounters() }
         self.requestLatency = (0..<workers).map { _ in LatencyHistograms(series: RequestClass.allCases.count) }
         self.current = Locked(topology)

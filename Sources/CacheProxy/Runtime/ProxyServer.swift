@@ -85,7 +85,8 @@ public final class ProxyServer: @unchecked Sendable {
                 NodeLogin(user: credentials.user, password: credentials.password, onRefusal: ProxyServer.onceASecond(logger))
             }
             self.context = ProxyContext(workers: configuration.threads, topology: topology, startedAt: Int64(time(nil)),
-                                        nodeDialer: NodeDialer(tls: nodeTLS, login: login), clientTLS: clientTLS)
+                                        nodeDialer: NodeDialer(tls: nodeTLS, login: login), clientTLS: clientTLS,
+                                        plainTextTLSClient: ProxyServer.onceASecond(logger))
         } catch {
             throw ConfigurationError("\(configuration.clientTLS != nil ? "tls/node_tls" : "node_tls"): \(error)")
         }
