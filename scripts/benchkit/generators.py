@@ -124,7 +124,7 @@ def run_memcluster_bench(tier: Tier, args: list[str], seconds: float, workdir: s
         "front_cpu_us_per_request": m.front_cpu * 1e6 / max(all_ops, 1),
         "syscalls_per_request": (m.syscalls / max(measured_ops, 1)) if m.syscalls else None,
         "generator_cores": generator_cores,
-        "latency_curve_us": data["latency_us"]["all"].get("curve"),
+        "latency_curve_us": data["latency_us"].get("curve"),
         **host,
     }
     result.update(generator_schedule(data, generator_cores))

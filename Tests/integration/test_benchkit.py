@@ -1,0 +1,143 @@
+"""scripts/benchkit, the code behind scripts/bench-compare: when a ratio may be
+a headline, what the host-load watch sees and what the pictures are drawn from
+(plain Python: matplotlib is not needed here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+
+from benchkit import hostload, plots, report, spread  # noqa: E402
+from benchkit.targets import read_cpu_seconds  # noqa: E402
+
+QUIET = {"host_before": {"foreign_cores": 0.0, "steal_cores": 0.0}, "host_during": {"foreign_cores": 0.0, "steal_cores": 0.0}}
+
+
+def runs(values, **extra):
+    return [dict(QUIET, ops_per_second=v, **extra) for v in values]
+
+
+def ratio_of(candidate, reference, **options):
+    return spread.summarise_ratio(candidate, reference, "ops_per_second", options.get("max_spread", 0.25),
+                                  options.get("busy", 0.25))
+
+
+def test_agreeing_rounds_make_a_headline_with_their_spread():
+    ratio = ratio_of(runs([110, 120, 115]), runs([100, 100, 100]))
+    assert ratio.headline and ratio.reasons == []
+    assert (ratio.median, ratio.low, ratio.high) == (1.15, 1.1, 1.2)
+    assert ratio.cell() == "1.15x (1.10-1.20)"
+
+
+def test_rounds_that_disagree_are_flagged_not_headlined():
+    ratio = ratio_of(runs([80, 130, 110]), runs([100, 100, 100]))
+    assert not ratio.headline
+    assert ratio.reasons == ["rounds disagree by 45%"]
+    assert ratio.cell().startswith("(1.10x?) 0.80-1.30 **rounds disagree")
+
+
+def test_one_round_has_no_spread_and_is_flagged():
+    ratio = ratio_of(runs([120]), runs([100]))
+    assert not ratio.headline and ratio.reasons == ["1 round, no spread"]
+
+
+def test_foreign_load_in_any_run_of_a_round_flags_the_ratio():
+    busy = runs([120, 120, 120])
+    busy[1]["host_before"] = {"foreign_cores": 0.9, "steal_cores": 0.0}
+    ratio = ratio_of(busy, runs([100, 100, 100]))
+    assert ratio.reasons == ["host busy in 1/3 rounds"]
+    stolen = runs([100, 100, 100])
+    stolen[2]["host_during"] = {"foreign_cores": 0.0, "steal_cores": 0.5}
+    assert ratio_of(runs([120, 120, 120]), stolen).reasons == ["host busy in 1/3 rounds"]
+
+
+def test_a_generator_behind_its_schedule_flags_the_ratio():
+    late = runs([100, 100, 100])
+    late[0]["generator_behind"] = True
+    assert ratio_of(late, runs([100, 100, 100])).reasons == ["generator behind in 1/3 rounds"]
+
+
+def _row(generator, candidate, reference, confirms=None):
+    return {"workload": "memcaslap" if generator == "memcaslap" else "w", "generator": generator,
+            "confirms": confirms, "reference": "ref",
+            "runs": {"ref": runs(reference), "ours": runs(candidate)},
+            "results": {"ref": {"ops_per_second": 100}, "ours": {"ops_per_second": 100}}}
+
+
+@pytest.mark.parametrize("ours, theirs, verdict", [
+    ([110, 112, 111], [108, 109, 115], "confirmed"),
+    ([110, 112, 111], [150, 152, 151], "**generators disagree**"),
+    ([110, 112, 111], [80, 150, 110], "not confirmed: flagged (see table)"),
+])
+def test_memcaslap_confirms_or_contradicts_memcluster_bench(ours, theirs, verdict):
+    rows = [_row("memcluster-bench", ours, [100] * 3), _row("memcaslap", theirs, [100] * 3, confirms="w")]
+    report.table(rows, "t", 0.25, 0.25)
+    line = [l for l in report.confirmation(rows).splitlines() if l.startswith("| ops/s")][0]
+    assert line.endswith(f"| {verdict} |")
+
+
+def test_host_watch_counts_a_process_that_is_not_ours_as_foreign():
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        hog_cpu0 = read_cpu_seconds(hog.pid)
+        not_ours = hostload.HostWatch(lambda: 0.0).start()
+        time.sleep(1.5)
+        load = not_ours.stop()
+        hog_cores = (read_cpu_seconds(hog.pid) - hog_cpu0) / load.seconds
+    finally:
+        hog.kill()
+        hog.wait()
+    assert hog_cores > 0.3, "the busy loop got no CPU: cannot check"
+    # Everything the hog used is foreign (other work may add more, never less).
+    assert load.foreign_cores >= hog_cores - 0.1, (load, hog_cores)
+
+
+def test_host_watch_does_not_count_our_own_processes():
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)
+        ours = hostload.HostWatch(lambda: read_cpu_seconds(hog.pid)).start()
+        time.sleep(1.5)
+        load = ours.stop()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert load.ours_cores > 0.3, "the busy loop got no CPU: cannot check"
+    assert load.host_cores >= load.ours_cores - 0.1, load
+
+
+def test_each_nine_is_equally_wide_on_the_percentile_axis():
+    import math
+    widths = [math.log10(plots.x_of(p)) for p in plots.NINES]
+    assert widths[0] == 0.0
+    assert all(abs((b - a) - 1) < 1e-9 for a, b in zip(widths, widths[1:]))
+    assert plots.x_of(100) == 1e7   # the max is clamped, not a division by zero
+
+
+def _stored_row(workload, ratio_dicts):
+    return {"workload": workload, "generator": "memcluster-bench", "runs": {}, "ratios": {"ours": ratio_dicts}}
+
+
+def test_pictures_cover_every_part_and_each_thread_count_of_a_sweep():
+    results = {"node": [_stored_row("a", {})], "tls_proxy": [_stored_row("b", {})], "proxy": [],
+               "sweep": {"node -t 2": [_stored_row("c", {})]}}
+    names = [name for name, _, _ in plots.sections(results)]
+    assert names == ["node", "tls_proxy", "sweep-nodet2"]
+
+
+def test_ratio_picture_lists_measured_ratios_and_skips_missing_ones():
+    measured = ratio_of(runs([110, 120, 115]), runs([100, 100, 100])).as_dict()
+    missing = spread.Ratio([]).as_dict()
+    results = {"node": [_stored_row("get", {"ops_per_second": measured, "p99_us": missing})],
+               "sweep": {"node -t 1": [_stored_row("get", {"server_cpu_us_per_request": measured})]}}
+    labels = [label for label, _ in plots.ratio_entries(results)]
+    assert labels == ["get [memcluster-bench] ours: ops/s",
+                      "thread sweep, node -t 1: get [memcluster-bench] ours: CPU/req"]
