@@ -1,6 +1,8 @@
 """scripts/benchkit, the code behind scripts/bench-compare: when a ratio may be
-a headline, what the host-load watch sees and what the pictures are drawn from
-(plain Python: matplotlib is not needed here)."""
+a headline, what the host-load watch sees, what the pictures are drawn from
+(plain Python: matplotlib is not needed here), and the cache-aside miss-ratio
+driver against a real server (the target: the node, or memcached with
+MEMCLUSTER_TARGET=memcached)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
-from benchkit import hostload, plots, report, spread  # noqa: E402
+from benchkit import hostload, missratio, plots, report, spread  # noqa: E402
 from benchkit.targets import read_cpu_seconds  # noqa: E402
 
 QUIET = {"host_before": {"foreign_cores": 0.0, "steal_cores": 0.0}, "host_during": {"foreign_cores": 0.0, "steal_cores": 0.0}}
@@ -114,6 +116,53 @@ def test_host_watch_does_not_count_our_own_processes():
     assert load.host_cores >= load.ours_cores - 0.1, load
 
 
+def test_value_sizes_are_fixed_per_key_and_log_uniform():
+    sizes = [missratio.value_size(i, 50, 10240) for i in range(20000)]
+    assert min(sizes) >= 50 and max(sizes) <= 10240
+    assert sizes[:100] == [missratio.value_size(i, 50, 10240) for i in range(100)]
+    assert sum(s < 500 for s in sizes) > sum(s > 5000 for s in sizes)   # log-uniform: small ones dominate
+    assert abs(sum(sizes) / len(sizes) / missratio.mean_value_size(50, 10240) - 1) < 0.05
+
+
+def test_zipf_makes_key_zero_the_hottest():
+    import random
+    zipf = missratio.Zipf(1000, 0.99, random.Random(3))
+    counts = Counter(zipf.sample() for _ in range(20000))
+    assert counts.most_common(1)[0][0] == 0
+    assert counts[0] > 5 * counts[50] > 0
+    assert max(counts) < 1000
+
+
+def test_cache_aside_sets_each_missed_key_and_gets_it_back(server, connect):
+    counts = missratio.run(server.addr[1], keys=3000, requests=12000, batch=16, seed=5, measure_from=0.0,
+                           time_limit=120)
+    # Nothing is evicted from the default 64 MB: every key misses once, then hits.
+    assert counts.set_failures == 0
+    assert counts.misses == counts.sets
+    assert 0 < counts.misses <= 3000 and counts.gets == 12000
+    conn = connect(server)
+    for index in range(5):
+        reply = conn.request(b"get " + missratio.key_name(index) + b"\r\n", done=b"END\r\n")
+        size = missratio.value_size(index, 50, 10240)
+        assert reply.startswith(b"VALUE %s 0 %d\r\n" % (missratio.key_name(index), size)), reply[:80]
+
+
+def test_one_hit_scans_always_miss_and_are_counted_apart(server):
+    counts = missratio.run(server.addr[1], keys=500, requests=20000, scan_share=0.3, scan_length=50,
+                           max_size=2000, seed=9, measure_from=0.8, time_limit=120)
+    assert counts.scan_gets > 0 and counts.scan_misses == counts.scan_gets
+    assert counts.gets + counts.scan_gets == 4000
+    # The 500 keys (~200 KB) fit in 64 MB with every scan key: once each has been
+    # asked for, it only hits; the few misses left are keys seen for the first time.
+    assert counts.miss_ratio < 0.01
+    assert counts.overall_miss_ratio > 0.2
+
+
+def test_miss_ratio_versus_memcached_reads_dash_when_missing():
+    assert report.ratio_text(None, 5) == "-" and report.ratio_text(3, 0) == "-"
+    assert report.ratio_text(0.15, 0.1) == "1.50x"
+
+
 def test_each_nine_is_equally_wide_on_the_percentile_axis():
     import math
     widths = [math.log10(plots.x_of(p)) for p in plots.NINES]
@@ -141,3 +190,14 @@ def test_ratio_picture_lists_measured_ratios_and_skips_missing_ones():
     labels = [label for label, _ in plots.ratio_entries(results)]
     assert labels == ["get [memcluster-bench] ours: ops/s",
                       "thread sweep, node -t 1: get [memcluster-bench] ours: CPU/req"]
+
+
+@pytest.mark.parametrize("zipf_windows, expected", [
+    ([0.5, 0.4, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2], True),         # fell while filling, flat over the measured half
+    ([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2], False),        # still falling: too few requests per key
+    ([0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0], True),         # no misses left at all
+    ([0.5, 0.5, 0.5, 0.5, 0.5, 0.5], False),                  # too few windows to tell
+])
+def test_a_miss_ratio_has_settled_only_when_it_stopped_falling(zipf_windows, expected):
+    windows = [(i * 100, ratio) for i, ratio in enumerate(zipf_windows)]
+    assert missratio.settled(windows) is expected

@@ -12,6 +12,10 @@ RATIO_KEYS = [("ops/s", "ops_per_second"), ("p99", "p99_us"), ("CPU/req", "serve
 AGREEMENT = 0.15
 
 
+def ratio_text(ours, theirs) -> str:
+    return "-" if ours is None or not theirs else f"{ours / theirs:.2f}x"
+
+
 def fmt(value, digits=1):
     return "-" if value is None else f"{value:,.{digits}f}"
 
