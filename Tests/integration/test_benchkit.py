@@ -158,7 +158,9 @@ def test_one_hit_scans_always_miss_and_are_counted_apart(server):
     assert counts.overall_miss_ratio > 0.2
 
 
-def test_miss_ratio_versus_memcached_reads_dash_when_missing():
+def test_stored_ratio_reads_back_as_the_same_cell():
+    ratio = ratio_of(runs([80, 130, 110]), runs([100, 100, 100]))
+    assert report.ratio_cell(ratio.as_dict()) == ratio.cell()
     assert report.ratio_text(None, 5) == "-" and report.ratio_text(3, 0) == "-"
     assert report.ratio_text(0.15, 0.1) == "1.50x"
 

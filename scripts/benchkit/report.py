@@ -83,6 +83,12 @@ def confirmation(rows: list[dict]) -> str:
     return "\n".join(lines) if found else ""
 
 
+def ratio_cell(r: dict) -> str:
+    """A stored ratio (Ratio.as_dict) as its table cell."""
+    ratio = Ratio(r["rounds"], r["median"], r["min"], r["max"], list(r["flags"]))
+    return ratio.cell()
+
+
 def _short(r: dict) -> str:
     if r["median"] is None:
         return "-"
