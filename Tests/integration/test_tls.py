@@ -46,15 +46,22 @@ def certs():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def start(binary: str, certs: str, *options: str, cert: str = "server") -> tuple[harness.Server, int]:
-    """`binary -Z` with a TLS listener and a `notls:` one; returns the server
-    (its `port` the plain one, which answers `version` in plain text) and the
-    TLS port."""
-    tls_port, plain_port = harness.free_port(), harness.free_port()
+def start(binary: str, certs: str, *options: str, cert: str = "server", flags=()) -> tuple[harness.Server, int]:
+    """`binary -Z` (and `flags`) with a TLS listener and a `notls:` one;
+    returns the server (its `port` the plain one, which answers `version` in
+    plain text) and the TLS port. Another port pair is tried when one was
+    taken between choosing and binding (servers start in parallel)."""
     extra = ",".join([f"ssl_chain_cert={certs}/{cert}.crt", f"ssl_key={certs}/{cert}.key", *options])
-    argv = [binary, "-p", str(tls_port), "-U", "0", *harness._user_flags(), "-Z", "-o", extra,
-            "-l", f"notls:{harness.HOST}:{plain_port},{harness.HOST}:{tls_port}"]
-    return harness.spawn_listening(argv, plain_port, prefix="mctls-"), tls_port
+    for attempt in range(5):
+        tls_port, plain_port = harness.free_port(), harness.free_port()
+        argv = [binary, "-p", str(tls_port), "-U", "0", *harness._user_flags(), *flags, "-Z", "-o", extra,
+                "-l", f"notls:{harness.HOST}:{plain_port},{harness.HOST}:{tls_port}"]
+        try:
+            return harness.spawn_listening(argv, plain_port, prefix="mctls-"), tls_port
+        except RuntimeError as e:
+            if "in use" not in str(e) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def is_node(binary: str) -> bool:

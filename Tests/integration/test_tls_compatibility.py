@@ -22,6 +22,7 @@ import memccapable
 from test_differential import CASES, assert_same_as_memcached
 from test_proxy_tls import spawn_proxy, tls_nodes, write_config
 from test_tls import certs  # noqa: F401 (a fixture)
+from test_tls import start as start_with_tls
 from tls_relay import TLSRelay, client_context
 
 
@@ -45,11 +46,7 @@ def start_tls(certs: str, relays: list, plain_binary: str | None = None):
     def start(binary: str, flags) -> tuple[harness.Server, tuple[str, int]]:
         if binary == plain_binary:
             return corpus.start_plain(binary, flags)
-        tls_port, plain_port = harness.free_port(), harness.free_port()
-        argv = [binary, "-p", str(tls_port), "-U", "0", *harness._user_flags(), *flags, "-Z",
-                "-o", f"ssl_chain_cert={certs}/server.crt,ssl_key={certs}/server.key",
-                "-l", f"notls:{harness.HOST}:{plain_port},{harness.HOST}:{tls_port}"]
-        srv = harness.spawn_listening(argv, plain_port, prefix="mctls-corpus-")
+        srv, tls_port = start_with_tls(binary, certs, flags=flags)
         relay = TLSRelay((harness.HOST, tls_port), client_context(certs))
         relays.append(relay)
         return srv, relay.addr
