@@ -9,7 +9,7 @@
 ///  0  keyLength   UInt8    item: key bytes (<= 255)
 ///  1  bits        UInt8    ItemBits
 ///  2  kind        UInt8    RecordKind
-///  3  protocol    UInt8    bits the node keeps for the protocol (binary key)
+///  3  usage       UInt8    bit 0: binary key (protocol); bits 1-2: read count
 ///  4  valueLength UInt32   filler: the filler's whole size
 ///  8  cas         UInt64   CAS unique; also the flush sequence (see StoreSequence)
 /// 16  next        UInt32   hash-chain next handle (0 = end)
@@ -28,7 +28,7 @@ enum ItemLayout {
     @inlinable static var keyLengthOffset: Int { 0 }
     @inlinable static var bitsOffset: Int { 1 }
     @inlinable static var kindOffset: Int { 2 }
-    @inlinable static var protocolBitsOffset: Int { 3 }
+    @inlinable static var usageOffset: Int { 3 }
     @inlinable static var valueLengthOffset: Int { 4 }
     @inlinable static var casOffset: Int { 8 }
     @inlinable static var nextOffset: Int { 16 }
@@ -57,8 +57,7 @@ struct ItemBits: OptionSet {
     @inlinable static var linked: ItemBits { ItemBits(rawValue: 1 << 0) }
     /// Read since it was stored (meta `h`, `*_unfetched` counters).
     @inlinable static var fetched: ItemBits { ItemBits(rawValue: 1 << 1) }
-    /// Read since it was written or last retained by an eviction pass (CLOCK bit).
-    @inlinable static var accessed: ItemBits { ItemBits(rawValue: 1 << 2) }
+    // 1 << 2 is free (it was the CLOCK bit; the read count in byte 3 replaced it).
     @inlinable static var stale: ItemBits { ItemBits(rawValue: 1 << 3) }
     @inlinable static var winTokenSent: ItemBits { ItemBits(rawValue: 1 << 4) }
     /// The item lives in its own mapping (see LargeItem), not in a segment.

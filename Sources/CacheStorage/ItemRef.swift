@@ -79,13 +79,31 @@ public struct ItemRef {
     }
 
     /// Meta protocol: the key was sent base64-encoded (`b`), so replies echo it
-    /// encoded. Kept in the header's protocol byte, which the store never reads.
+    /// encoded. Bit 0 of the usage byte; the store never reads it.
     @inlinable
     public var hasBinaryKey: Bool {
-        get { header.load(fromByteOffset: ItemLayout.protocolBitsOffset, as: UInt8.self) & 1 != 0 }
-        nonmutating set {
-            header.storeBytes(of: newValue ? 1 : 0, toByteOffset: ItemLayout.protocolBitsOffset, as: UInt8.self)
-        }
+        get { usage & 1 != 0 }
+        nonmutating set { usage = (usage & ~1) | (newValue ? 1 : 0) }
+    }
+
+    /// Reads since the item was written or last kept by an eviction pass,
+    /// saturating at 3 (bits 1-2 of the usage byte). See Shard+Eviction.swift.
+    @inlinable
+    var readCount: UInt8 {
+        get { (usage >> 1) & 3 }
+        nonmutating set { usage = (usage & ~6) | ((newValue & 3) << 1) }
+    }
+
+    @inlinable
+    func noteRead() {
+        let count = readCount
+        if count < 3 { readCount = count + 1 }
+    }
+
+    @inlinable
+    var usage: UInt8 {
+        get { header.load(fromByteOffset: ItemLayout.usageOffset, as: UInt8.self) }
+        nonmutating set { header.storeBytes(of: newValue, toByteOffset: ItemLayout.usageOffset, as: UInt8.self) }
     }
 
     /// Bytes this item takes in memory, for `me` and `stats`: its record in a
@@ -155,7 +173,7 @@ extension ItemRef {
         header.storeBytes(of: UInt8(keyLength), toByteOffset: ItemLayout.keyLengthOffset, as: UInt8.self)
         header.storeBytes(of: bits.rawValue, toByteOffset: ItemLayout.bitsOffset, as: UInt8.self)
         header.storeBytes(of: RecordKind.item.rawValue, toByteOffset: ItemLayout.kindOffset, as: UInt8.self)
-        header.storeBytes(of: 0, toByteOffset: ItemLayout.protocolBitsOffset, as: UInt8.self)
+        header.storeBytes(of: 0, toByteOffset: ItemLayout.usageOffset, as: UInt8.self)
         header.storeBytes(of: UInt32(valueLength), toByteOffset: ItemLayout.valueLengthOffset, as: UInt32.self)
         header.storeBytes(of: 0, toByteOffset: ItemLayout.casOffset, as: UInt64.self)
         header.storeBytes(of: 0, toByteOffset: ItemLayout.nextOffset, as: UInt32.self)

@@ -14,7 +14,7 @@ public struct LockedShard {
     }
 
     /// Finds `key`, applying lazy expiry and flush (both unlink the item).
-    /// A hit marks the item accessed (for eviction) and updates its last access
+    /// A hit counts a read (for eviction) and updates its last access
     /// time unless `bump` is false, and marks it fetched unless `fetch` is false.
     /// `hash` must be `ItemStore.hash(key)`.
     public mutating func lookup(key: UnsafeRawBufferPointer, hash: UInt64, now: ServerTime, bump: Bool = true, fetch: Bool = true) -> LookupResult {
@@ -48,10 +48,8 @@ public struct LockedShard {
     /// Records a read of `item` after the fact, as a lookup with `bump` and `fetch`
     /// would have: meta commands report `h` and `l` as they were before this access.
     public mutating func recordAccess(_ item: ItemRef, now: ServerTime) {
-        var bits = item.bits
-        bits.insert(.accessed)
-        bits.insert(.fetched)
-        item.bits = bits
+        item.noteRead()
+        item.bits.insert(.fetched)
         item.lastAccessTime = now
     }
 
@@ -59,9 +57,7 @@ public struct LockedShard {
     /// found it: a new last access time, but not a fetch (`h` and `me`'s
     /// `fetch=` stay as they were).
     public mutating func recordUpdate(_ item: ItemRef, now: ServerTime) {
-        var bits = item.bits
-        bits.insert(.accessed)
-        item.bits = bits
+        item.noteRead()
         item.lastAccessTime = now
     }
 

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 
-/// Making room: CLOCK over segments.
+/// Making room: CLOCK over segments, counting reads and weighing size
+/// (docs/eviction.md has the measurements behind the choices).
 ///
 /// A shard appends records to its head segment. When the head is full it takes
 /// a segment from the pool while the budget lasts. After that it makes room in
@@ -11,11 +12,15 @@ import Glibc
 /// - a segment at least half dead (deletes, overwrites, lazily expired items)
 ///   is compacted in place, keeping every live item: no eviction needed;
 /// - otherwise the oldest segment is compacted in place the CLOCK way: live
-///   items read since they were written or last retained (the `accessed` bit)
-///   slide down and keep their place, with the bit cleared; the rest are
-///   unlinked (evicted, or reclaimed when expired or flushed). At most half a
-///   segment is retained per pass, so every pass frees at least half a segment
-///   (less an item pinned by `preserving`). The segment then becomes the head.
+///   items read since they were written or last kept (`readCount`, 0...3)
+///   slide down and stay, one read taken off; the rest are unlinked (evicted,
+///   or reclaimed when expired or flushed). An item more than twice the
+///   shard's mean size must have been read twice to stay: it holds the memory
+///   of several smaller items, and a miss costs the same whatever the size.
+///   The segment then becomes the head. A pass may free little when nearly
+///   everything was read; the next one goes on with the next oldest segment,
+///   and after a whole round (every count then taken down) passes keep at
+///   most half a segment, so room is always found.
 ///
 /// Large items need budget rather than head room: they release whole segments
 /// ("evacuate": hot items are copied into the head, the rest unlinked, the
@@ -33,7 +38,14 @@ extension ShardState {
     func fate(of item: ItemRef, now: ServerTime, evictCold: Bool, fits: Bool) -> Fate {
         if item.isExpired(now: now) || sequence.pointee.isFlushed(item) { return .reclaim }
         if !evictCold { return fits ? .keep : .evict }
-        return fits && item.bits.contains(.accessed) ? .keep : .evict
+        return fits && item.readCount >= readsToStay(item) ? .keep : .evict
+    }
+
+    /// Reads an item needs since its last pass to be kept by the next: two for
+    /// one more than twice the shard's mean item size, else one.
+    @inline(__always)
+    func readsToStay(_ item: ItemRef) -> UInt8 {
+        item.totalSize > 2 * counters.bytes / max(1, counters.currentItems) ? 2 : 1
     }
 
     /// Reserves `size` bytes at the head's write end, making room if needed.
@@ -54,16 +66,17 @@ extension ShardState {
                 continue
             }
             attempts += 1
-            if attempts > segmentCount + 64 || !makeHeadRoom(size, now: now, firstAttempt: attempts == 1) {
+            // A round of passes over every segment, then passes that free half a segment each.
+            if attempts > 2 * segmentCount + 64 || !makeHeadRoom(size, now: now, attempt: attempts) {
                 return nil
             }
         }
     }
 
     /// Frees room in this shard's segments so that the head can take `size` bytes.
-    private mutating func makeHeadRoom(_ size: Int, now: ServerTime, firstAttempt: Bool) -> Bool {
+    private mutating func makeHeadRoom(_ size: Int, now: ServerTime, attempt: Int) -> Bool {
         context.noteNow(now)
-        if firstAttempt, let candidate = compactionCandidate(needing: size) {
+        if attempt == 1, let candidate = compactionCandidate(needing: size) {
             compactInPlace(candidate, evictCold: false, now: now)
             return true
         }
@@ -80,7 +93,7 @@ extension ShardState {
             }
             return false
         }
-        compactInPlace(oldest, evictCold: true, now: now)
+        compactInPlace(oldest, evictCold: true, retainLimit: attempt <= segmentCount ? Int.max : segmentSize / 2, now: now)
         return true
     }
 
@@ -109,14 +122,14 @@ extension ShardState {
     }
 
     /// Compacts a segment in place and makes it the head. With `evictCold`, the
-    /// CLOCK pass described above; without, every live item stays. An item pinned
-    /// by `preserving` stays where it is (the gap before it becomes a filler).
-    mutating func compactInPlace(_ segment: UInt32, evictCold: Bool, now: ServerTime) {
+    /// CLOCK pass described above, keeping at most `retainLimit` bytes; without,
+    /// every live item stays. An item pinned by `preserving` stays where it is
+    /// (the gap before it becomes a filler).
+    mutating func compactInPlace(_ segment: UInt32, evictCold: Bool, retainLimit: Int = Int.max, now: ServerTime) {
         let base = segmentBase(segment)
         let end = Int(segments[Int(segment)].writeOffset)
         let pinOffset = pinHandle != 0 && self.segment(ofHandle: pinHandle) == segment
             ? (Int(pinHandle) << 3) - (Int(segment) << segmentShift) : -1
-        let retainLimit = evictCold ? segmentSize / 2 : Int.max
         var read = 0
         var write = 0
         var retained = 0
@@ -193,7 +206,7 @@ extension ShardState {
             guard record.bits.contains(.linked) else { return false }
             switch fate(of: record, now: now, evictCold: evictCold, fits: fits) {
             case .keep:
-                if evictCold { record.bits.remove(.accessed) }
+                if evictCold { record.readCount -= 1 }
                 return true
             case .evict:
                 dispose(record, handle: handle(ofRecordAt: record.header), reclaimed: false)
@@ -209,7 +222,7 @@ extension ShardState {
             if slot == pinLargeSlot { return true }
             switch fate(of: item, now: now, evictCold: evictCold, fits: fits) {
             case .keep:
-                if evictCold { item.bits.remove(.accessed) }
+                if evictCold { item.readCount -= 1 }
                 return true
             case .evict:
                 dispose(item, handle: itemHandle, reclaimed: false)

@@ -177,7 +177,7 @@ struct ShardState {
                 }
                 var bits = item.bits
                 if bump {
-                    bits.insert(.accessed)
+                    item.noteRead()
                     item.lastAccessTime = now
                 }
                 if fetch { bits.insert(.fetched) }

@@ -41,6 +41,55 @@ struct EvictionTests {
         Self.expectWithinBudget(store, limit: limit)
     }
 
+    /// A read set bigger than half the cache: every item read since its last
+    /// pass stays, however many of a segment's items were read.
+    @Test func aLargeReadSetStays() throws {
+        let store = try ItemStore(configuration: .small(4, shards: 1))
+        // About 2.6 MiB of read items in a 4 MiB cache.
+        let read = (0..<5000).map { bytes("read-\($0)") }
+        for (index, key) in read.enumerated() { _ = try store.set(key, patternValue(key: index, version: 1, count: 500)).get() }
+        for index in 0..<24_000 {
+            if index % 1000 == 0 {
+                for key in read { _ = store.value(key, now: 2) }
+            }
+            _ = try store.set(bytes("cold-\(index)"), patternValue(key: index, version: 0, count: 500), now: 2).get()
+        }
+        let intact = read.indices.filter { store.holds(read[$0], patternValue(key: $0, version: 1, count: 500)) }.count
+        #expect(intact == read.count)
+        #expect(!store.contains(bytes("cold-0")))
+        Self.expectWithinBudget(store, limit: 4 << 20)
+    }
+
+    /// At their first pass, items read once stay, except those more than twice
+    /// the mean size: they need two reads. A pass takes a read off, so without
+    /// new reads the next pass evicts them all.
+    @Test func bigItemsNeedTwoReadsToStay() throws {
+        let store = try ItemStore(configuration: .small(4, shards: 1))
+        let small = (0..<2000).map { bytes("small-\($0)") }
+        let big = (0..<100).map { bytes("big-\($0)") }
+        let bigReadTwice = (0..<100).map { bytes("big-twice-\($0)") }
+        for key in small { _ = try store.set(key, Array(repeating: 1, count: 100)).get() }
+        for key in big + bigReadTwice { _ = try store.set(key, Array(repeating: 2, count: 4000)).get() }
+        for key in small + big + bigReadTwice + bigReadTwice { _ = store.value(key, now: 2) }
+        func present(_ keys: [[UInt8]]) -> Int { keys.filter { store.contains($0) }.count }
+        // 4 MiB of 536-byte cold records: one pass over the first segments, not two.
+        var cold = 0
+        func writeCold(_ count: Int) throws {
+            for _ in 0..<count {
+                _ = try store.set(bytes("cold-\(cold)"), Array(repeating: 3, count: 500), now: 2).get()
+                cold += 1
+            }
+        }
+        try writeCold(8000)
+        #expect(present(small) == small.count)
+        #expect(present(bigReadTwice) == bigReadTwice.count)
+        #expect(present(big) == 0)
+        try writeCold(8000)
+        #expect(present(small) == 0)
+        #expect(present(bigReadTwice) == 0)
+        Self.expectWithinBudget(store, limit: 4 << 20)
+    }
+
     @Test func evictionsOffRefusesWhenFull() throws {
         let store = try ItemStore(configuration: .small(2, shards: 1, evictions: false))
         var stored = 0
