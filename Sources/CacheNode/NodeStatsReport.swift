@@ -128,7 +128,7 @@ struct NodeStatsReport {
             ("reclaimed", String(storage.reclaimed)),
             ("crawler_reclaimed", String(storage.crawlerReclaimed)),
             ("crawler_items_checked", String(storage.crawlerItemsChecked)),
-            // One CLOCK queue per shard: no hot/warm/cold LRUs to move items between.
+            // One read-count CLOCK per shard (docs/eviction.md): no hot/warm/cold LRUs to move items between.
             ("lrutail_reflocked", "0"),
             ("moves_to_cold", "0"),
             ("moves_to_warm", "0"),

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 
-from benchkit import hostload, missratio, plots, report, spread  # noqa: E402
+from benchkit import evictionsim, hostload, missratio, plots, report, spread  # noqa: E402
 from benchkit.targets import read_cpu_seconds  # noqa: E402
 
 QUIET = {"host_before": {"foreign_cores": 0.0, "steal_cores": 0.0}, "host_during": {"foreign_cores": 0.0, "steal_cores": 0.0}}
@@ -131,6 +131,60 @@ def test_zipf_makes_key_zero_the_hottest():
     assert counts.most_common(1)[0][0] == 0
     assert counts[0] > 5 * counts[50] > 0
     assert max(counts) < 1000
+
+
+def test_eviction_replay_asks_for_the_keys_the_driver_asks_for(monkeypatch):
+    asked = []
+
+    class Recorder:
+        def __init__(self, port, timeout):
+            pass
+
+        def get_many(self, names):
+            asked.extend(names)
+            return set()
+
+        def set_many(self, items):
+            return 0
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(missratio, "Client", Recorder)
+    missratio.run(0, keys=2000, requests=5000, scan_share=0.2, scan_length=100, seed=1, time_limit=60)
+    replayed = [missratio.key_name(i) for i, _ in evictionsim.requests(2000, 5000, 0.2, scan_length=100, seed=1)]
+    assert asked == replayed
+
+
+def test_every_policy_misses_only_new_keys_when_all_fit():
+    seen, first_times = set(), 0
+    for position, (index, _) in enumerate(evictionsim.requests(300, 6000, 0.0)):
+        first_times += position >= 3000 and index not in seen
+        seen.add(index)
+    for make in evictionsim.POLICIES.values():
+        assert evictionsim.miss_ratio(make(1 << 30), keys=300, count=6000, scan_share=0.0) == first_times / 3000
+
+
+def test_clock_keeps_a_read_item_and_asks_two_reads_of_a_big_one():
+    cache = evictionsim.ReadCountClock(budget=10_000)
+    cache.write("small", 100)
+    cache.write("big", 4000)
+    cache.read("small")
+    cache.read("big")
+    for index in range(30):          # 30 x 200 bytes of unread items push both through one pass
+        cache.write(index, 200)
+    assert cache.read("small") and not cache.read("big")
+
+
+def test_s3fifo_keeps_a_read_item_through_a_scan_that_empties_lru():
+    lru, s3 = evictionsim.LRU(budget=10_000), evictionsim.S3FIFO(budget=10_000)
+    for cache in (lru, s3):
+        cache.write("hot", 100)
+        for round_ in range(5):
+            cache.read("hot")
+            for index in range(200):   # a scan of 200 x 100 bytes, twice the budget
+                cache.write((round_, index), 100)
+    assert s3.read("hot") and not lru.read("hot")
 
 
 def test_cache_aside_sets_each_missed_key_and_gets_it_back(server, connect):
