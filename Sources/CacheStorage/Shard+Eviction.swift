@@ -18,9 +18,10 @@ import Glibc
 ///   shard's mean size must have been read twice to stay: it holds the memory
 ///   of several smaller items, and a miss costs the same whatever the size.
 ///   The segment then becomes the head. A pass may free little when nearly
-///   everything was read; the next one goes on with the next oldest segment,
-///   and after a whole round (every count then taken down) passes keep at
-///   most half a segment, so room is always found.
+///   everything was read; the next one goes on with the next oldest segment.
+///   After `passesKeepingAll` such passes for one store, passes keep at most
+///   half a segment: room is always found, and a store never walks more than
+///   a few segments however big the cache.
 ///
 /// Large items need budget rather than head room: they release whole segments
 /// ("evacuate": hot items are copied into the head, the rest unlinked, the
@@ -32,6 +33,9 @@ extension ShardState {
         case evict
         case reclaim
     }
+
+    /// Passes of one store that may keep every read item (see above).
+    static let passesKeepingAll = 8
 
     /// What happens to a linked item met by a segment pass.
     @inline(__always)
@@ -66,8 +70,7 @@ extension ShardState {
                 continue
             }
             attempts += 1
-            // A round of passes over every segment, then passes that free half a segment each.
-            if attempts > 2 * segmentCount + 64 || !makeHeadRoom(size, now: now, attempt: attempts) {
+            if attempts > segmentCount + ShardState.passesKeepingAll + 64 || !makeHeadRoom(size, now: now, attempt: attempts) {
                 return nil
             }
         }
@@ -93,7 +96,8 @@ extension ShardState {
             }
             return false
         }
-        compactInPlace(oldest, evictCold: true, retainLimit: attempt <= segmentCount ? Int.max : segmentSize / 2, now: now)
+        let keepAll = attempt <= min(segmentCount, ShardState.passesKeepingAll)
+        compactInPlace(oldest, evictCold: true, retainLimit: keepAll ? Int.max : segmentSize / 2, now: now)
         return true
     }
 

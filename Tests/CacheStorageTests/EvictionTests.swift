@@ -90,6 +90,27 @@ struct EvictionTests {
         Self.expectWithinBudget(store, limit: 4 << 20)
     }
 
+    /// Every item read: a store that needs room keeps them through a few
+    /// passes only, then frees half a segment, instead of walking the cache.
+    @Test func aStoreWalksFewSegmentsWhenEverythingWasRead() throws {
+        let store = try ItemStore(configuration: .small(64, shards: 1))   // 64 segments of 1 MiB
+        var written = 0
+        while store.statistics().evictions == 0 {
+            _ = try store.set(bytes("k-\(written)"), Array(repeating: 1, count: 1000)).get()
+            written += 1
+        }
+        for index in 0..<written { _ = store.value(bytes("k-\(index)"), now: 2) }
+        // The first store that has to make room: its passes, all in one call.
+        var passes = 0
+        for index in 0..<5000 where passes == 0 {
+            let before = store.statistics().compactions
+            _ = try store.set(bytes("new-\(index)"), Array(repeating: 2, count: 1000), now: 2).get()
+            passes = store.statistics().compactions - before
+        }
+        #expect(passes > 1 && passes <= 9)
+        Self.expectWithinBudget(store, limit: 64 << 20)
+    }
+
     @Test func evictionsOffRefusesWhenFull() throws {
         let store = try ItemStore(configuration: .small(2, shards: 1, evictions: false))
         var stored = 0
