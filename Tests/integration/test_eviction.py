@@ -1,0 +1,95 @@
+"""Eviction through real clients (docs/eviction.md): a read set survives a
+stream of cold writes, and a client that reads every key all the time can
+neither make stores fail nor get a value other than the one last written.
+
+Both hold for memcached too (MEMCLUSTER_TARGET=memcached): they are what a
+cache under a budget owes its users, not details of the node's rule."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+
+pymemcache_base = pytest.importorskip("pymemcache.client.base")  # a skip fails the run (conftest)
+pylibmc = pytest.importorskip("pylibmc")
+
+
+def value_for(key: str, version: int, size: int = 1000) -> bytes:
+    """Bytes that name their key and version, so a wrong value is seen."""
+    seed = hashlib.sha256(f"{key}/{version}".encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def pymemcache_client(srv):
+    return pymemcache_base.Client(srv.addr, connect_timeout=5, timeout=10)
+
+
+def test_a_read_set_survives_a_stream_of_cold_writes(server_factory):
+    srv = server_factory(["-m", "8"])
+    client = pymemcache_client(srv)
+    read_set = [f"read:{i}" for i in range(2000)]        # about 2 MB of an 8 MB budget
+    for key in read_set:
+        assert client.set(key, value_for(key, 1))
+    for round_ in range(16):                              # 16 x 2 MB of cold writes: four times the budget
+        found = client.get_many(read_set)
+        assert found == {key: value_for(key, 1) for key in read_set}, f"round {round_}"
+        for index in range(2000):
+            key = f"cold:{round_}:{index}"
+            assert client.set(key, value_for(key, 0))
+    stats = client.stats()
+    assert stats[b"evictions"] > 0
+    assert client.get("cold:0:0") is None
+    client.close()
+    assert srv.alive()
+
+
+def test_reading_every_key_all_the_time_neither_fails_stores_nor_mixes_values(server_factory):
+    """The reader makes every item 'read since its last pass', the case where
+    an eviction pass finds nothing to free."""
+    srv = server_factory(["-m", "8"])
+    keys = [f"k:{i}" for i in range(12000)]               # 12 MB of values through an 8 MB budget
+    versions: dict[str, int] = {}
+    stop = threading.Event()
+    problems: list[str] = []
+    reads = [0]
+
+    def read_everything():
+        reader = pylibmc.Client([f"{srv.addr[0]}:{srv.addr[1]}"], binary=False)
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            for start in range(0, len(keys), 500):
+                batch = keys[start:start + 500]
+                before = {key: versions.get(key, 0) for key in batch}
+                found = reader.get_multi(batch)
+                after = {key: versions.get(key, 0) for key in batch}
+                for key, value in found.items():
+                    # The writer names a version before writing it: what a read can see lies
+                    # between the last one surely written before it and the last one begun.
+                    possible = range(max(before[key] - 1, 1), after[key] + 1)
+                    if value not in [value_for(key, version) for version in possible]:
+                        problems.append(f"{key}: a value not among versions {list(possible)}")
+                reads[0] += len(batch)
+        reader.disconnect_all()
+
+    reader = threading.Thread(target=read_everything, daemon=True)
+    writer = pymemcache_client(srv)
+    try:
+        reader.start()
+        for version in range(1, 4):
+            for key in keys:
+                versions[key] = version
+                assert writer.set(key, value_for(key, version)), f"set {key} v{version} refused"
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert not problems, problems[:5]
+    assert reads[0] > 0
+    stats = writer.stats()
+    assert stats[b"evictions"] > 0
+    assert writer.get(keys[-1]) == value_for(keys[-1], 3)
+    writer.close()
+    assert srv.alive()
