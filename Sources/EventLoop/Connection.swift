@@ -211,6 +211,7 @@ public final class Connection {
         guard readingPaused, !isClosed, !inputEnded else { return }
         readingPaused = false
         if let readEvent { event_add(readEvent, nil) } else { embeddedPeer?.readingResumed() }
+        readAgainIfTLSHoldsInput()
     }
 
     public var isReadingPaused: Bool { readingPaused }
@@ -267,7 +268,7 @@ public final class Connection {
         let space = UnsafeMutableRawBufferPointer(rebasing: input.writableSpace[0..<wanted])
         if case .transferred(let count) = read(into: space) {
             input.commitWritten(count)
-            if let tls { _ = readBuffered(tls) }
+            if let tls { _ = readBuffered(tls, upTo: wanted - count) }
         }
     }
 
@@ -350,18 +351,28 @@ public final class Connection {
     }
 
     /// An SSL_read gives one record; the records OpenSSL has already taken
-    /// from the socket (it reads ahead) are read now, up to the buffer's room,
-    /// so a pipelined batch is answered in one pass, as in plain text.
-    private func readBuffered(_ tls: TLSStream) -> Int {
+    /// from the socket (it reads ahead) are read now, up to the buffer's room
+    /// and `limit` bytes, so a pipelined batch is answered in one pass, as in
+    /// plain text.
+    private func readBuffered(_ tls: TLSStream, upTo limit: Int = .max) -> Int {
         var total = 0
-        while tls.hasPending && input.writableCount > 0 {
+        while tls.hasPending && total < limit && input.writableCount > 0 {
+            let room = min(input.writableCount, limit - total)
             // Anything else (the end, an error) is met again on the next read event.
-            guard case .transferred(let count) = tls.read(into: input.writableSpace) else { break }
+            guard case .transferred(let count) = tls.read(into: UnsafeMutableRawBufferPointer(
+                rebasing: input.writableSpace[0..<room])) else { break }
             input.commitWritten(count)
             total += count
         }
         if tls.readNeedsWritable { armWrite() }
         return total
+    }
+
+    /// Bytes OpenSSL already took from the socket raise no socket event: while
+    /// reading is on, have the loop call `handleReadable` for them.
+    private func readAgainIfTLSHoldsInput() {
+        guard let tls, let readEvent, !isClosed, !readingPaused, !lingering, tls.hasPending else { return }
+        event_active(readEvent, Int32(EV_READ), 0)
     }
 
     func handleReadable() {
@@ -381,10 +392,7 @@ public final class Connection {
             if !isClosed && input.isEmpty && input.allocatedCapacity > Connection.retainedCapacity {
                 input.shrink(to: Connection.readChunk)
             }
-            // Bytes OpenSSL already decrypted raise no socket event: read them now.
-            if let tls, !isClosed, !readingPaused, !lingering, tls.hasPending {
-                if let readEvent { event_active(readEvent, Int32(EV_READ), 0) }
-            }
+            readAgainIfTLSHoldsInput()
         case .wouldBlock:
             // A TLS read (the handshake) that must write first waits for room.
             if let tls, tls.readNeedsWritable { armWrite() }

@@ -164,6 +164,27 @@ def test_many_small_records_in_one_flight(node, certs):
     assert srv.alive()
 
 
+def test_requests_left_in_openssl_while_output_was_backed_up_are_answered(node, certs):
+    """More than one read's worth of requests in one flight, whose replies pass
+    the output high-water mark: reading pauses with the last record already
+    inside OpenSSL (the socket empty), and must go on when the output drains."""
+    srv, tls_port = node
+    value = b"v" * 4000
+    with harness.TextClient(srv.addr) as plain:
+        assert plain.set("hw", value) == b"STORED"
+    request = b"get hw\r\n"
+    count = 40_000 // len(request)                      # 40 KB: three records, 20 MB of replies
+    with tls_socket(tls_port, client_context(certs), timeout=20) as s:
+        s.sendall(request * count + b"mn\r\n")
+        reply = bytearray()
+        while not reply.endswith(b"MN\r\n"):
+            chunk = s.recv(1 << 20)
+            assert chunk, "closed before the last reply"
+            reply += chunk
+    assert reply == (b"VALUE hw 0 4000\r\n" + value + b"\r\nEND\r\n") * count + b"MN\r\n"
+    assert srv.alive()
+
+
 def test_openssl_s_client(node, certs):
     srv, tls_port = node
     r = subprocess.run(["openssl", "s_client", "-connect", f"{harness.HOST}:{tls_port}", "-CAfile",
