@@ -106,7 +106,8 @@ struct AsciiLogin {
     static func words(_ bytes: UnsafeRawBufferPointer, limit: Int) -> [Range<Int>] {
         var words: [Range<Int>] = []
         var start: Int? = nil
-        for index in 0...bytes.count where words.count < limit {
+        for index in 0...bytes.count {
+            if words.count == limit { break }
             let isSpace = index == bytes.count || bytes[index] == UInt8(ascii: " ")
             if isSpace, let wordStart = start {
                 words.append(wordStart..<index)

@@ -198,9 +198,6 @@ final class ClientSession: ConnectionHandler {
         connection.closeGracefully()
     }
 
-
-    /// Closes after the replies already gathered are written, as memcached does
-    /// for quit, an HTTP request, an over-long line or shutdown.
     /// `-Y`: reads what the connection sent before it logged in
     /// (`AsciiLogin`), from `consumed` on. Before the login memcached keeps
     /// one reply, each taking the place of the one before, and writes it
@@ -251,6 +248,8 @@ final class ClientSession: ConnectionHandler {
         }
     }
 
+    /// Closes after the replies already gathered are written, as memcached does
+    /// for quit, an HTTP request, an over-long line or shutdown.
     private func finish(_ connection: Connection) {
         finished = true
         connection.closeAfterFlush()

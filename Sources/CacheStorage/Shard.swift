@@ -175,13 +175,11 @@ struct ShardState {
                     unlink(item, handle: current, slot: slot, freeLargeNow: false)
                     return .flushed
                 }
-                var bits = item.bits
                 if bump {
                     item.noteRead()
                     item.lastAccessTime = now
                 }
-                if fetch { bits.insert(.fetched) }
-                item.bits = bits
+                if fetch { item.bits.insert(.fetched) }
                 return .hit(item)
             }
             slot = item.nextSlot
