@@ -92,7 +92,7 @@ final class ClientSession: ConnectionHandler {
             // (With -Y memcached reads every byte as text until the login.)
             if first == 0x80 && authenticated { return finish(connection) }
             // Answered as text, as memcached does, but said: a client set up for TLS.
-            if !connection.isTLS && Connection.looksLikeTLSHandshake(connection.input.readableBytes) {
+            if connection.plainTextPeerSentTLSHandshake {
                 worker.context.plainTextTLSClients.log(
                     "a TLS handshake on a plain-text port (no -Z, or notls:): answered as text")
             }

@@ -50,13 +50,13 @@ public final class Connection {
     private var writeEvent: OpaquePointer?
     /// The TLS session of a connection accepted on a TLS listener; nil for plain text.
     private let tls: TLSStream?
-    /// Whether the connection speaks TLS.
-    public var isTLS: Bool { tls != nil }
 
-    /// Whether `bytes` start like a TLS handshake (a ClientHello record:
-    /// type 22, version 3.x): a TLS client on a plain-text listener.
-    public static func looksLikeTLSHandshake(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        bytes.count >= 2 && bytes[0] == 0x16 && bytes[1] == 0x03
+    /// Whether a plain-text connection's input starts like a TLS handshake (a
+    /// ClientHello record: type 22, version 3.x): a client set up for TLS on a
+    /// plain-text listener. Ask before the first request is consumed.
+    public var plainTextPeerSentTLSHandshake: Bool {
+        let bytes = input.readableBytes
+        return tls == nil && bytes.count >= 2 && bytes[0] == 0x16 && bytes[1] == 0x03
     }
     /// Tests only: the other end of a connection with no socket (see `EmbeddedPeer`).
     public let embeddedPeer: EmbeddedPeer?

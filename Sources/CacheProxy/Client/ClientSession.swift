@@ -124,7 +124,7 @@ final class ClientSession: ConnectionHandler {
                 return
             }
             // Answered as text, as memcached does, but said: a client set up for TLS.
-            if !connection.isTLS && Connection.looksLikeTLSHandshake(connection.input.readableBytes) {
+            if connection.plainTextPeerSentTLSHandshake {
                 worker.context.plainTextTLSClient("a TLS handshake on the plain-text listener (tls: is not set): answered as text")
             }
         }
