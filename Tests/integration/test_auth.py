@@ -383,17 +383,14 @@ def test_failed_logins_leave_connections_and_rss_flat(auth_dir, target_bin):
     path = write_file(auth_dir, "flat", USERS)
     srv = start(target_bin, path)
     try:
-        with socket.create_connection(srv.addr, timeout=5) as watcher:
+        with harness.TextClient(srv.addr) as watcher:
             assert login_answer(srv.addr, b"alice secret1") == STORED
-            watcher.sendall(login_block(b"alice secret1"))
-            assert watcher.recv(100) == STORED
+            assert watcher.conn.request(login_block(b"alice secret1")) == STORED
 
             def stat(name: str) -> int:
-                watcher.sendall(b"stats\r\n")
-                got = b""
-                while not got.endswith(b"END\r\n"):
-                    got += watcher.recv(65536)
-                return int(dict(l.split(b" ", 2)[1:] for l in got.split(b"\r\n") if l.startswith(b"STAT "))[name.encode()])
+                # Bounded: the reply is read up to END, the server closing, or 5 s;
+                # anything short of a whole stats block fails the test.
+                return int(watcher.stats()[name])
 
             before, rss = stat("curr_connections"), srv.rss_kib()
             attempts = [login_block(b"alice wrong"), login_block(b"mallory x"), b"get k\r\n" * 30,
