@@ -57,22 +57,25 @@ def test_reading_every_key_all_the_time_neither_fails_stores_nor_mixes_values(se
     reads = [0]
 
     def read_everything():
-        reader = pylibmc.Client([f"{srv.addr[0]}:{srv.addr[1]}"], binary=False)
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline:
-            for start in range(0, len(keys), 500):
-                batch = keys[start:start + 500]
-                before = {key: versions.get(key, 0) for key in batch}
-                found = reader.get_multi(batch)
-                after = {key: versions.get(key, 0) for key in batch}
-                for key, value in found.items():
-                    # The writer names a version before writing it: what a read can see lies
-                    # between the last one surely written before it and the last one begun.
-                    possible = range(max(before[key] - 1, 1), after[key] + 1)
-                    if value not in [value_for(key, version) for version in possible]:
-                        problems.append(f"{key}: a value not among versions {list(possible)}")
-                reads[0] += len(batch)
-        reader.disconnect_all()
+        try:
+            reader = pylibmc.Client([f"{srv.addr[0]}:{srv.addr[1]}"], binary=False)
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline:
+                for start in range(0, len(keys), 500):
+                    batch = keys[start:start + 500]
+                    before = {key: versions.get(key, 0) for key in batch}
+                    found = reader.get_multi(batch)
+                    after = {key: versions.get(key, 0) for key in batch}
+                    for key, value in found.items():
+                        # The writer names a version before writing it: what a read can see lies
+                        # between the last one surely written before it and the last one begun.
+                        possible = range(max(before[key] - 1, 1), after[key] + 1)
+                        if value not in [value_for(key, version) for version in possible]:
+                            problems.append(f"{key}: a value not among versions {list(possible)}")
+                    reads[0] += len(batch)
+            reader.disconnect_all()
+        except Exception as error:  # raised in this thread, it would be lost: the test reports it
+            problems.append(f"the reader stopped: {error!r}")
 
     reader = threading.Thread(target=read_everything, daemon=True)
     writer = pymemcache_client(srv)
