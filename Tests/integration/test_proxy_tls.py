@@ -30,7 +30,8 @@ import pytest
 
 import harness
 import proxy_harness as ph
-from test_tls import certs, client_context, exchange, start, tls_socket  # noqa: F401 (certs is a fixture)
+from test_tls import certs, exchange, start, tls_socket  # noqa: F401 (certs is a fixture)
+from tls_relay import client_context
 
 
 def tls_nodes(binary: str, certs: str, count: int = 3):

@@ -30,6 +30,7 @@ import time
 import pytest
 
 import harness
+from tls_relay import client_context
 
 MAKE_CA = os.path.join(harness.REPO_ROOT, "scripts", "make-test-ca")
 
@@ -74,13 +75,6 @@ def node(target_bin, certs):
     srv, tls_port = start(target_bin, certs)
     yield srv, tls_port
     srv.stop()
-
-
-def client_context(certs: str, ca: str = "ca", cert: str | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=f"{certs}/{ca}.crt")
-    if cert:
-        ctx.load_cert_chain(f"{certs}/{cert}.crt", f"{certs}/{cert}.key")
-    return ctx
 
 
 def tls_socket(port: int, ctx: ssl.SSLContext, timeout: float = 5.0) -> ssl.SSLSocket:

@@ -119,6 +119,10 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-def client_context(certs: str) -> ssl.SSLContext:
-    """Checks the server's certificate against the test CA (scripts/make-test-ca)."""
-    return ssl.create_default_context(cafile=f"{certs}/ca.crt")
+def client_context(certs: str, ca: str = "ca", cert: str | None = None) -> ssl.SSLContext:
+    """Checks the server's certificate against the test CA `ca` in `certs`
+    (scripts/make-test-ca); with `cert`, presents that client certificate."""
+    ctx = ssl.create_default_context(cafile=f"{certs}/{ca}.crt")
+    if cert:
+        ctx.load_cert_chain(f"{certs}/{cert}.crt", f"{certs}/{cert}.key")
+    return ctx
