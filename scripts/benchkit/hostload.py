@@ -60,9 +60,6 @@ class HostLoad:
     steal_cores: float
     load_average: float
 
-    def busy(self, threshold: float) -> bool:
-        return self.foreign_cores > threshold or self.steal_cores > threshold
-
     def as_dict(self) -> dict:
         return {k: round(v, 3) for k, v in asdict(self).items()}
 
