@@ -124,7 +124,7 @@ def key_name(index: int) -> bytes:
 
 def run(port: int, keys: int, requests: int, exponent: float = 0.99, min_size: int = 50, max_size: int = 10240,
         scan_share: float = 0.0, scan_length: int = 1000, batch: int = 16, seed: int = 1,
-        measure_from: float = 0.5, time_limit: float = 300.0, progress=None) -> MissCounts:
+        measure_from: float = 0.5, time_limit: float = 300.0) -> MissCounts:
     """Drives `requests` gets (zipf and scan) cache-aside against 127.0.0.1:`port`.
     Miss ratios count only requests after the first `measure_from` share (the cache
     is filling before that). Stops with an error after `time_limit` seconds."""
@@ -181,8 +181,6 @@ def run(port: int, keys: int, requests: int, exponent: float = 0.99, min_size: i
             if window_gets >= window_every:
                 counts.windows.append((done, window_misses / window_gets))
                 window_gets = window_misses = 0
-                if progress:
-                    progress(done, counts.windows[-1][1])
     finally:
         client.close()
     return counts
