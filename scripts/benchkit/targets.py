@@ -160,7 +160,7 @@ def start_twemproxy(port: int, workdir: str, memory: int) -> Tier:
     return tier
 
 
-def start_proxy(port: int, replicas: int, memory: int, threads: int, name: str | None = None,
+def start_proxy(port: int, replicas: int, memory: int, threads: int,
                 tls_ca_dir: str | None = None, workdir: str | None = None) -> Tier:
     """memcluster-proxy in front of 3 memcluster-node -t 1 on ports port+1..port+3;
     with `tls_ca_dir`, TLS on both sides (`tls:` for clients, nodes with -Z
@@ -182,7 +182,7 @@ def start_proxy(port: int, replicas: int, memory: int, threads: int, name: str |
         for p in ports:
             argv += ["--node", f"127.0.0.1:{p}"]
     front = Process(argv, cpu=None)
-    tier = Tier(name or f"memcluster-proxy r{replicas}+3 nodes", port, backends + [front], front, tls_ca=tls_ca)
+    tier = Tier(f"memcluster-proxy r{replicas}+3 nodes", port, backends + [front], front, tls_ca=tls_ca)
     try:
         wait_until_serving(port, tls_ca=tls_ca)
     except Exception:
