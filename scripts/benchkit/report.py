@@ -122,6 +122,3 @@ def headline_count(rows: list[dict]) -> tuple[int, int]:
                 total += 1
                 flagged += not r["headline"]
     return total, flagged
-
-
-__all__ = ["Ratio", "table", "confirmation", "host_summary", "headline_count", "fmt"]
