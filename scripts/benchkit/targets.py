@@ -9,11 +9,12 @@ import ssl
 import subprocess
 import time
 
+from .hostload import CLOCK_TICKS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".build", "release")
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 NUTCRACKER = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def read_cpu_seconds(pid: int) -> float:
