@@ -10,15 +10,17 @@
 //       +-------------+---------------------------------------------+
 //       | ShardState                                                |
 //       |  HashTable: UInt32 bucket heads -> chain via item.next    |
-//       |  segments in write order: oldest ... head (append here)   |
+//       |  segments in two lists by record size (small / large),    |
+//       |  each in write order: oldest ... head (append here)       |
 //       |  LargeItemTable: items > segment/8 in their own mmap,     |
 //       |                  each with a 32-byte stub in a segment    |
 //       +-----+-----------------------------------+-----------------+
 //             | full head: take a free segment    | budget exhausted:
 //             v                                   v
 //       SegmentPool (budget: resident segments    Eviction (CLOCK over segments):
-//       + large mappings <= limit; free lists)    compact the oldest segment in place,
-//             |                                   keep recently read items, unlink the rest
+//       + large mappings <= limit; free lists)    compact the segment due first in place
+//             |                                   (large ones fall due sooner), keep
+//             |                                   recently read items, unlink the rest
 //             v
 //       Arena: one mmap(MAP_NORESERVE) reservation cut into segments;
 //       items addressed by 32-bit handles (offset / 8)
@@ -166,7 +168,7 @@ public final class ItemStore: @unchecked Sendable {
             guard fullest >= 0 else { break }
             let shard = context.shards[fullest]
             shard.pointee.lock.lock()
-            let victim = shard.pointee.oldestEvacuable()
+            let victim = shard.pointee.segmentToGiveUp()
             if victim != 0 && shard.pointee.evacuate(victim, mayEvict: true, now: now) {
                 pool.give(victim, discard: true)
             }
@@ -221,11 +223,7 @@ public final class ItemStore: @unchecked Sendable {
             statistics.hashExpanding = statistics.hashExpanding || shard.pointee.table.isMigrating
             statistics.crawlerReclaimed += counters.crawlerReclaimed
             statistics.crawlerItemsChecked += counters.crawlerItemsChecked
-            var segment = shard.pointee.oldest
-            while segment != 0 {
-                statistics.deadBytes += context.arena.segments[Int(segment)].deadBytes
-                segment = context.arena.segments[Int(segment)].next
-            }
+            statistics.deadBytes += shard.pointee.deadBytes
             shard.pointee.lock.unlock()
         }
         let pool = context.pool.snapshot()

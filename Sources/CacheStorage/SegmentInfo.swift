@@ -10,8 +10,8 @@ struct SegmentInfo {
     /// Bytes of linked records (items and large stubs); the rest up to
     /// `writeOffset` is dead space a compaction can win back.
     var liveBytes: UInt32 = 0
-    /// Neighbours in the owning shard's write-order list, or the next free
-    /// segment while in the pool; 0 = none (segment 0 is never used).
+    /// Neighbours in the owning shard's list for `band`, in write order, or
+    /// the next free segment while in the pool; 0 = none (segment 0 is never used).
     var previous: UInt32 = 0
     var next: UInt32 = 0
     /// Changes whenever the segment changes hands, so a saved cursor can tell
@@ -19,11 +19,16 @@ struct SegmentInfo {
     var epoch: UInt32 = 0
     /// Owning shard + 1; 0 while in the pool.
     var owner: UInt16 = 0
+    /// Which of the owner's two lists holds the segment (`SizeBand.rawValue`).
+    var band: UInt8 = 0
+    /// When an eviction pass should come to this segment, on the owner's
+    /// clock: the lowest first (docs/eviction.md).
+    var passDue: UInt64 = 0
     /// Pads the entry to a 64-byte cache line: the head segments of different
     /// shards are often neighbours in the array, and their write offsets and
     /// live bytes change on every store, so packed entries made stores on
     /// different shards bounce lines between cores.
-    var padding: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+    var padding: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
 
     var deadBytes: Int { Int(writeOffset) - Int(liveBytes) }
 }

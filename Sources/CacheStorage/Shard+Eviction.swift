@@ -2,26 +2,33 @@
 import Glibc
 #endif
 
-/// Making room: CLOCK over segments, counting reads and weighing size
-/// (docs/eviction.md has the measurements behind the choices).
+/// Making room: CLOCK over segments, with the time a record waits for its
+/// pass falling with its size (docs/eviction.md has the measurements behind
+/// the choices).
 ///
-/// A shard appends records to its head segment. When the head is full it takes
-/// a segment from the pool while the budget lasts. After that it makes room in
+/// A shard appends a record to the head of its size band (`SizeBand`: up to
+/// the shard's mean item, or bigger). When that head is full it takes a
+/// segment from the pool while the budget lasts. After that it makes room in
 /// its own segments:
 ///
 /// - a segment at least half dead (deletes, overwrites, lazily expired items)
 ///   is compacted in place, keeping every live item: no eviction needed;
-/// - otherwise the oldest segment is compacted in place the CLOCK way: live
-///   items read since they were written or last kept (`readCount`, 0...3)
-///   slide down and stay, one read taken off; the rest are unlinked (evicted,
-///   or reclaimed when expired or flushed). An item more than twice the
-///   shard's mean size must have been read twice to stay: it holds the memory
-///   of several smaller items, and a miss costs the same whatever the size.
-///   The segment then becomes the head. A pass may free little when nearly
-///   everything was read; the next one goes on with the next oldest segment.
-///   After `passesKeepingAll` such passes for one store, passes keep at most
-///   half a segment: room is always found, and a store never walks more than
-///   a few segments however big the cache.
+/// - otherwise the segment due first (`nextToPass`) is compacted in place the
+///   CLOCK way: live items read since they were written or last kept
+///   (`readCount`, 0...3) slide down and stay, one read taken off; the rest are
+///   unlinked (evicted, or reclaimed when expired or flushed). The segment then
+///   becomes the head of the band that needed room. A pass may free little
+///   when nearly everything was read; the next one goes on with the next
+///   segment due. After `passesKeepingAll` such passes for one store, passes
+///   keep at most half a segment: room is always found, and a store never
+///   walks more than a few segments however big the cache.
+///
+/// When a pass is due: a segment becoming a head is due at the shard's clock
+/// (the due time of the last segment passed over) plus an interval inversely
+/// proportional to the square of its band's mean record size. An unread big
+/// item so holds its bytes for much less time than an unread small one: it
+/// holds the memory of several small items, and a miss costs the client the
+/// same whatever the size (the GreedyDual-Size idea, with two bands).
 ///
 /// Large items need budget rather than head room: they release whole segments
 /// ("evacuate": hot items are copied into the head, the rest unlinked, the
@@ -42,21 +49,17 @@ extension ShardState {
     func fate(of item: ItemRef, now: ServerTime, evictCold: Bool, fits: Bool) -> Fate {
         if item.isExpired(now: now) || sequence.pointee.isFlushed(item) { return .reclaim }
         if !evictCold { return fits ? .keep : .evict }
-        return fits && item.readCount >= readsToStay(item) ? .keep : .evict
+        return fits && item.readCount > 0 ? .keep : .evict
     }
 
-    /// Reads an item needs since its last pass to be kept by the next: two for
-    /// one more than twice the shard's mean item size, else one.
-    @inline(__always)
-    func readsToStay(_ item: ItemRef) -> UInt8 {
-        item.totalSize > 2 * counters.bytes / max(1, counters.currentItems) ? 2 : 1
-    }
-
-    /// Reserves `size` bytes at the head's write end, making room if needed.
-    /// Nil when no room can be made (evictions off, or nothing can move).
+    /// Reserves `size` bytes at the write end of its band's head, making room
+    /// if needed. Nil when no room can be made (evictions off, or nothing can move).
     mutating func reserve(_ size: Int, now: ServerTime) -> UnsafeMutableRawPointer? {
+        let band = band(ofRecordSize: size)
+        noteAppend(size, band: band)
         var attempts = 0
         while true {
+            let head = head(band)
             if head != 0 {
                 let offset = Int(segments[Int(head)].writeOffset)
                 if segmentSize - offset >= size {
@@ -66,25 +69,26 @@ extension ShardState {
             }
             let fresh = context.pool.take()
             if fresh != 0 {
-                appendSegment(fresh)
+                appendSegment(fresh, band: band)
                 continue
             }
             attempts += 1
-            if attempts > segmentCount + ShardState.passesKeepingAll + 64 || !makeHeadRoom(size, now: now, attempt: attempts) {
+            if attempts > segmentCount + ShardState.passesKeepingAll + 64
+                || !makeHeadRoom(size, band: band, now: now, attempt: attempts) {
                 return nil
             }
         }
     }
 
-    /// Frees room in this shard's segments so that the head can take `size` bytes.
-    private mutating func makeHeadRoom(_ size: Int, now: ServerTime, attempt: Int) -> Bool {
+    /// Frees room in this shard's segments so that the head of `band` can take `size` bytes.
+    private mutating func makeHeadRoom(_ size: Int, band: SizeBand, now: ServerTime, attempt: Int) -> Bool {
         context.noteNow(now)
-        if attempt == 1, let candidate = compactionCandidate(needing: size) {
-            compactInPlace(candidate, evictCold: false, now: now)
+        if attempt == 1, let candidate = compactionCandidate(needing: size, band: band) {
+            compactInPlace(candidate, evictCold: false, into: band, now: now)
             return true
         }
         guard evictionsEnabled else { return false }
-        if segmentCount < context.fairShare.load(ordering: .relaxed) && takeSegmentFromOtherShard(now: now) {
+        if segmentCount < context.fairShare.load(ordering: .relaxed) && takeSegmentFromOtherShard(band: band, now: now) {
             return true
         }
         if segmentCount == 0 {
@@ -92,22 +96,26 @@ extension ShardState {
             // (large items) so that the pool can hand one out. Its lock may be busy for a
             // moment (a short critical section), so try a few rounds.
             for _ in 0..<8 {
-                if takeSegmentFromOtherShard(now: now) || freeBudgetInOtherShard(now: now) { return true }
+                if takeSegmentFromOtherShard(band: band, now: now) || freeBudgetInOtherShard(now: now) { return true }
             }
             return false
         }
         let keepAll = attempt <= min(segmentCount, ShardState.passesKeepingAll)
-        compactInPlace(oldest, evictCold: true, retainLimit: keepAll ? Int.max : segmentSize / 2, now: now)
+        let segment = nextToPass
+        if ShardState.isEarlier(passClock, than: segments[Int(segment)].passDue) {
+            passClock = segments[Int(segment)].passDue
+        }
+        compactInPlace(segment, evictCold: true, retainLimit: keepAll ? Int.max : segmentSize / 2, into: band, now: now)
         return true
     }
 
     /// A segment whose compaction keeps every live item and still frees enough:
     /// with evictions on, one at least half dead; with evictions off, the one
     /// with the least live data, if that frees `size`.
-    private func compactionCandidate(needing size: Int) -> UInt32? {
+    private func compactionCandidate(needing size: Int, band: SizeBand) -> UInt32? {
         var best: UInt32 = 0
         var bestFree = 0
-        var segment = oldest
+        var segment = firstSegment
         while segment != 0 {
             let free = segmentSize - Int(segments[Int(segment)].liveBytes)
             if evictionsEnabled && segments[Int(segment)].deadBytes >= segmentSize / 2 {
@@ -117,19 +125,21 @@ extension ShardState {
                 best = segment
                 bestFree = free
             }
-            segment = segments[Int(segment)].next
+            segment = self.segment(after: segment)
         }
-        if !evictionsEnabled && best != 0 && bestFree >= size && (best != head || headFreeBytes < bestFree) {
+        let head = head(band)
+        if !evictionsEnabled && best != 0 && bestFree >= size && (best != head || freeBytes(in: head) < bestFree) {
             return best
         }
         return nil
     }
 
-    /// Compacts a segment in place and makes it the head. With `evictCold`, the
-    /// CLOCK pass described above, keeping at most `retainLimit` bytes; without,
-    /// every live item stays. An item pinned by `preserving` stays where it is
-    /// (the gap before it becomes a filler).
-    mutating func compactInPlace(_ segment: UInt32, evictCold: Bool, retainLimit: Int = Int.max, now: ServerTime) {
+    /// Compacts a segment in place and makes it the head of `band`. With
+    /// `evictCold`, the CLOCK pass described above, keeping at most
+    /// `retainLimit` bytes; without, every live item stays. An item pinned by
+    /// `preserving` stays where it is (the gap before it becomes a filler).
+    mutating func compactInPlace(_ segment: UInt32, evictCold: Bool, retainLimit: Int = Int.max, into band: SizeBand,
+                                 now: ServerTime) {
         let base = segmentBase(segment)
         let end = Int(segments[Int(segment)].writeOffset)
         let pinOffset = pinHandle != 0 && self.segment(ofHandle: pinHandle) == segment
@@ -161,20 +171,20 @@ extension ShardState {
             read += size
         }
         segments[Int(segment)].writeOffset = UInt32(write)
-        makeHead(segment)
+        makeHead(segment, band: band)
         counters.compactions += 1
     }
 
-    /// Empties a segment and takes it out of the list (the caller passes it on):
-    /// live items are copied into the head while they fit (with `mayEvict`,
-    /// only recently read ones, up to half a segment) and the rest unlinked.
-    /// Without `mayEvict` it refuses unless every live item fits in the head.
-    /// Never touches the segment holding the pinned record.
+    /// Empties a segment and takes it out of its list (the caller passes it
+    /// on): live items are copied into a head (`evacuationTarget`) while they
+    /// fit (with `mayEvict`, only recently read ones, up to half a segment)
+    /// and the rest unlinked. Without `mayEvict` it refuses unless every live
+    /// item fits in the head. Never touches the segment holding the pinned record.
     mutating func evacuate(_ segment: UInt32, mayEvict: Bool, now: ServerTime) -> Bool {
         if pinHandle != 0 && self.segment(ofHandle: pinHandle) == segment { return false }
-        let target = head != segment ? head : 0
+        let target = evacuationTarget(for: segment)
         let live = Int(segments[Int(segment)].liveBytes)
-        if !mayEvict && live > 0 && (target == 0 || live > headFreeBytes) { return false }
+        if !mayEvict && live > 0 && live > freeBytes(in: target) { return false }
         let retainLimit = mayEvict ? segmentSize / 2 : Int.max
         let base = segmentBase(segment)
         let end = Int(segments[Int(segment)].writeOffset)
@@ -183,7 +193,7 @@ extension ShardState {
         while read < end {
             let record = ItemRef(header: base + read)
             let size = record.recordSize
-            let fits = target != 0 && retained + size <= retainLimit && headFreeBytes >= size
+            let fits = target != 0 && retained + size <= retainLimit && freeBytes(in: target) >= size
             if passOver(record, now: now, evictCold: mayEvict, fits: fits) {
                 let offset = Int(segments[Int(target)].writeOffset)
                 relocate(from: base + read, to: segmentBase(target) + offset, size: size)
@@ -198,6 +208,15 @@ extension ShardState {
         }
         removeSegment(segment)
         return true
+    }
+
+    /// Where the items kept from an emptied segment go: the head of its band,
+    /// or the other head when that is the segment itself; 0 if neither.
+    func evacuationTarget(for segment: UInt32) -> UInt32 {
+        let own = head(SizeBand(rawValue: segments[Int(segment)].band) ?? .small)
+        if own != 0 && own != segment { return own }
+        let other = lists.small.newest == own ? lists.large.newest : lists.small.newest
+        return other != segment ? other : 0
     }
 
     /// Decides a record's fate in a pass and unlinks it if it goes. Returns
@@ -278,23 +297,31 @@ extension ShardState {
         }
     }
 
-    /// The oldest segment a pass may empty: not the head unless it is the only
-    /// one, and not the one holding the pinned record.
-    func oldestEvacuable(allowHead: Bool = true) -> UInt32 {
-        var segment = oldest
+    /// The segment to empty when the shard gives one up: the one due for a
+    /// pass first, else the first other one that is not a head; a head only
+    /// with `allowHead` and when nothing else is left. Never the one holding
+    /// the pinned record.
+    func segmentToGiveUp(allowHead: Bool = true) -> UInt32 {
+        let pinned = pinHandle != 0 ? self.segment(ofHandle: pinHandle) : 0
+        let due = nextToPass
+        if due != 0 && due != pinned && !isHead(due) { return due }
+        var head: UInt32 = 0
+        var segment = firstSegment
         while segment != 0 {
-            let isPinned = pinHandle != 0 && self.segment(ofHandle: pinHandle) == segment
-            if !isPinned && (segment != head || (allowHead && segmentCount == 1)) { return segment }
-            segment = segments[Int(segment)].next
+            if segment != pinned {
+                if !isHead(segment) { return segment }
+                if head == 0 { head = segment }
+            }
+            segment = self.segment(after: segment)
         }
-        return 0
+        return allowHead ? head : 0
     }
 
     // MARK: Across shards
 
-    /// Takes the oldest segment of a shard holding at least two more than this
+    /// Takes a segment (`segmentToGiveUp`) of a shard holding at least two more than this
     /// one, which evicts it first. Only `tryLock`: a busy shard is skipped.
-    private mutating func takeSegmentFromOtherShard(now: ServerTime) -> Bool {
+    private mutating func takeSegmentFromOtherShard(band: SizeBand, now: ServerTime) -> Bool {
         let count = context.shardCount
         guard count > 1 else { return false }
         for step in 1..<count {
@@ -302,7 +329,7 @@ extension ShardState {
             guard other.pointee.lock.tryLock() else { continue }
             var taken: UInt32 = 0
             if other.pointee.segmentCount > segmentCount + 1 {
-                let victim = other.pointee.oldestEvacuable(allowHead: false)
+                let victim = other.pointee.segmentToGiveUp(allowHead: false)
                 if victim != 0 && other.pointee.evacuate(victim, mayEvict: true, now: now) {
                     taken = victim
                 }
@@ -310,7 +337,7 @@ extension ShardState {
             other.pointee.drainPendingLarge()
             other.pointee.lock.unlock()
             if taken != 0 {
-                appendSegment(taken)
+                appendSegment(taken, band: band)
                 return true
             }
         }
@@ -326,7 +353,7 @@ extension ShardState {
             guard other.pointee.lock.tryLock() else { continue }
             var released: UInt32 = 0
             if other.pointee.segmentCount >= minimum {
-                let victim = other.pointee.oldestEvacuable()
+                let victim = other.pointee.segmentToGiveUp()
                 if victim != 0 && other.pointee.evacuate(victim, mayEvict: true, now: now) {
                     released = victim
                 }
@@ -352,7 +379,7 @@ extension ShardState {
             var freed = other.pointee.evictOldestLargeItem(now: now)
             var released: UInt32 = 0
             if !freed && other.pointee.segmentCount > 0 {
-                let victim = other.pointee.oldestEvacuable()
+                let victim = other.pointee.segmentToGiveUp()
                 if victim != 0 && other.pointee.evacuate(victim, mayEvict: true, now: now) {
                     released = victim
                     freed = true
@@ -369,7 +396,7 @@ extension ShardState {
     /// Evicts the large item whose stub is oldest (not the pinned one). False if there is none.
     mutating func evictOldestLargeItem(now: ServerTime) -> Bool {
         guard large.count > 0 else { return false }
-        var segment = oldest
+        var segment = firstSegment
         while segment != 0 {
             let base = segmentBase(segment)
             let end = Int(segments[Int(segment)].writeOffset)
@@ -385,24 +412,24 @@ extension ShardState {
                 }
                 read += record.recordSize
             }
-            segment = segments[Int(segment)].next
+            segment = self.segment(after: segment)
         }
         return false
     }
 
-    /// Gives one of this shard's segments other than the head back to the pool,
-    /// pages discarded. With evictions off, only one whose live items fit into the head.
+    /// Gives one of this shard's segments other than a head back to the pool,
+    /// pages discarded. With evictions off, only one whose live items fit into a head.
     mutating func releaseOwnSegment(now: ServerTime) -> Bool {
         if evictionsEnabled {
-            let victim = oldestEvacuable(allowHead: false)
+            let victim = segmentToGiveUp(allowHead: false)
             guard victim != 0, evacuate(victim, mayEvict: true, now: now) else { return false }
             context.pool.give(victim, discard: true)
             return true
         }
-        var segment = oldest
+        var segment = firstSegment
         while segment != 0 {
-            let next = segments[Int(segment)].next
-            if segment != head && evacuate(segment, mayEvict: false, now: now) {
+            let next = self.segment(after: segment)
+            if !isHead(segment) && evacuate(segment, mayEvict: false, now: now) {
                 context.pool.give(segment, discard: true)
                 return true
             }
@@ -412,7 +439,7 @@ extension ShardState {
     }
 
     /// Makes the pool charge `bytes` for a large item, evicting if needed: whole
-    /// segments of this shard (never its head, which holds the new item's stub),
+    /// segments of this shard (never a head: one holds the new item's stub),
     /// then of fuller shards, then large items, then any other shard's segment.
     mutating func makeBudget(_ bytes: Int, now: ServerTime) -> Bool {
         var attempts = 0

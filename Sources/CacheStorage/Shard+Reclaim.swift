@@ -17,12 +17,12 @@ extension ShardState {
                 return (0, true)
             }
         } else {
-            segment = oldest
+            segment = firstSegment
         }
         var reclaimed = 0
         var scanned = 0
         while segment != 0 && scanned < maxSegments {
-            let next = segments[Int(segment)].next
+            let next = self.segment(after: segment)
             let (count, complete) = reclaimExpired(in: segment, now: now, limit: limit - reclaimed)
             reclaimed += count
             if !complete {
@@ -78,16 +78,23 @@ extension ShardState {
     }
 
     /// Gives a segment that is at most a quarter live back to the pool, after
-    /// moving its live items into the head (a fresh head if the budget allows
-    /// and the current one lacks room). Leaves the head and fuller segments alone.
+    /// moving its live items into a head (a fresh head of its band if the
+    /// budget allows and the current one lacks room). A head mostly dead is
+    /// compacted in place; fuller segments are left alone.
     private mutating func compactIfMostlyDead(_ segment: UInt32, now: ServerTime) {
-        guard segment != head else { return }
         let live = Int(segments[Int(segment)].liveBytes)
+        if isHead(segment) {
+            // A head stays a head; at least three quarters of what it holds dead, it is compacted where it is.
+            if segments[Int(segment)].deadBytes >= 3 * Int(segments[Int(segment)].writeOffset) / 4 && live < segmentSize / 4 {
+                compactInPlace(segment, evictCold: false, into: SizeBand(rawValue: segments[Int(segment)].band) ?? .small, now: now)
+            }
+            return
+        }
         guard live <= segmentSize / 4 else { return }
-        if live > 0 && headFreeBytes < live {
+        if live > 0 && freeBytes(in: evacuationTarget(for: segment)) < live {
             let fresh = context.pool.take()
             guard fresh != 0 else { return }
-            appendSegment(fresh)
+            appendSegment(fresh, band: SizeBand(rawValue: segments[Int(segment)].band) ?? .small)
         }
         if evacuate(segment, mayEvict: false, now: now) {
             context.pool.give(segment, discard: false)

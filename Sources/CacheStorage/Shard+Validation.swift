@@ -47,48 +47,51 @@ extension ShardState {
         guard chainedBytes == counters.bytes else {
             return "shard \(index): chained bytes \(chainedBytes) != counter \(counters.bytes)"
         }
-        var segment = oldest
-        var previous: UInt32 = 0
         var listed = 0
         var linkedRecords = 0
-        while segment != 0 {
-            let info = segments[Int(segment)]
-            guard info.owner == UInt16(index + 1), info.previous == previous else {
-                return "shard \(index): segment list broken at \(segment)"
-            }
-            let base = segmentBase(segment)
-            var read = 0
-            var live = 0
-            while read < Int(info.writeOffset) {
-                let record = ItemRef(header: base + read)
-                let size = record.recordSize
-                guard size >= 8, size % 8 == 0 else { return "shard \(index): bad record size \(size) in segment \(segment)" }
-                if record.bits.contains(.linked) {
-                    live += size
-                    linkedRecords += 1
-                    if record.kind == .largeStub {
-                        let item = LargeItem.item(inBlock: large.block(Int(record.clientFlags)))
-                        guard item.bits.contains(.linked), LargeItem.stubHandle(of: item) == handle(ofRecordAt: record.header) else {
-                            return "shard \(index): linked stub without its large item"
-                        }
-                    } else {
-                        guard record.kind == .item,
-                              chainSlot(of: handle(ofRecordAt: record.header), hash: KeyHash.hash(UnsafeRawBufferPointer(record.key))) != nil else {
-                            return "shard \(index): linked record not in its chain"
+        for band in [SizeBand.small, .large] {
+            var segment = lists[band].oldest
+            var previous: UInt32 = 0
+            while segment != 0 {
+                let info = segments[Int(segment)]
+                guard info.owner == UInt16(index + 1), info.previous == previous, info.band == band.rawValue else {
+                    return "shard \(index): segment list broken at \(segment)"
+                }
+                let base = segmentBase(segment)
+                var read = 0
+                var live = 0
+                while read < Int(info.writeOffset) {
+                    let record = ItemRef(header: base + read)
+                    let size = record.recordSize
+                    guard size >= 8, size % 8 == 0 else { return "shard \(index): bad record size \(size) in segment \(segment)" }
+                    if record.bits.contains(.linked) {
+                        live += size
+                        linkedRecords += 1
+                        if record.kind == .largeStub {
+                            let item = LargeItem.item(inBlock: large.block(Int(record.clientFlags)))
+                            guard item.bits.contains(.linked), LargeItem.stubHandle(of: item) == handle(ofRecordAt: record.header) else {
+                                return "shard \(index): linked stub without its large item"
+                            }
+                        } else {
+                            guard record.kind == .item,
+                                  chainSlot(of: handle(ofRecordAt: record.header), hash: KeyHash.hash(UnsafeRawBufferPointer(record.key))) != nil else {
+                                return "shard \(index): linked record not in its chain"
+                            }
                         }
                     }
+                    read += size
                 }
-                read += size
+                guard read == Int(info.writeOffset) else { return "shard \(index): records overrun segment \(segment)" }
+                guard live == Int(info.liveBytes) else {
+                    return "shard \(index): segment \(segment) live bytes \(info.liveBytes), counted \(live)"
+                }
+                previous = segment
+                segment = info.next
+                listed += 1
             }
-            guard read == Int(info.writeOffset) else { return "shard \(index): records overrun segment \(segment)" }
-            guard live == Int(info.liveBytes) else {
-                return "shard \(index): segment \(segment) live bytes \(info.liveBytes), counted \(live)"
-            }
-            previous = segment
-            segment = info.next
-            listed += 1
+            guard previous == lists[band].newest else { return "shard \(index): \(band) head wrong" }
         }
-        guard previous == head, listed == segmentCount else { return "shard \(index): head or segment count wrong" }
+        guard listed == segmentCount else { return "shard \(index): segment count wrong" }
         guard linkedRecords == counters.currentItems else {
             return "shard \(index): \(linkedRecords) linked records in segments, \(counters.currentItems) in the table"
         }

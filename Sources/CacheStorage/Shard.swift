@@ -26,8 +26,9 @@ struct ShardCounters {
     }
 }
 
-/// One shard of the store: its hash table, its segments in write order (the
-/// newest is the head, where records are appended), its large items, counters.
+/// One shard of the store: its hash table, its segments (two lists by record
+/// size, each in write order, the newest its band's head where records are
+/// appended), its large items, counters.
 ///
 /// Lives in memory of its own that never moves; every field is read and
 /// written only with `lock` held (`lock` itself excepted). Functions that run
@@ -61,10 +62,12 @@ struct ShardState {
     /// read (above): another core's store would otherwise make them miss.
     var separator: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
 
-    /// Write-order list of this shard's segments: oldest first, head last.
-    var oldest: UInt32 = 0
-    var head: UInt32 = 0
+    /// This shard's segments, a list per size band; each list's newest segment
+    /// is the band's head, where its records are appended.
+    var lists = SegmentLists()
     var segmentCount = 0
+    /// The eviction clock: the `passDue` of the last segment passed over.
+    var passClock: UInt64 = 0
     /// During `allocate(preserving:)`: the arena handle of the record that must
     /// not move (the item, or a large item's stub), and a large item's slot.
     var pinHandle: UInt32 = 0
@@ -410,17 +413,89 @@ struct ShardState {
         context.pool.dischargeLarge(mapped)
     }
 
-    // MARK: Segment list
+    // MARK: Segment lists
 
-    mutating func appendSegment(_ segment: UInt32) {
-        let info = SegmentInfo(writeOffset: 0, liveBytes: 0, previous: head, next: 0,
+    /// The band a record of `size` bytes is appended to: `large` when it is
+    /// bigger than the shard's mean item.
+    @inline(__always)
+    func band(ofRecordSize size: Int) -> SizeBand {
+        size * counters.currentItems > counters.bytes ? .large : .small
+    }
+
+    @inline(__always)
+    func head(_ band: SizeBand) -> UInt32 {
+        lists[band].newest
+    }
+
+    @inline(__always)
+    func isHead(_ segment: UInt32) -> Bool {
+        segment == lists.small.newest || segment == lists.large.newest
+    }
+
+    func freeBytes(in segment: UInt32) -> Int {
+        segment == 0 ? 0 : segmentSize - Int(segments[Int(segment)].writeOffset)
+    }
+
+    /// The first of all the shard's segments, in the order `segment(after:)` walks them.
+    var firstSegment: UInt32 {
+        lists.small.oldest != 0 ? lists.small.oldest : lists.large.oldest
+    }
+
+    /// The next segment of a walk over all of them: the small list, then the large one.
+    func segment(after segment: UInt32) -> UInt32 {
+        let next = segments[Int(segment)].next
+        if next != 0 || segments[Int(segment)].band == SizeBand.large.rawValue { return next }
+        return lists.large.oldest
+    }
+
+    /// The segment the next eviction pass goes over: the oldest of the band
+    /// whose oldest is due first.
+    var nextToPass: UInt32 {
+        let small = lists.small.oldest
+        let large = lists.large.oldest
+        if small == 0 || large == 0 { return small | large }
+        return ShardState.isEarlier(segments[Int(large)].passDue, than: segments[Int(small)].passDue) ? large : small
+    }
+
+    /// Clock values compared as serial numbers, so that a wrapped clock still orders.
+    @inline(__always)
+    static func isEarlier(_ a: UInt64, than b: UInt64) -> Bool {
+        Int64(bitPattern: a &- b) < 0
+    }
+
+    /// How far past the clock a segment opened now for `band` is due for a
+    /// pass: inversely to the square of the band's mean record size, so an
+    /// unread record holds its bytes for a time that falls as it grows; the
+    /// large band's at least 1/64 of the small band's, so that big items read
+    /// now and then still stay (docs/eviction.md).
+    func passInterval(_ band: SizeBand) -> UInt64 {
+        func inverseSquare(_ band: SizeBand) -> UInt64 {
+            let mean = UInt64(max(ItemLayout.headerSize, Int(lists[band].meanRecordSize)))
+            return max(1, (1 << 32) / (mean * mean))
+        }
+        let small = inverseSquare(.small)
+        return band == .small ? small : max(inverseSquare(.large), small / ShardState.largeIntervalFloor)
+    }
+
+    /// The large band's pass interval is at least the small band's divided by this.
+    static let largeIntervalFloor: UInt64 = 64
+
+    /// Counts a record appended to `band` into its mean size (a moving average).
+    @inline(__always)
+    mutating func noteAppend(_ size: Int, band: SizeBand) {
+        let mean = Int(lists[band].meanRecordSize)
+        lists[band].meanRecordSize = UInt32(mean == 0 ? size : mean + (size - mean) / 32)
+    }
+
+    mutating func appendSegment(_ segment: UInt32, band: SizeBand) {
+        let info = SegmentInfo(writeOffset: 0, liveBytes: 0, previous: 0, next: 0,
                                epoch: segments[Int(segment)].epoch &+ 1, owner: UInt16(index + 1))
         segments[Int(segment)] = info
-        attachAsHead(segment)
+        attachAsHead(segment, band: band)
         counters.segmentsTaken += 1
     }
 
-    /// Takes a segment out of the list; the caller hands it to the pool or to another shard.
+    /// Takes a segment out of its list; the caller hands it to the pool or to another shard.
     mutating func removeSegment(_ segment: UInt32) {
         detach(segment)
         segments[Int(segment)].owner = 0
@@ -429,32 +504,71 @@ struct ShardState {
         segments[Int(segment)].liveBytes = 0
     }
 
-    /// Makes `segment` the head (newest) keeping its contents.
-    mutating func makeHead(_ segment: UInt32) {
-        if segment == head { return }
+    /// Makes `segment` the head of `band`, keeping its contents, due for a pass
+    /// as a segment opened now.
+    mutating func makeHead(_ segment: UInt32, band: SizeBand) {
         detach(segment)
-        attachAsHead(segment)
+        attachAsHead(segment, band: band)
     }
 
-    private mutating func attachAsHead(_ segment: UInt32) {
-        segments[Int(segment)].previous = head
+    private mutating func attachAsHead(_ segment: UInt32, band: SizeBand) {
+        let newest = lists[band].newest
+        segments[Int(segment)].band = band.rawValue
+        segments[Int(segment)].passDue = passClock &+ passInterval(band)
+        segments[Int(segment)].previous = newest
         segments[Int(segment)].next = 0
-        if head != 0 { segments[Int(head)].next = segment } else { oldest = segment }
-        head = segment
+        if newest != 0 { segments[Int(newest)].next = segment } else { lists[band].oldest = segment }
+        lists[band].newest = segment
         segmentCount += 1
     }
 
     private mutating func detach(_ segment: UInt32) {
+        let band = SizeBand(rawValue: segments[Int(segment)].band) ?? .small
         let previous = segments[Int(segment)].previous
         let next = segments[Int(segment)].next
-        if previous != 0 { segments[Int(previous)].next = next } else { oldest = next }
-        if next != 0 { segments[Int(next)].previous = previous } else { head = previous }
+        if previous != 0 { segments[Int(previous)].next = next } else { lists[band].oldest = next }
+        if next != 0 { segments[Int(next)].previous = previous } else { lists[band].newest = previous }
         segments[Int(segment)].previous = 0
         segments[Int(segment)].next = 0
         segmentCount -= 1
     }
 
-    var headFreeBytes: Int {
-        head == 0 ? 0 : segmentSize - Int(segments[Int(head)].writeOffset)
+    /// Dead bytes over all segments (for `stats`).
+    var deadBytes: Int {
+        var total = 0
+        var segment = firstSegment
+        while segment != 0 {
+            total += segments[Int(segment)].deadBytes
+            segment = self.segment(after: segment)
+        }
+        return total
+    }
+}
+
+/// The two kinds of segment a shard appends to: records up to the shard's
+/// mean item size go to `small` ones, bigger records to `large` ones. An
+/// eviction pass comes to a large segment sooner (docs/eviction.md).
+enum SizeBand: UInt8 {
+    case small = 0
+    case large = 1
+}
+
+/// One band's segments in write order, oldest first; the newest is the band's head.
+struct SegmentList {
+    var oldest: UInt32 = 0
+    var newest: UInt32 = 0
+    /// Moving average of the record sizes appended to the band.
+    var meanRecordSize: UInt32 = 0
+}
+
+struct SegmentLists {
+    var small = SegmentList()
+    var large = SegmentList()
+
+    subscript(band: SizeBand) -> SegmentList {
+        @inline(__always) get { band == .small ? small : large }
+        @inline(__always) set {
+            if band == .small { small = newValue } else { large = newValue }
+        }
     }
 }

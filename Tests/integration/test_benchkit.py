@@ -176,6 +176,28 @@ def test_clock_keeps_a_read_item_and_asks_two_reads_of_a_big_one():
     assert cache.read("small") and not cache.read("big")
 
 
+def test_segment_store_evicts_unread_big_items_before_unread_small_ones():
+    store = evictionsim.SegmentStore(budget=4 << 20, shards=1)
+    for round_ in range(1400):           # about 1.9 times the budget of small and big records
+        for index in range(10):
+            store.write(("small", round_, index), 136)
+        store.write(("big", round_), 4040)
+    assert all(store.read(("small", 0, index)) for index in range(10))
+    assert not any(store.read(("big", round_)) for round_ in range(300))
+
+
+def test_segment_store_keeps_read_big_items():
+    store = evictionsim.SegmentStore(budget=4 << 20, shards=1)
+    for round_ in range(1400):
+        store.read("hot big")  # a miss the first time only
+        if round_ == 0:
+            store.write("hot big", 4040)
+        for index in range(10):
+            store.write((round_, index), 136)
+        store.write(("big", round_), 4040)
+    assert store.read("hot big")
+
+
 def test_s3fifo_keeps_a_read_item_through_a_scan_that_empties_lru():
     lru, s3 = evictionsim.LRU(budget=10_000), evictionsim.S3FIFO(budget=10_000)
     for cache in (lru, s3):
