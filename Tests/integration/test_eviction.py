@@ -46,6 +46,29 @@ def test_a_read_set_survives_a_stream_of_cold_writes(server_factory):
     assert srv.alive()
 
 
+def test_a_read_set_of_small_and_big_values_survives_cold_writes_of_both(server_factory):
+    """The node lets unread big items go much sooner than small ones; a big
+    item that is read must stay all the same."""
+    srv = server_factory(["-m", "8"])
+    client = pymemcache_client(srv)
+    sizes = {f"read:small:{i}": 100 for i in range(1000)}
+    sizes.update({f"read:big:{i}": 8000 for i in range(60)})   # about 0.6 MB of the read set's 0.75
+    for key, size in sizes.items():
+        assert client.set(key, value_for(key, 1, size))
+    for round_ in range(24):           # 24 x 1.3 MB of cold writes (four times the budget), half small, half big
+        found = client.get_many(list(sizes))
+        assert found == {key: value_for(key, 1, size) for key, size in sizes.items()}, f"round {round_}"
+        for index in range(5000):
+            key = f"cold:{round_}:small:{index}"
+            assert client.set(key, value_for(key, 0, 100))
+        for index in range(100):
+            key = f"cold:{round_}:big:{index}"
+            assert client.set(key, value_for(key, 0, 8000))
+    assert client.stats()[b"evictions"] > 0
+    client.close()
+    assert srv.alive()
+
+
 def test_reading_every_key_all_the_time_neither_fails_stores_nor_mixes_values(server_factory):
     """The reader makes every item 'read since its last pass', the case where
     an eviction pass finds nothing to free."""
