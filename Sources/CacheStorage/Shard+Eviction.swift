@@ -6,8 +6,8 @@ import Glibc
 /// pass falling with its size (docs/eviction.md has the measurements behind
 /// the choices).
 ///
-/// A shard appends a record to the head of its size band (`SizeBand`: up to
-/// the shard's mean item, or bigger). When that head is full it takes a
+/// A shard appends a record to the head of its size band (`SizeBand`: small,
+/// or large when over the shard's mean item and twice the small band's mean). When that head is full it takes a
 /// segment from the pool while the budget lasts. After that it makes room in
 /// its own segments:
 ///

@@ -416,10 +416,11 @@ struct ShardState {
     // MARK: Segment lists
 
     /// The band a record of `size` bytes is appended to: `large` when it is
-    /// bigger than the shard's mean item.
+    /// bigger than the shard's mean item and than twice the small band's mean
+    /// record, so that values of nearly one size all stay in one band.
     @inline(__always)
     func band(ofRecordSize size: Int) -> SizeBand {
-        size * counters.currentItems > counters.bytes ? .large : .small
+        size * counters.currentItems > counters.bytes && size > 2 * Int(lists.small.meanRecordSize) ? .large : .small
     }
 
     @inline(__always)
@@ -545,9 +546,10 @@ struct ShardState {
     }
 }
 
-/// The two kinds of segment a shard appends to: records up to the shard's
-/// mean item size go to `small` ones, bigger records to `large` ones. An
-/// eviction pass comes to a large segment sooner (docs/eviction.md).
+/// The two kinds of segment a shard appends to: records over the shard's
+/// mean item size and over twice the small band's mean go to `large` ones,
+/// the others to `small` ones. An eviction pass comes to a large segment
+/// sooner (docs/eviction.md).
 enum SizeBand: UInt8 {
     case small = 0
     case large = 1

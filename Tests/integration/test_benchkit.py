@@ -7,6 +7,7 @@ MEMCLUSTER_TARGET=memcached)."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -184,6 +185,23 @@ def test_segment_store_evicts_unread_big_items_before_unread_small_ones():
         store.write(("big", round_), 4040)
     assert all(store.read(("small", 0, index)) for index in range(10))
     assert not any(store.read(("big", round_)) for round_ in range(300))
+
+
+def test_segment_store_keeps_values_of_nearly_one_size_in_one_band():
+    """Sizes 140-160 never reach twice the small band's mean: the two-band
+    store behaves exactly as one list."""
+    rng = random.Random(7)
+    stores = [evictionsim.SegmentStore(budget=2 << 20, shards=2, bands=bands) for bands in (1, 2)]
+    hits = [0, 0]
+    for _ in range(60_000):
+        key = int(rng.paretovariate(0.8)) % 40_000
+        for which, store in enumerate(stores):
+            if store.read(key):
+                hits[which] += 1
+            else:
+                store.write(key, 140 + key % 21)
+    assert hits[0] == hits[1] > 0
+    assert all(not shard.lists[1] for shard in stores[1].shards)
 
 
 def test_segment_store_keeps_read_big_items():

@@ -176,7 +176,8 @@ class GreedyDualSize:
 class SegmentStore:
     """The node's store: keys hashed over `shards`, each with budget / shards of
     segments sized as the node sizes them; records appended to the head of
-    their band (bigger than the shard's mean item: large); a store needing room
+    their band (large: over the shard's mean item and twice the small band's
+    mean record); a store needing room
     compacts in place the segment due first (read items stay, a read taken
     off) and makes it the head of its own band. A segment becoming a head is
     due at the clock plus 2^32 / (band mean record size)^2, the large band's
@@ -230,7 +231,7 @@ class _SegmentShard:
         self.lists[band].append(segment)
 
     def write(self, key, size: int):
-        band = 1 if len(self.lists) > 1 and size * self.count > self.bytes else 0
+        band = 1 if len(self.lists) > 1 and size * self.count > self.bytes and size > 2 * self.means[0] else 0
         self.means[band] = size if self.means[band] == 0 else self.means[band] + (size - self.means[band]) // 32
         for attempt in range(1, self.capacity + 73):
             heads = self.lists[band]
