@@ -44,7 +44,7 @@ struct AsciiLogin {
 
     /// Set once a `set` line was read: the data block's length with its `\r\n`.
     private var blockLength: Int?
-    /// The user of the last login checked, for the log: printable ASCII
+    /// The user of the last login refused, for the log: printable ASCII
     /// only, at most 64 bytes (a client's bytes), never the password.
     private(set) var lastUser = ""
 
@@ -78,10 +78,10 @@ struct AsciiLogin {
         if let nul = payload.firstIndex(of: 0) { payload = UnsafeRawBufferPointer(rebasing: payload[..<nul]) }
         let words = AsciiLogin.words(payload, limit: 2)
         guard words.count == 2 else { return .refused(.badTokenFormat) }
-        lastUser = String(decoding: payload[words[0]].prefix(64).map { $0 >= 0x21 && $0 < 0x7f ? $0 : UInt8(ascii: "?") },
-                          as: UTF8.self)
-        return check(UnsafeRawBufferPointer(rebasing: payload[words[0]]), UnsafeRawBufferPointer(rebasing: payload[words[1]]))
-            ? .loggedIn : .refused(.authenticationFailure)
+        let user = UnsafeRawBufferPointer(rebasing: payload[words[0]])
+        if check(user, UnsafeRawBufferPointer(rebasing: payload[words[1]])) { return .loggedIn }
+        lastUser = String(decoding: user.prefix(64).map { $0 >= 0x21 && $0 < 0x7f ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+        return .refused(.authenticationFailure)
     }
 
     private mutating func readLine(_ input: UnsafeRawBufferPointer, consumed: inout Int) -> Outcome {

@@ -327,24 +327,11 @@ public final class ProxyServer: @unchecked Sendable {
         node.startRefill(until: monotonicMilliseconds() + window)
     }
 
-    /// Re-reads the configuration and installs it without dropping a client
-    /// connection; a bad file keeps the running configuration. With
-    /// `discovery:`, the nodes are the list the name gave last (the running
-    /// list while a changed name is not looked up yet). Main loop.
-    @discardableResult
     /// A warning at most once a second (a node refusing every link is said,
     /// not repeated per link).
     static func onceASecond(_ logger: Logger) -> @Sendable (String) -> Void {
-        let last = Locked<Int64>(0)
-        return { line in
-            let now = monotonicMilliseconds()
-            let due = last.withLock { at -> Bool in
-                guard at == 0 || now - at >= 1000 else { return false }
-                at = now
-                return true
-            }
-            if due { logger.warning("\(line)") }
-        }
+        let throttle = ThrottledLog { line in logger.warning("\(line)") }
+        return { line in throttle.log(line) }
     }
 
     /// A reload reads the TLS files again (renewed certificates take effect
@@ -364,6 +351,11 @@ public final class ProxyServer: @unchecked Sendable {
         return rebalancer.repairAll(context.topology).map { "rebalance started: repairing, listing \($0) nodes" }
     }
 
+    /// Re-reads the configuration and installs it without dropping a client
+    /// connection; a bad file keeps the running configuration. With
+    /// `discovery:`, the nodes are the list the name gave last (the running
+    /// list while a changed name is not looked up yet). Main loop.
+    @discardableResult
     func reload() -> ReloadOutcome {
         guard let loadConfiguration else {
             return .refused("no configuration file to reload")
