@@ -45,6 +45,15 @@ def requests(keys: int, count: int, scan_share: float, scan_length: int = 1000, 
             yield zipf.sample(), False
 
 
+def count_read(entry: list | None, slot: int) -> bool:
+    """A read of a cached entry, whose read count is at `slot` (saturating
+    at MAX_READS). False when the key is not cached."""
+    if entry is None:
+        return False
+    entry[slot] = min(MAX_READS, entry[slot] + 1)
+    return True
+
+
 def record_size(index: int) -> int:
     return (32 + len(missratio.key_name(index)) + missratio.value_size(index, 50, 10240) + 7) & ~7
 
@@ -75,11 +84,7 @@ class ReadCountClock:
         self.budget, self.used, self.items, self.size_factor = budget, 0, collections.OrderedDict(), size_factor
 
     def read(self, key) -> bool:
-        entry = self.items.get(key)
-        if entry is None:
-            return False
-        entry[1] = min(MAX_READS, entry[1] + 1)
-        return True
+        return count_read(self.items.get(key), 1)
 
     def write(self, key, size: int):
         self.items[key] = [size, 0]
@@ -106,11 +111,7 @@ class S3FIFO:
         self.small_used = self.main_used = 0
 
     def read(self, key) -> bool:
-        entry = self.small.get(key) or self.main.get(key)
-        if entry is None:
-            return False
-        entry[1] = min(MAX_READS, entry[1] + 1)
-        return True
+        return count_read(self.small.get(key) or self.main.get(key), 1)
 
     def write(self, key, size: int):
         if self.ghost.pop(key, None) is not None:
@@ -214,11 +215,7 @@ class _SegmentShard:
         self.segments = 0
 
     def read(self, key) -> bool:
-        entry = self.items.get(key)
-        if entry is None:
-            return False
-        entry[2] = min(MAX_READS, entry[2] + 1)
-        return True
+        return count_read(self.items.get(key), 2)
 
     def interval(self, band: int) -> int:
         small = max(1, (1 << 32) // max(32, self.means[0]) ** 2)
