@@ -238,6 +238,13 @@ def _answering_pid(addr) -> int | None:
     return None
 
 
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of a process so far, in clock ticks (1/100 s here)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def proc_status_kib(pid: int, field_name: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -10,7 +10,8 @@ made by scripts/make-test-ca:
 - refused, each with a log line and no crash: plain text to the TLS port
   (200 times: the node stays up and its connections come back), TLS to the
   `notls:` port, an expired server certificate and a wrong CA (refused by
-  the client); a client that stalls mid-handshake does not hold up others;
+  the client); a client that stalls mid-handshake does not hold up others,
+  nor does half a record cost CPU while the rest is awaited;
 - `refresh_certs` serves the files' new certificate to new connections.
 
 With `--target memcached` the same tests run against memcached `-Z` (what
@@ -296,6 +297,58 @@ def test_a_stalled_handshake_holds_up_no_one(node, certs):
         assert time.monotonic() - t0 < 2
     finally:
         stalled.close()
+
+
+def test_half_a_record_costs_no_cpu_and_the_rest_is_answered(node, certs):
+    """OpenSSL holds the first half of a record it cannot decrypt yet: the
+    server must wait for the rest, not wake up again and again for it."""
+    srv, tls_port = node
+    sock = socket.create_connection((harness.HOST, tls_port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context(certs).wrap_bio(incoming, outgoing, server_hostname=harness.HOST)
+
+    def pump_until(done) -> bytes:
+        data = b""
+        deadline = time.monotonic() + 5
+        while not done(data) and time.monotonic() < deadline:
+            try:
+                data += tls.read(1 << 20)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            incoming.write(chunk)
+        return data
+
+    try:
+        for _ in range(20):
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                incoming.write(sock.recv(1 << 16))
+        if outgoing.pending:
+            sock.sendall(outgoing.read())
+        tls.write(b"version\r\n")
+        sock.sendall(outgoing.read())
+        assert pump_until(lambda data: data.endswith(b"\r\n")).startswith(b"VERSION ")
+        tls.write(b"get nothing\r\n" * 100)
+        record = outgoing.read()
+        sock.sendall(record[:len(record) // 2])
+        before = harness.cpu_ticks(srv.pid)
+        time.sleep(2)
+        spent = harness.cpu_ticks(srv.pid) - before
+        assert spent <= 10, f"{spent} ticks of CPU while waiting for the rest of a record"
+        sock.sendall(record[len(record) // 2:])
+        assert pump_until(lambda data: data.count(b"END\r\n") == 100) == b"END\r\n" * 100
+    finally:
+        sock.close()
 
 
 def test_refresh_certs_serves_the_new_certificate(target_bin, certs):
