@@ -9,7 +9,8 @@ with the test CA of scripts/make-test-ca:
   comes up, clients get `SERVER_ERROR`, the proxy logs why and stays up;
 - `tls:` for clients: pymemcache with `tls_context`; plain text to it is
   refused; with `verify_clients: true` a client without a certificate is
-  refused and one with the test CA's is served;
+  refused and one with the test CA's is served; half a record from a client
+  costs the proxy no CPU while it waits for the rest;
 - `node_auth:` in front of memcached `-Y` and memcluster-node `-Y` nodes: the
   proxy logs in on every link; a wrong password is refused, logged without
   the password, and the nodes are marked down.
@@ -30,7 +31,7 @@ import pytest
 
 import harness
 import proxy_harness as ph
-from test_tls import certs, exchange, start, tls_socket  # noqa: F401 (certs is a fixture)
+from test_tls import certs, check_half_a_record, exchange, start, tls_socket  # noqa: F401 (certs is a fixture)
 from tls_relay import client_context
 
 
@@ -167,6 +168,22 @@ def test_clients_over_tls(verify_clients, certs, tmp_path):
                 with tls_socket(listen, client_context(certs)) as s:
                     if not exchange(s, b"version\r\n"):
                         raise ConnectionError("closed")
+        assert proxy.alive()
+    finally:
+        if proxy:
+            proxy.stop()
+        node.stop()
+
+
+def test_half_a_record_from_a_client_costs_the_proxy_no_cpu(certs, tmp_path):
+    node = harness.start_server(harness.DEFAULT_NODE)
+    proxy = None
+    try:
+        listen = harness.free_port()
+        config = str(tmp_path / "proxy.yaml")
+        write_config(config, listen, [node.port], f"tls:\n  cert: {certs}/server.crt\n  key: {certs}/server.key\n")
+        proxy = spawn_proxy(config, listen, plain=False)
+        check_half_a_record(listen, certs, proxy.pid)
         assert proxy.alive()
     finally:
         if proxy:
