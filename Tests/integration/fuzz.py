@@ -2253,6 +2253,24 @@ def diff_adjust(piece: Piece) -> list[Piece] | None:
 _STORAGE = {b"set", b"add", b"replace", b"append", b"prepend", b"cas", b"ms"}
 
 
+def leaves_line_open(data: bytes) -> bool:
+    """Whether `data`, read as memcached reads a stream (a storage line whose
+    length parses is followed by that many bytes and 2 more of data), ends
+    inside a command line rather than after one or inside a data block."""
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return True
+        toks = next(memcached_lines(data[pos:nl]), None)
+        pos = nl + 1
+        if toks and toks[0] in _STORAGE:
+            length = c_long(toks[2] if toks[0] == b"ms" else toks[4]) if len(toks) > (2 if toks[0] == b"ms" else 4) else None
+            if length is not None and length >= 0:
+                pos += length + 2
+    return False
+
+
 def leaves_long_block(data: bytes, padding: int = 3000) -> bool:
     """Whether `data`, read as command lines the way memcached reads them,
     may end inside a data block that more than `padding` bytes would still
@@ -2335,8 +2353,8 @@ def diff_case(seed: int, index: int) -> DiffCase:
                             b"verbosity 1\r\n", b"shutdown\r\n", b"quit\r\n", b"cache_memlimit 64\r\n",
                             b"mn\r\n", b"\r\n"])
             p = Piece(c, b"", False, "admin")
-        if pieces and not pieces[-1].data.endswith(b"\n"):
-            # The last piece left a line open: the server reads this piece's
+        if pieces and leaves_line_open(pieces[-1].data):
+            # The last piece left a command line open: the server reads this piece's
             # first line as the rest of it, so the exclusions must see them as one.
             joined = pieces.pop()
             p = Piece(joined.data + p.text, p.block, joined.barrier, joined.what + " + " + p.what)
