@@ -19,8 +19,8 @@ struct SegmentInfo {
     var epoch: UInt32 = 0
     /// Owning shard + 1; 0 while in the pool.
     var owner: UInt16 = 0
-    /// Which of the owner's two lists holds the segment (`SizeBand.rawValue`).
-    var band: UInt8 = 0
+    /// Which of the owner's two lists holds the segment.
+    var band = SizeBand.small
     /// When an eviction pass should come to this segment, on the owner's
     /// clock: the lowest first (docs/eviction.md).
     var passDue: UInt64 = 0

@@ -213,7 +213,7 @@ extension ShardState {
     /// Where the items kept from an emptied segment go: the head of its band,
     /// or the other head when that is the segment itself; 0 if neither.
     func evacuationTarget(for segment: UInt32) -> UInt32 {
-        let own = head(SizeBand(rawValue: segments[Int(segment)].band) ?? .small)
+        let own = head(segments[Int(segment)].band)
         if own != 0 && own != segment { return own }
         let other = lists.small.newest == own ? lists.large.newest : lists.small.newest
         return other != segment ? other : 0

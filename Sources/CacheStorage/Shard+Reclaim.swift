@@ -86,7 +86,7 @@ extension ShardState {
         if isHead(segment) {
             // A head stays a head; at least three quarters of what it holds dead, it is compacted where it is.
             if segments[Int(segment)].deadBytes >= 3 * Int(segments[Int(segment)].writeOffset) / 4 && live < segmentSize / 4 {
-                compactInPlace(segment, evictCold: false, into: SizeBand(rawValue: segments[Int(segment)].band) ?? .small, now: now)
+                compactInPlace(segment, evictCold: false, into: segments[Int(segment)].band, now: now)
             }
             return
         }
@@ -94,7 +94,7 @@ extension ShardState {
         if live > 0 && freeBytes(in: evacuationTarget(for: segment)) < live {
             let fresh = context.pool.take()
             guard fresh != 0 else { return }
-            appendSegment(fresh, band: SizeBand(rawValue: segments[Int(segment)].band) ?? .small)
+            appendSegment(fresh, band: segments[Int(segment)].band)
         }
         if evacuate(segment, mayEvict: false, now: now) {
             context.pool.give(segment, discard: false)

@@ -54,7 +54,7 @@ extension ShardState {
             var previous: UInt32 = 0
             while segment != 0 {
                 let info = segments[Int(segment)]
-                guard info.owner == UInt16(index + 1), info.previous == previous, info.band == band.rawValue else {
+                guard info.owner == UInt16(index + 1), info.previous == previous, info.band == band else {
                     return "shard \(index): segment list broken at \(segment)"
                 }
                 let base = segmentBase(segment)

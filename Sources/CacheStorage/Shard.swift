@@ -445,7 +445,7 @@ struct ShardState {
     /// The next segment of a walk over all of them: the small list, then the large one.
     func segment(after segment: UInt32) -> UInt32 {
         let next = segments[Int(segment)].next
-        if next != 0 || segments[Int(segment)].band == SizeBand.large.rawValue { return next }
+        if next != 0 || segments[Int(segment)].band == .large { return next }
         return lists.large.oldest
     }
 
@@ -514,7 +514,7 @@ struct ShardState {
 
     private mutating func attachAsHead(_ segment: UInt32, band: SizeBand) {
         let newest = lists[band].newest
-        segments[Int(segment)].band = band.rawValue
+        segments[Int(segment)].band = band
         segments[Int(segment)].passDue = passClock &+ passInterval(band)
         segments[Int(segment)].previous = newest
         segments[Int(segment)].next = 0
@@ -524,7 +524,7 @@ struct ShardState {
     }
 
     private mutating func detach(_ segment: UInt32) {
-        let band = SizeBand(rawValue: segments[Int(segment)].band) ?? .small
+        let band = segments[Int(segment)].band
         let previous = segments[Int(segment)].previous
         let next = segments[Int(segment)].next
         if previous != 0 { segments[Int(previous)].next = next } else { lists[band].oldest = next }
@@ -550,9 +550,9 @@ struct ShardState {
 /// mean item size and over twice the small band's mean go to `large` ones,
 /// the others to `small` ones. An eviction pass comes to a large segment
 /// sooner (docs/eviction.md).
-enum SizeBand: UInt8 {
-    case small = 0
-    case large = 1
+enum SizeBand {
+    case small
+    case large
 }
 
 /// One band's segments in write order, oldest first; the newest is the band's head.
